@@ -1,1 +1,30 @@
+//! The `spire.spiffe.io/v1alpha1` custom resources, field for field as upstream
+//! (spiffe/spire-controller-manager `api/v1alpha1`), plus status conditions beside
+//! upstream's status fields. One file per kind; `crd` renders the CRD YAML.
+//!
+//! May touch: serde, schemars, kube's derive. Nothing here talks to a server.
 
+mod clusterfederatedtrustdomain;
+mod clusterspiffeid;
+mod clusterstaticentry;
+pub mod crd;
+
+pub use clusterfederatedtrustdomain::{
+    BundleEndpointProfile, BundleEndpointProfileType, ClusterFederatedTrustDomain,
+    ClusterFederatedTrustDomainSpec, ClusterFederatedTrustDomainStatus,
+};
+pub use clusterspiffeid::{ClusterSPIFFEID, ClusterSPIFFEIDSpec, ClusterSPIFFEIDStats, ClusterSPIFFEIDStatus};
+pub use clusterstaticentry::{ClusterStaticEntry, ClusterStaticEntrySpec, ClusterStaticEntryStatus};
+
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+
+/// API group and version of the three kinds.
+pub const GROUP: &str = "spire.spiffe.io";
+pub const VERSION: &str = "v1alpha1";
+pub const API_VERSION: &str = "spire.spiffe.io/v1alpha1";
+
+/// The label the SPIRE helm chart puts on the objects of one install (`filterByClassName`).
+pub const CLASS_NAME_LABEL: &str = "spire.spiffe.io/class-name";
+
+/// Condition type written on all three kinds.
+pub const CONDITION_READY: &str = "Ready";

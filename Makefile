@@ -1,0 +1,47 @@
+# spire-controller-manager (Rust). `make test` runs every test against real peers;
+# `make demo` runs the controller on a local control plane and SPIRE server.
+SHELL := /bin/bash
+CARGO ?= cargo
+E2E_DIR ?= $(CURDIR)/.e2e
+
+.PHONY: all build release test unit e2e peers crds check-crds demo demo-down bench clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+release:
+	$(CARGO) build --release --bin spire-controller-manager
+
+## Every test: unit tests, then e2e tests against real peers (built and started here).
+test:
+	e2e/run-tests.sh
+
+## Unit tests only (no peers).
+unit:
+	$(CARGO) test --workspace --lib --bins
+
+## Build the real peers (spire-server, kube-apiserver, etcd, kubectl) into the cache.
+peers:
+	e2e/peers.sh build
+
+## Regenerate crds/ from the Rust types.
+crds:
+	$(CARGO) run -q --bin spire-controller-manager -- crds --dir crds
+
+check-crds: crds
+	git diff --exit-code -- crds
+
+demo:
+	e2e/demo.sh
+
+demo-down:
+	e2e/demo.sh down
+
+bench:
+	e2e/bench/run.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf $(E2E_DIR) .demo
