@@ -1,1 +1,41 @@
+//! Pure domain logic of the entry reconciler: a world snapshot and the settings in,
+//! declared SPIRE entries, per-object stats and a write plan out.
+//!
+//! No Kubernetes client, no network, no async, no clock: plain data in, plain data out.
+//!
+//! - [`declare_entries`]: ClusterSPIFFEID × pods and ClusterStaticEntries → winning entries
+//!   (masking), stats, render failures, [`Protection`].
+//! - [`plan`]: declared vs current SPIRE entries under an [`Ownership`] → deletes, creates,
+//!   updates (protected would-be deletes are kept).
+//! - [`parse_cluster_spiffe_id`], [`parse_static_entry`], [`parse_label_selector`]: shared
+//!   with the admission webhook.
 
+#[doc(hidden)]
+pub mod bench;
+mod declare;
+mod diff;
+mod duration;
+mod key;
+mod labels;
+mod parse;
+mod render;
+mod settings;
+mod tmpl;
+mod world;
+
+pub use declare::{
+    CacheStats, Declared, DeclaredEntry, Protection, RenderCache, RenderFailure, SourceKind, SourceRef,
+    StaticEntryOutcome, declare_entries,
+};
+pub use diff::{EntryOwnership, Ownership, Plan, UnsupportedFields, outdated_fields, plan};
+pub use key::{EntryKey, entry_key, is_join_token_entry, pod_uid_of};
+pub use labels::{LabelSelectorMatcher, Requirement, parse_label_selector};
+pub use parse::{
+    DNS_NAME_TEMPLATE_NAME, FieldError, ParsedClusterSPIFFEID, SPIFFE_ID_TEMPLATE_NAME,
+    WORKLOAD_SELECTOR_TEMPLATE_NAME, class_matches, parse_cluster_spiffe_id, parse_static_entry,
+};
+pub use settings::Settings;
+pub use world::World;
+
+#[cfg(test)]
+mod tests;

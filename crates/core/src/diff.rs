@@ -1,0 +1,200 @@
+//! Declared entries vs the entries SPIRE holds → a write plan (compat-spec §4.3 steps 3, 7,
+//! 8 and §4.6).
+
+use std::collections::{HashMap, HashSet};
+
+use scm_spiffe::Entry;
+
+use crate::declare::{DeclaredEntry, Protection, SourceRef};
+use crate::key::{EntryKey, entry_key, is_join_token_entry};
+
+/// Which SPIRE entries this controller owns (`entryIDPrefix`, `entryIDPrefixCleanup`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ownership {
+    /// With its trailing `.`. `None` (or empty): every entry is managed.
+    pub prefix: Option<String>,
+    /// `Some("")`: unprefixed IDs (no `.`) are delete-only; `Some("x.")`: IDs starting with
+    /// it are delete-only. Only consulted when `prefix` is set.
+    pub cleanup: Option<String>,
+}
+
+/// How an existing entry is treated, by its ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryOwnership {
+    /// Compared against the declared entries: reused, updated or deleted.
+    Managed,
+    /// Deleted (unless protected), never reused.
+    DeleteOnly,
+    /// Never touched.
+    Ignored,
+}
+
+impl Ownership {
+    fn prefix(&self) -> Option<&str> {
+        self.prefix.as_deref().filter(|p| !p.is_empty())
+    }
+
+    /// Upstream `shouldProcessOrDeleteEntryID`.
+    pub fn classify(&self, entry_id: &str) -> EntryOwnership {
+        let Some(prefix) = self.prefix() else { return EntryOwnership::Managed };
+        if entry_id.starts_with(prefix) {
+            return EntryOwnership::Managed;
+        }
+        match self.cleanup.as_deref() {
+            Some("") if !entry_id.contains('.') => EntryOwnership::DeleteOnly,
+            Some("") => EntryOwnership::Ignored,
+            Some(cleanup) if entry_id.starts_with(cleanup) => EntryOwnership::DeleteOnly,
+            _ => EntryOwnership::Ignored,
+        }
+    }
+}
+
+/// Fields the SPIRE server was found not to store (the unsupported-field probe); they are
+/// left out of the comparison so old servers don't cause endless updates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnsupportedFields {
+    pub jwt_svid_ttl: bool,
+    pub hint: bool,
+    pub store_svid: bool,
+}
+
+/// The writes of one pass. Apply in the order deletes → creates → updates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub deletes: Vec<Entry>,
+    /// Entry `id` is `new_id()` when a prefix is configured, else empty (SPIRE assigns).
+    pub creates: Vec<(SourceRef, Entry)>,
+    /// Full replacements, `id` set to the existing entry's.
+    pub updates: Vec<(SourceRef, Entry)>,
+    /// Declared entries already current in SPIRE, `id` set.
+    pub unchanged: Vec<(SourceRef, Entry)>,
+    /// Would-be deletes held back because their source failed, with the reason.
+    pub kept: Vec<(Entry, String)>,
+}
+
+/// Upstream `getOutdatedEntryFields`: the names (upstream's `spireapi.Field` values) of the
+/// fields of `old` that differ from `new`. SPIFFE ID, parent ID and selectors are the key and
+/// not compared. federatesWith and dnsNames compare as sorted lists.
+pub fn outdated_fields(new: &Entry, old: &Entry, unsupported: &UnsupportedFields) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if old.x509_svid_ttl != new.x509_svid_ttl {
+        out.push("x509SVIDTTL");
+    }
+    if old.jwt_svid_ttl != new.jwt_svid_ttl && !unsupported.jwt_svid_ttl {
+        out.push("jwtSVIDTTL");
+    }
+    if !same_sorted(&old.federates_with, &new.federates_with) {
+        out.push("federatesWith");
+    }
+    if old.admin != new.admin {
+        out.push("admin");
+    }
+    if old.downstream != new.downstream {
+        out.push("downstream");
+    }
+    if !same_sorted(&old.dns_names, &new.dns_names) {
+        out.push("dnsNames");
+    }
+    if old.hint != new.hint && !unsupported.hint {
+        out.push("hint");
+    }
+    if old.store_svid != new.store_svid && !unsupported.store_svid {
+        out.push("storeSVID");
+    }
+    out
+}
+
+fn same_sorted<T: Ord>(a: &[T], b: &[T]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a == b {
+        return true;
+    }
+    let mut a: Vec<&T> = a.iter().collect();
+    let mut b: Vec<&T> = b.iter().collect();
+    a.sort();
+    b.sort();
+    a == b
+}
+
+/// Computes the writes that make SPIRE hold `declared`.
+///
+/// Per declared key: no managed entry ⇒ create; else the first existing entry (in
+/// `current` order) is reused and updated if outdated; the other entries with that key are
+/// duplicates and deleted. Managed entries with undeclared keys are deleted, except
+/// join-token entries and protected ones (→ `kept`). Delete-only (cleanup) entries are
+/// deleted unless protected; they are not join-token filtered. Ignored entries are untouched.
+pub fn plan(
+    declared: &[DeclaredEntry],
+    current: &[Entry],
+    own: &Ownership,
+    unsupported: &UnsupportedFields,
+    protect: &Protection,
+    new_id: &mut dyn FnMut() -> String,
+) -> Plan {
+    let mut plan = Plan::default();
+    let mut managed: Vec<(usize, EntryKey)> = Vec::new();
+    let mut cleanup: Vec<&Entry> = Vec::new();
+    for (i, e) in current.iter().enumerate() {
+        match own.classify(&e.id) {
+            EntryOwnership::Managed => managed.push((i, entry_key(e))),
+            EntryOwnership::DeleteOnly => cleanup.push(e),
+            EntryOwnership::Ignored => {}
+        }
+    }
+    let mut first_by_key: HashMap<&EntryKey, usize> = HashMap::with_capacity(managed.len());
+    for (i, key) in &managed {
+        first_by_key.entry(key).or_insert(*i);
+    }
+
+    let mut declared_keys: HashSet<&EntryKey> = HashSet::with_capacity(declared.len());
+    for d in declared {
+        if !declared_keys.insert(&d.key) {
+            continue; // keys are unique in `Declared::entries`; be robust anyway
+        }
+        let mut entry = d.entry.clone();
+        match first_by_key.get(&d.key) {
+            None => {
+                if entry.id.is_empty() && own.prefix().is_some() {
+                    entry.id = new_id();
+                }
+                plan.creates.push((d.source.clone(), entry));
+            }
+            Some(&i) => {
+                let old = &current[i];
+                entry.id = old.id.clone();
+                if outdated_fields(&entry, old, unsupported).is_empty() {
+                    plan.unchanged.push((d.source.clone(), entry));
+                } else {
+                    plan.updates.push((d.source.clone(), entry));
+                }
+            }
+        }
+    }
+
+    for (i, key) in &managed {
+        let e = &current[*i];
+        if declared_keys.contains(key) {
+            if first_by_key.get(key) != Some(i) && !is_join_token_entry(e) {
+                plan.deletes.push(e.clone()); // duplicate of a declared entry
+            }
+            continue;
+        }
+        if is_join_token_entry(e) {
+            continue;
+        }
+        match protect.reason_for(e) {
+            Some(reason) => plan.kept.push((e.clone(), reason.to_owned())),
+            None => plan.deletes.push(e.clone()),
+        }
+    }
+
+    for e in cleanup {
+        match protect.reason_for(e) {
+            Some(reason) => plan.kept.push((e.clone(), reason.to_owned())),
+            None => plan.deletes.push(e.clone()),
+        }
+    }
+    plan
+}
