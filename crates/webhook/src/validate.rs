@@ -1,0 +1,393 @@
+//! Validation of the three kinds (the validating paths).
+//!
+//! First the parsers the reconcilers use (`scm_core::parse_cluster_spiffe_id`,
+//! `scm_core::parse_static_entry`, the CFTD rules), so the webhook refuses exactly what the
+//! controller could not process. Then, beyond upstream, each ClusterSPIFFEID template is
+//! rendered against a synthetic pod, node and namespace (`TemplateData::synthetic`):
+//!
+//! - the SPIFFE ID must render, parse, and be in the configured trust domain;
+//! - each workload selector must render to `type:value`;
+//! - each DNS name template must render; a result that is not a DNS name is a warning
+//!   (upstream stopped validating them in #180, SPIRE rejects bad ones per entry).
+//!
+//! A synthetic pod cannot know label or annotation values, and a template may index into
+//! lists the synthetic pod leaves empty. So when a template reads a map (`.Labels`,
+//! `.Annotations`, `index`) or fails only on data (index out of range, nil pointer), a
+//! bad *rendered value* is a warning, not a denial; unknown fields, unknown functions,
+//! syntax errors and a wrong trust domain are always denied.
+//!
+//! Warnings (AdmissionResponse.warnings) for legal but suspicious input: a className this
+//! install does not process; a TTL under a minute; DNS names that are not DNS names; a
+//! ClusterStaticEntry SPIFFE ID outside the trust domain (SPIRE refuses those); an
+//! https_spiffe federation without a bootstrap bundle. A ClusterStaticEntry parent ID
+//! outside the trust domain is not warned about (nested SPIRE servers).
+
+use std::fmt;
+use std::time::Duration;
+
+use kube::core::DynamicObject;
+use scm_api::{ClusterFederatedTrustDomainSpec, ClusterSPIFFEIDSpec, ClusterStaticEntrySpec};
+use scm_spiffe::{BundleEndpointProfile, Selector, SpiffeId};
+use serde_json::Value;
+
+use crate::AdmissionSettings;
+use crate::admission::{CrdKind, Decision};
+
+/// A problem with one field (`field` is a JSON path like `spec.selectors[1]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl From<scm_core::FieldError> for FieldError {
+    fn from(e: scm_core::FieldError) -> Self {
+        let field = if e.field.starts_with("spec") || e.field.starts_with("metadata") {
+            e.field
+        } else {
+            format!("spec.{}", e.field)
+        };
+        Self { field, message: e.message }
+    }
+}
+
+/// Errors (deny) and warnings (allow, tell the user) for one object.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub errors: Vec<FieldError>,
+    pub warnings: Vec<String>,
+}
+
+impl Verdict {
+    fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, message));
+    }
+    fn warn(&mut self, message: impl Into<String>) {
+        self.warnings.push(message.into());
+    }
+}
+
+pub(crate) fn validate_object(settings: &AdmissionSettings, kind: CrdKind, object: &DynamicObject, name: &str) -> Decision {
+    let Some(spec) = object.data.get("spec") else {
+        return Decision::forbidden(format!("{} {name:?} is invalid: spec: Required value", kind.as_str()));
+    };
+    let verdict = match kind {
+        CrdKind::ClusterSPIFFEID => decode::<ClusterSPIFFEIDSpec>(spec).map(|s| validate_cluster_spiffe_id(settings, &s)),
+        CrdKind::ClusterStaticEntry => decode::<ClusterStaticEntrySpec>(spec).map(|s| validate_cluster_static_entry(settings, &s)),
+        CrdKind::ClusterFederatedTrustDomain => {
+            precheck_profile_type(spec).and_then(|()| decode::<ClusterFederatedTrustDomainSpec>(spec)).map(|s| validate_cluster_federated_trust_domain(settings, &s))
+        }
+    };
+    let verdict = match verdict {
+        Ok(v) => v,
+        Err(Rejection::Field(e)) => Verdict { errors: vec![e], warnings: vec![] },
+        Err(Rejection::Decode(msg)) => {
+            return Decision::bad_request(format!("{} {name:?} could not be decoded: spec: {msg}", kind.as_str()));
+        }
+    };
+    if verdict.errors.is_empty() {
+        Decision { denial: None, warnings: verdict.warnings, patch: None }
+    } else {
+        let errors: Vec<String> = verdict.errors.iter().map(ToString::to_string).collect();
+        let mut d = Decision::forbidden(format!("{} {name:?} is invalid: {}", kind.as_str(), errors.join("; ")));
+        d.warnings = verdict.warnings;
+        d
+    }
+}
+
+enum Rejection {
+    Decode(String),
+    Field(FieldError),
+}
+
+fn decode<T: serde::de::DeserializeOwned>(spec: &Value) -> Result<T, Rejection> {
+    T::deserialize(spec).map_err(|e| Rejection::Decode(e.to_string()))
+}
+
+/// The profile type is an enum in the typed spec; name the field instead of failing the
+/// decode with serde's text.
+fn precheck_profile_type(spec: &Value) -> Result<(), Rejection> {
+    match spec.pointer("/bundleEndpointProfile/type") {
+        Some(Value::String(t)) if t == "https_spiffe" || t == "https_web" => Ok(()),
+        Some(Value::String(t)) => Err(Rejection::Field(FieldError::new(
+            "spec.bundleEndpointProfile.type",
+            format!("unknown bundle endpoint profile type {t:?}; expected https_spiffe or https_web"),
+        ))),
+        _ => Ok(()), // absent or not a string: the decoder reports it
+    }
+}
+
+// ------------------------------------------------------------------- ClusterSPIFFEID
+
+pub fn validate_cluster_spiffe_id(settings: &AdmissionSettings, spec: &ClusterSPIFFEIDSpec) -> Verdict {
+    let mut v = Verdict::default();
+    class_warning(settings, spec.class_name.as_deref(), &mut v);
+    let parsed = match scm_core::parse_cluster_spiffe_id(spec) {
+        Ok(p) => p,
+        Err(e) => {
+            v.errors.push(e.into());
+            return v;
+        }
+    };
+    ttl_warning("spec.ttl", parsed.ttl, &mut v);
+    ttl_warning("spec.jwtTtl", parsed.jwt_ttl, &mut v);
+
+    let Some(data) = synthetic_data(settings) else {
+        return v;
+    };
+    let td = &settings.trust_domain;
+
+    // SPIFFE ID.
+    let field = "spec.spiffeIDTemplate";
+    let src = &spec.spiffe_id_template;
+    match render(&parsed.spiffe_id_template, &data) {
+        Err(e) => render_failure(field, src, &e, &mut v),
+        Ok(rendered) => match SpiffeId::parse(&rendered) {
+            Ok(id) if id.is_member_of(td) => {}
+            Ok(id) => v.error(
+                field,
+                format!(
+                    "renders to {:?}, which is not in the trust domain {:?} (rendered against a synthetic pod)",
+                    id.as_str(),
+                    td.name()
+                ),
+            ),
+            Err(e) => {
+                let msg = format!("renders to an invalid SPIFFE ID {rendered:?}: {e} (rendered against a synthetic pod)");
+                if reads_unknowable_data(src) && !rendered.contains(NO_VALUE) {
+                    v.warn(format!("{field}: {msg}; it reads labels or annotations, so pods with the right values may still render"));
+                } else if let Some(td_part) = rendered.strip_prefix("spiffe://").and_then(|r| r.split('/').next())
+                    && !td_part.is_empty()
+                    && td_part != td.name()
+                    && !reads_unknowable_data(src)
+                {
+                    v.error(field, format!("{msg}; the trust domain must be {:?}", td.name()));
+                } else {
+                    v.error(field, msg);
+                }
+            }
+        },
+    }
+
+    // Workload selectors.
+    for (i, (tmpl, src)) in parsed
+        .workload_selector_templates
+        .iter()
+        .zip(spec.workload_selector_templates.iter().flatten())
+        .enumerate()
+    {
+        let field = format!("spec.workloadSelectorTemplates[{i}]");
+        match render(tmpl, &data) {
+            Err(e) => render_failure(&field, src, &e, &mut v),
+            Ok(rendered) => {
+                if let Err(e) = Selector::parse(&rendered) {
+                    let msg = format!("renders to an invalid selector {rendered:?}: {e} (rendered against a synthetic pod)");
+                    if reads_unknowable_data(src) && !rendered.contains(NO_VALUE) {
+                        v.warn(format!("{field}: {msg}"));
+                    } else {
+                        v.error(field, msg);
+                    }
+                }
+            }
+        }
+    }
+
+    // DNS names: render errors are errors; bad names only warnings.
+    for (i, (tmpl, src)) in parsed.dns_name_templates.iter().zip(spec.dns_name_templates.iter().flatten()).enumerate() {
+        let field = format!("spec.dnsNameTemplates[{i}]");
+        match render(tmpl, &data) {
+            Err(e) => render_failure(&field, src, &e, &mut v),
+            Ok(rendered) => {
+                if rendered.contains(NO_VALUE) && !reads_unknowable_data(src) {
+                    v.error(field, format!("renders {rendered:?}: the template reads a field that does not exist"));
+                } else if !is_dns_name(&rendered) {
+                    v.warn(format!(
+                        "{field}: renders to {rendered:?} for a synthetic pod, which is not a DNS name; SPIRE will refuse such entries"
+                    ));
+                }
+            }
+        }
+    }
+    v
+}
+
+// TEMPORARY gate: `scm-template` (TemplateData::synthetic) has not landed yet; until it
+// does, the `render-check` feature is off and only the parse checks run. Remove the gate
+// (and the feature) when it lands.
+#[cfg(feature = "render-check")]
+type Data = scm_template::TemplateData;
+#[cfg(feature = "render-check")]
+fn synthetic_data(s: &AdmissionSettings) -> Option<Data> {
+    Some(Data::synthetic(s.trust_domain.name(), &s.cluster_name, &s.cluster_domain))
+}
+#[cfg(feature = "render-check")]
+fn render(t: &scm_template::Template, data: &Data) -> Result<String, String> {
+    t.render(data).map_err(|e| e.to_string())
+}
+#[cfg(not(feature = "render-check"))]
+struct Data;
+#[cfg(not(feature = "render-check"))]
+fn synthetic_data(_: &AdmissionSettings) -> Option<Data> {
+    None
+}
+#[cfg(not(feature = "render-check"))]
+fn render<T>(_: &T, _: &Data) -> Result<String, String> {
+    Err("template rendering is not available".into())
+}
+
+/// Go prints a missing map key (and, in the template engine, an unknown field of a map)
+/// as this.
+const NO_VALUE: &str = "<no value>";
+
+/// Templates whose output depends on values a synthetic pod cannot have.
+fn reads_unknowable_data(src: &str) -> bool {
+    src.contains(".Labels") || src.contains(".Annotations") || src.contains("index ") || src.contains("OwnerReferences")
+}
+
+/// Execution failures that depend on the pod's data rather than the template's shape.
+fn is_data_dependent(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    ["index out of range", "out of range", "nil pointer", "error calling index", "nil map"].iter().any(|p| m.contains(p))
+}
+
+fn render_failure(field: &str, src: &str, message: &str, v: &mut Verdict) {
+    if is_data_dependent(message) && reads_unknowable_data(src) {
+        v.warn(format!("{field}: does not render for a synthetic pod ({message}); pods with the data it reads may still render"));
+    } else {
+        v.error(field, format!("does not render: {message}"));
+    }
+}
+
+// ------------------------------------------------------------------- ClusterStaticEntry
+
+pub fn validate_cluster_static_entry(settings: &AdmissionSettings, spec: &ClusterStaticEntrySpec) -> Verdict {
+    let mut v = Verdict::default();
+    class_warning(settings, spec.class_name.as_deref(), &mut v);
+    let entry = match scm_core::parse_static_entry(spec) {
+        Ok(e) => e,
+        Err(e) => {
+            v.errors.push(e.into());
+            return v;
+        }
+    };
+    if !entry.spiffe_id.is_member_of(&settings.trust_domain) {
+        v.warn(format!(
+            "spec.spiffeID {:?} is not in the trust domain {:?}; SPIRE only registers IDs of its own trust domain",
+            entry.spiffe_id.as_str(),
+            settings.trust_domain.name()
+        ));
+    }
+    // A parent ID outside the trust domain is legal (nested servers): no warning.
+    ttl_warning("spec.x509SVIDTTL", entry.x509_svid_ttl, &mut v);
+    ttl_warning("spec.jwtSVIDTTL", entry.jwt_svid_ttl, &mut v);
+    for (i, name) in entry.dns_names.iter().enumerate() {
+        if !is_dns_name(name) {
+            v.warn(format!("spec.dnsNames[{i}]: {name:?} is not a DNS name; SPIRE will refuse the entry"));
+        }
+    }
+    v
+}
+
+// ------------------------------------------------------------------- ClusterFederatedTrustDomain
+
+pub fn validate_cluster_federated_trust_domain(settings: &AdmissionSettings, spec: &ClusterFederatedTrustDomainSpec) -> Verdict {
+    let mut v = Verdict::default();
+    class_warning(settings, spec.class_name.as_deref(), &mut v);
+    let rel = match crate::cftd_rules::parse_federated_trust_domain(spec) {
+        Ok(r) => r,
+        Err(e) => {
+            v.errors.push(e);
+            return v;
+        }
+    };
+    if rel.trust_domain == settings.trust_domain {
+        v.warn(format!(
+            "spec.trustDomain {:?} is this SPIRE server's own trust domain; SPIRE does not federate with itself",
+            rel.trust_domain.name()
+        ));
+    }
+    if let BundleEndpointProfile::HttpsSpiffe { endpoint_spiffe_id } = &rel.bundle_endpoint_profile
+        && rel.trust_domain_bundle.is_none()
+        && !endpoint_spiffe_id.is_member_of(&settings.trust_domain)
+    {
+        v.warn(format!(
+            "spec.trustDomainBundle is empty: SPIRE can only authenticate the https_spiffe endpoint {:?} if it already holds the bundle of {:?}",
+            endpoint_spiffe_id.as_str(),
+            endpoint_spiffe_id.trust_domain_name()
+        ));
+    }
+    v
+}
+
+// ------------------------------------------------------------------- shared checks
+
+fn class_warning(settings: &AdmissionSettings, class: Option<&str>, v: &mut Verdict) {
+    let class = class.unwrap_or("");
+    if scm_core::class_matches(Some(class), &settings.class_name, settings.watch_classless) {
+        return;
+    }
+    let msg = if class.is_empty() {
+        format!(
+            "spec.className is empty and this install (className {:?}, watchClassless=false) only processes objects of its class; this controller will ignore the object",
+            settings.class_name
+        )
+    } else if settings.class_name.is_empty() {
+        format!("spec.className {class:?} is set but this install has no className and processes only classless objects; this controller will ignore the object")
+    } else {
+        format!("spec.className {class:?} is not this install's class {:?}; this controller will ignore the object", settings.class_name)
+    };
+    v.warn(msg);
+}
+
+fn ttl_warning(field: &str, ttl: Duration, v: &mut Verdict) {
+    if !ttl.is_zero() && ttl < Duration::from_secs(60) {
+        v.warn(format!(
+            "{field} is {}s: SVIDs this short-lived are rotated constantly and SPIRE may refuse TTLs below its minimum",
+            ttl.as_secs()
+        ));
+    }
+}
+
+/// An X.509 SAN DNS name: labels of letters, digits and `-` (not at either end), 1..=63
+/// characters each, ≤ 253 in total; a leading `*.` wildcard label is allowed.
+pub fn is_dns_name(name: &str) -> bool {
+    let rest = name.strip_prefix("*.").unwrap_or(name);
+    if rest.is_empty() || name.len() > 253 {
+        return false;
+    }
+    rest.split('.').all(|label| {
+        let b = label.as_bytes();
+        !b.is_empty()
+            && b.len() <= 63
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_names() {
+        for ok in ["a", "svc.ns.svc", "x-y.example.org", "*.example.org", "1.2.3.4"] {
+            assert!(is_dns_name(ok), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "a..b", "a b", "<no value>", "a.*.b", "*", "a_b", &"x".repeat(64)] {
+            assert!(!is_dns_name(bad), "{bad}");
+        }
+    }
+}
