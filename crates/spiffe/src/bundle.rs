@@ -56,7 +56,13 @@ pub enum BundleError {
 
 impl Bundle {
     pub fn empty(trust_domain: TrustDomain) -> Self {
-        Self { trust_domain, x509_authorities: Vec::new(), jwt_authorities: Vec::new(), refresh_hint: 0, sequence_number: 0 }
+        Self {
+            trust_domain,
+            x509_authorities: Vec::new(),
+            jwt_authorities: Vec::new(),
+            refresh_hint: 0,
+            sequence_number: 0,
+        }
     }
 
     /// PEM text of the X.509 authorities (what a webhook configuration's caBundle holds).
@@ -96,8 +102,9 @@ impl Bundle {
         match doc.get("spiffe_refresh_hint") {
             None | Some(Value::Null) => {}
             Some(v) => {
-                bundle.refresh_hint =
-                    v.as_i64().ok_or_else(|| BundleError::Json(format!("spiffe_refresh_hint is not an integer: {v}")))?
+                bundle.refresh_hint = v
+                    .as_i64()
+                    .ok_or_else(|| BundleError::Json(format!("spiffe_refresh_hint is not an integer: {v}")))?
             }
         }
         match doc.get("spiffe_sequence") {
@@ -131,9 +138,8 @@ impl Bundle {
                     let Value::String(b64) = &certs[0] else {
                         return Err(key_err("x5c[0] is not a string".into()));
                     };
-                    let der = STANDARD
-                        .decode(b64.trim())
-                        .map_err(|e| key_err(format!("x5c[0] is not valid base64: {e}")))?;
+                    let der =
+                        STANDARD.decode(b64.trim()).map_err(|e| key_err(format!("x5c[0] is not valid base64: {e}")))?;
                     x509_parser::parse_x509_certificate(&der)
                         .map_err(|e| key_err(format!("x5c[0] is not a valid certificate: {e}")))?;
                     if !bundle.x509_authorities.contains(&der) {
@@ -168,10 +174,10 @@ impl Bundle {
         for der in &self.x509_authorities {
             let mut key = Map::new();
             key.insert("use".into(), X509_SVID_USE.into());
-            if let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) {
-                if let Ok(params) = spki_to_jwk(cert.public_key().raw) {
-                    key.extend(params);
-                }
+            if let Ok((_, cert)) = x509_parser::parse_x509_certificate(der)
+                && let Ok(params) = spki_to_jwk(cert.public_key().raw)
+            {
+                key.extend(params);
             }
             key.insert("x5c".into(), Value::Array(vec![STANDARD.encode(der).into()]));
             keys.push(Value::Object(key));
@@ -264,14 +270,16 @@ fn jwk_to_spki(key: &Map<String, Value>) -> Result<Vec<u8>, String> {
             point.push(0x04); // uncompressed
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
-            let algorithm = der_tlv(TAG_SEQUENCE, &[der_tlv(TAG_OID, OID_EC_PUBLIC_KEY), der_tlv(TAG_OID, curve_oid)].concat());
+            let algorithm =
+                der_tlv(TAG_SEQUENCE, &[der_tlv(TAG_OID, OID_EC_PUBLIC_KEY), der_tlv(TAG_OID, curve_oid)].concat());
             Ok(der_tlv(TAG_SEQUENCE, &[algorithm, der_bit_string(&point)].concat()))
         }
         "RSA" => {
             let n = b64url_param(key, "RSA", "n")?;
             let e = b64url_param(key, "RSA", "e")?;
             let rsa_key = der_tlv(TAG_SEQUENCE, &[der_unsigned_integer(&n), der_unsigned_integer(&e)].concat());
-            let algorithm = der_tlv(TAG_SEQUENCE, &[der_tlv(TAG_OID, OID_RSA_ENCRYPTION), der_tlv(TAG_NULL, &[])].concat());
+            let algorithm =
+                der_tlv(TAG_SEQUENCE, &[der_tlv(TAG_OID, OID_RSA_ENCRYPTION), der_tlv(TAG_NULL, &[])].concat());
             Ok(der_tlv(TAG_SEQUENCE, &[algorithm, der_bit_string(&rsa_key)].concat()))
         }
         "OKP" => {
@@ -593,7 +601,8 @@ mod tests {
         let mut j2 = k2.clone();
         j2.insert("use".into(), "jwt-svid".into());
         j2.insert("kid".into(), "same".into());
-        let doc = serde_json::json!({"keys": [{"use": "x509-svid", "x5c": [c]}, {"use": "x509-svid", "x5c": [c]}, j1, j2]});
+        let doc =
+            serde_json::json!({"keys": [{"use": "x509-svid", "x5c": [c]}, {"use": "x509-svid", "x5c": [c]}, j1, j2]});
         let b = Bundle::parse_jwks(td(), doc.to_string()).unwrap();
         assert_eq!(b.x509_authorities.len(), 1);
         assert_eq!(b.jwt_authorities.len(), 1);

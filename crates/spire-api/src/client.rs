@@ -1,0 +1,704 @@
+//! The typed SPIRE Server API client over the server's admin Unix socket.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use scm_spiffe::{Bundle, Entry, FederationRelationship, SpiffeId, TrustDomain};
+use tokio::net::UnixStream;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tower::service_fn;
+
+use crate::convert::{self, ConvertError};
+use crate::error::{BatchError, BatchResult, ItemError, SpireError};
+use crate::proto::spire::api::server::bundle::v1 as bundlev1;
+use crate::proto::spire::api::server::entry::v1 as entryv1;
+use crate::proto::spire::api::server::svid::v1 as svidv1;
+use crate::proto::spire::api::server::trustdomain::v1 as trustdomainv1;
+use crate::proto::spire::api::types as api;
+use bundlev1::bundle_client::BundleClient;
+use entryv1::entry_client::EntryClient;
+use svidv1::svid_client::SvidClient;
+use trustdomainv1::trust_domain_client::TrustDomainClient;
+
+/// Call deadline, message size limit, page and batch sizes. `Default` has upstream's values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// Deadline of each RPC (each page of a list, each batch of a write).
+    pub timeout: Duration,
+    /// Largest response accepted (upstream's `grpc.maxCallRecvMsgSize`); `None` = 4 MiB.
+    pub max_recv_message_size: Option<usize>,
+    pub entry_list_page_size: u32,
+    pub entry_create_batch_size: usize,
+    pub entry_update_batch_size: usize,
+    pub entry_delete_batch_size: usize,
+    pub federation_list_page_size: u32,
+    pub federation_create_batch_size: usize,
+    pub federation_update_batch_size: usize,
+    pub federation_delete_batch_size: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            max_recv_message_size: None,
+            entry_list_page_size: 200,
+            entry_create_batch_size: 50,
+            entry_update_batch_size: 50,
+            entry_delete_batch_size: 200,
+            federation_list_page_size: 200,
+            federation_create_batch_size: 50,
+            federation_update_batch_size: 50,
+            federation_delete_batch_size: 200,
+        }
+    }
+}
+
+/// Which entry fields the server silently drops (old SPIRE), found by
+/// [`Client::get_unsupported_fields`]. `Default` = all supported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct UnsupportedFields {
+    pub jwt_svid_ttl: bool,
+    pub hint: bool,
+    pub store_svid: bool,
+}
+
+impl UnsupportedFields {
+    pub fn is_empty(&self) -> bool {
+        !(self.jwt_svid_ttl || self.hint || self.store_svid)
+    }
+
+    /// Upstream's field names (`jwtSVIDTTL`, `hint`, `storeSVID`) of the unsupported ones.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.jwt_svid_ttl {
+            out.push("jwtSVIDTTL");
+        }
+        if self.hint {
+            out.push("hint");
+        }
+        if self.store_svid {
+            out.push("storeSVID");
+        }
+        out
+    }
+}
+
+/// An X509-SVID minted from a CSR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MintedSvid {
+    /// DER certificates, leaf first.
+    pub cert_chain_der: Vec<Vec<u8>>,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Path of the dummy entry of the unsupported-fields probe.
+pub const UNSUPPORTED_FIELDS_PROBE_PATH: &str = "/spire-controller-manager/unsupported-fields-test";
+
+/// The socket path of a SPIRE server address, in the forms upstream accepts: a path
+/// (absolute, or relative to the working directory), `unix:///abs/path`, or
+/// `unix:path` (relative or absolute).
+pub fn socket_path_from_address(address: &str) -> Result<PathBuf, SpireError> {
+    let invalid = |reason| SpireError::InvalidAddress { address: address.to_owned(), reason };
+    let path = if let Some(rest) = address.strip_prefix("unix://") {
+        if !rest.starts_with('/') {
+            return Err(invalid(
+                "unix:// must be followed by an absolute path (use unix:relative/path for a relative one)",
+            ));
+        }
+        rest
+    } else if let Some(rest) = address.strip_prefix("unix:") {
+        rest
+    } else if address.contains("://") {
+        return Err(invalid("only Unix domain socket addresses are supported"));
+    } else {
+        address
+    };
+    if path.is_empty() {
+        return Err(invalid("socket path is empty"));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// A SPIRE Server API client. Cheap to clone; clones share one HTTP/2 connection.
+#[derive(Debug, Clone)]
+pub struct Client {
+    entry: EntryClient<Channel>,
+    trust_domain: TrustDomainClient<Channel>,
+    bundle: BundleClient<Channel>,
+    svid: SvidClient<Channel>,
+    options: Arc<ClientOptions>,
+    socket_path: Arc<PathBuf>,
+}
+
+impl Client {
+    /// A client for the server listening on `socket` (see [`socket_path_from_address`]).
+    /// Nothing is dialled until the first call, and a failed dial is retried at the next
+    /// call, so this succeeds while the socket is absent. Must be called within a Tokio
+    /// runtime (the connection's driver task is spawned here).
+    pub fn connect_lazy(socket: impl AsRef<str>, options: ClientOptions) -> Result<Self, SpireError> {
+        let socket_path = Arc::new(socket_path_from_address(socket.as_ref())?);
+        let path = socket_path.clone();
+        let channel =
+            Endpoint::from_static("http://localhost").connect_with_connector_lazy(service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move { UnixStream::connect(path.as_path()).await.map(TokioIo::new) }
+            }));
+        Ok(Self::from_channel(channel, socket_path, options))
+    }
+
+    fn from_channel(channel: Channel, socket_path: Arc<PathBuf>, options: ClientOptions) -> Self {
+        let limit = options.max_recv_message_size.unwrap_or(4 * 1024 * 1024);
+        Self {
+            entry: EntryClient::new(channel.clone()).max_decoding_message_size(limit),
+            trust_domain: TrustDomainClient::new(channel.clone()).max_decoding_message_size(limit),
+            bundle: BundleClient::new(channel.clone()).max_decoding_message_size(limit),
+            svid: SvidClient::new(channel).max_decoding_message_size(limit),
+            options: Arc::new(options),
+            socket_path,
+        }
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.socket_path
+    }
+
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(self.options.timeout);
+        request
+    }
+
+    /// Runs one RPC under the per-call deadline.
+    async fn call<T, Fut>(&self, method: &'static str, rpc: Fut) -> Result<T, SpireError>
+    where
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let timeout = self.options.timeout;
+        let started = std::time::Instant::now();
+        let outcome = match tokio::time::timeout(timeout, rpc).await {
+            Err(_) => Err(SpireError::DeadlineExceeded { method, timeout }),
+            Ok(Err(status)) => Err(SpireError::from_status(method, status, timeout)),
+            Ok(Ok(response)) => Ok(response.into_inner()),
+        };
+        match &outcome {
+            Ok(_) => tracing::debug!(method, elapsed_ms = started.elapsed().as_millis() as u64, "SPIRE API call"),
+            Err(error) => {
+                tracing::debug!(method, elapsed_ms = started.elapsed().as_millis() as u64, %error, "SPIRE API call failed")
+            }
+        }
+        outcome
+    }
+
+    // ------------------------------------------------------------ readiness
+
+    /// One cheap call (CountEntries) to tell whether the server answers.
+    pub async fn probe(&self) -> Result<(), SpireError> {
+        self.count_entries().await.map(|_| ())
+    }
+
+    /// Probes until the server answers or `max_wait` has passed (then the last error).
+    pub async fn wait_ready(&self, max_wait: Duration) -> Result<(), SpireError> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let error = match self.probe().await {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(error);
+            }
+            tokio::time::sleep(delay.min(deadline - now)).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    // ------------------------------------------------------------ entries
+
+    pub async fn count_entries(&self) -> Result<u64, SpireError> {
+        let response = self
+            .call(
+                "CountEntries",
+                self.entry.clone().count_entries(self.request(entryv1::CountEntriesRequest::default())),
+            )
+            .await?;
+        Ok(u64::try_from(response.count).unwrap_or(0))
+    }
+
+    /// Every entry on the server, all pages. Any entry that fails conversion fails the
+    /// whole list: a partial view is never returned.
+    pub async fn list_entries(&self) -> Result<Vec<Entry>, SpireError> {
+        self.list_entries_filtered(None).await
+    }
+
+    /// The entries whose parent ID is `parent_id` (server-side filter).
+    pub async fn list_entries_by_parent(&self, parent_id: &SpiffeId) -> Result<Vec<Entry>, SpireError> {
+        let filter = entryv1::list_entries_request::Filter {
+            by_parent_id: Some(convert::spiffe_id_to_api(parent_id)),
+            ..Default::default()
+        };
+        self.list_entries_filtered(Some(filter)).await
+    }
+
+    /// The entries whose SPIFFE ID is `spiffe_id` (server-side filter).
+    pub async fn list_entries_by_spiffe_id(&self, spiffe_id: &SpiffeId) -> Result<Vec<Entry>, SpireError> {
+        let filter = entryv1::list_entries_request::Filter {
+            by_spiffe_id: Some(convert::spiffe_id_to_api(spiffe_id)),
+            ..Default::default()
+        };
+        self.list_entries_filtered(Some(filter)).await
+    }
+
+    async fn list_entries_filtered(
+        &self,
+        filter: Option<entryv1::list_entries_request::Filter>,
+    ) -> Result<Vec<Entry>, SpireError> {
+        const METHOD: &str = "ListEntries";
+        let page_size = page_size(self.options.entry_list_page_size);
+        let mut out = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = entryv1::ListEntriesRequest {
+                filter: filter.clone(),
+                output_mask: None,
+                page_size,
+                page_token: page_token.clone(),
+            };
+            let response = self.call(METHOD, self.entry.clone().list_entries(self.request(request))).await?;
+            for entry in &response.entries {
+                out.push(convert::entry_from_api(entry).map_err(|e| invalid_entry(METHOD, entry, e))?);
+            }
+            if response.next_page_token.is_empty() {
+                return Ok(out);
+            }
+            if response.next_page_token == page_token {
+                return Err(SpireError::InvalidResponse {
+                    method: METHOD,
+                    reason: format!("next_page_token {page_token:?} repeats the request's token"),
+                });
+            }
+            page_token = response.next_page_token;
+        }
+    }
+
+    /// Creates entries in batches (`entry_create_batch_size`), one result per entry in
+    /// input order. An entry's `id` is sent when set (SPIRE >= 1.8 honours it). On OK the
+    /// result is the entry as stored by the server (with its ID).
+    pub async fn create_entries(&self, entries: &[Entry]) -> Result<Vec<BatchResult<Entry>>, BatchError<Entry>> {
+        const METHOD: &str = "BatchCreateEntry";
+        let prepared = entries.iter().map(|e| Ok(convert::entry_to_api(e))).collect();
+        run_batches(prepared, self.options.entry_create_batch_size, async |batch: Vec<(usize, api::Entry)>| {
+            let (indexes, wire): (Vec<usize>, Vec<api::Entry>) = batch.into_iter().unzip();
+            let request = entryv1::BatchCreateEntryRequest { entries: wire, output_mask: None };
+            let response = self.call(METHOD, self.entry.clone().batch_create_entry(self.request(request))).await?;
+            check_result_count(METHOD, indexes.len(), response.results.len())?;
+            Ok(indexes
+                .iter()
+                .zip(response.results)
+                .map(|(&i, r)| entry_item(METHOD, &entries[i], r.status, r.entry))
+                .collect())
+        })
+        .await
+    }
+
+    /// Updates entries (matched by `id`) in batches (`entry_update_batch_size`). No input
+    /// mask is sent, so every field is replaced, as upstream does.
+    pub async fn update_entries(&self, entries: &[Entry]) -> Result<Vec<BatchResult<Entry>>, BatchError<Entry>> {
+        const METHOD: &str = "BatchUpdateEntry";
+        let prepared = entries
+            .iter()
+            .map(|e| {
+                if e.id.is_empty() {
+                    Err(ItemError::invalid("entry ID is required for an update"))
+                } else {
+                    Ok(convert::entry_to_api(e))
+                }
+            })
+            .collect();
+        run_batches(prepared, self.options.entry_update_batch_size, async |batch: Vec<(usize, api::Entry)>| {
+            let (indexes, wire): (Vec<usize>, Vec<api::Entry>) = batch.into_iter().unzip();
+            let request = entryv1::BatchUpdateEntryRequest { entries: wire, input_mask: None, output_mask: None };
+            let response = self.call(METHOD, self.entry.clone().batch_update_entry(self.request(request))).await?;
+            check_result_count(METHOD, indexes.len(), response.results.len())?;
+            Ok(indexes
+                .iter()
+                .zip(response.results)
+                .map(|(&i, r)| entry_item(METHOD, &entries[i], r.status, r.entry))
+                .collect())
+        })
+        .await
+    }
+
+    /// Deletes entries by ID in batches (`entry_delete_batch_size`).
+    pub async fn delete_entries(&self, ids: &[String]) -> Result<Vec<BatchResult<String>>, BatchError<String>> {
+        const METHOD: &str = "BatchDeleteEntry";
+        let prepared = ids.iter().map(|id| Ok(id.clone())).collect();
+        run_batches(prepared, self.options.entry_delete_batch_size, async |batch: Vec<(usize, String)>| {
+            let (indexes, batch_ids): (Vec<usize>, Vec<String>) = batch.into_iter().unzip();
+            let request = entryv1::BatchDeleteEntryRequest { ids: batch_ids };
+            let response = self.call(METHOD, self.entry.clone().batch_delete_entry(self.request(request))).await?;
+            check_result_count(METHOD, indexes.len(), response.results.len())?;
+            Ok(indexes
+                .iter()
+                .zip(response.results)
+                .map(|(&i, r)| status_item(r.status).map(|()| ids[i].clone()))
+                .collect())
+        })
+        .await
+    }
+
+    /// Upstream's probe for entry fields an old server drops: creates a dummy entry
+    /// (`spiffe://<td>/spire-controller-manager/unsupported-fields-test`, parent the
+    /// same, selector `a:1`, X.509 and JWT TTL 60 s, store_svid, hint `hint`), accepting
+    /// OK or AlreadyExists, deletes it again (a failed delete is only logged), and reports
+    /// a field unsupported when the returned entry lacks it.
+    pub async fn get_unsupported_fields(&self, trust_domain: &TrustDomain) -> Result<UnsupportedFields, SpireError> {
+        const METHOD: &str = "BatchCreateEntry";
+        let id = api::Spiffeid {
+            trust_domain: trust_domain.name().to_owned(),
+            path: UNSUPPORTED_FIELDS_PROBE_PATH.to_owned(),
+        };
+        let probe = api::Entry {
+            spiffe_id: Some(id.clone()),
+            parent_id: Some(id),
+            selectors: vec![api::Selector { r#type: "a".into(), value: "1".into() }],
+            x509_svid_ttl: 60,
+            jwt_svid_ttl: 60,
+            store_svid: true,
+            hint: "hint".into(),
+            ..Default::default()
+        };
+        let request = entryv1::BatchCreateEntryRequest { entries: vec![probe], output_mask: None };
+        let response = self.call(METHOD, self.entry.clone().batch_create_entry(self.request(request))).await?;
+        check_result_count(METHOD, 1, response.results.len())?;
+        let result = response.results.into_iter().next().expect("one result");
+        let (code, message) = result
+            .status
+            .map(|s| (Code::from_i32(s.code), s.message))
+            .unwrap_or((Code::Unknown, "status is nil".into()));
+        if code != Code::Ok && code != Code::AlreadyExists {
+            return Err(SpireError::Rejected {
+                method: METHOD,
+                code,
+                message: format!("failed to create entry: {message}"),
+            });
+        }
+        let entry = result
+            .entry
+            .ok_or_else(|| SpireError::InvalidResponse { method: METHOD, reason: "result has no entry".into() })?;
+        match self.delete_entries(std::slice::from_ref(&entry.id)).await {
+            Ok(results) => {
+                if let Some(Err(error)) = results.first() {
+                    tracing::warn!(entry_id = %entry.id, %error, "Failed to delete dummy entry");
+                }
+            }
+            Err(error) => tracing::warn!(entry_id = %entry.id, %error, "Failed to delete dummy entry"),
+        }
+        Ok(UnsupportedFields {
+            jwt_svid_ttl: entry.jwt_svid_ttl == 0,
+            hint: entry.hint.is_empty(),
+            store_svid: !entry.store_svid,
+        })
+    }
+
+    // ------------------------------------------------------------ federation
+
+    /// Every federation relationship, all pages; any conversion failure fails the list.
+    pub async fn list_federation_relationships(&self) -> Result<Vec<FederationRelationship>, SpireError> {
+        const METHOD: &str = "ListFederationRelationships";
+        let page_size = page_size(self.options.federation_list_page_size);
+        let mut out = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = trustdomainv1::ListFederationRelationshipsRequest {
+                output_mask: None,
+                page_size,
+                page_token: page_token.clone(),
+            };
+            let response = self
+                .call(METHOD, self.trust_domain.clone().list_federation_relationships(self.request(request)))
+                .await?;
+            for fr in &response.federation_relationships {
+                out.push(convert::federation_relationship_from_api(fr).map_err(|e| SpireError::InvalidResponse {
+                    method: METHOD,
+                    reason: format!("federation relationship {:?}: {e}", fr.trust_domain),
+                })?);
+            }
+            if response.next_page_token.is_empty() {
+                return Ok(out);
+            }
+            if response.next_page_token == page_token {
+                return Err(SpireError::InvalidResponse {
+                    method: METHOD,
+                    reason: format!("next_page_token {page_token:?} repeats the request's token"),
+                });
+            }
+            page_token = response.next_page_token;
+        }
+    }
+
+    /// Creates federation relationships in batches (`federation_create_batch_size`).
+    /// One with an invalid bundle endpoint URL is not sent (`ItemErrorKind::Invalid`).
+    pub async fn create_federation_relationships(
+        &self,
+        relationships: &[FederationRelationship],
+    ) -> Result<Vec<BatchResult<FederationRelationship>>, BatchError<FederationRelationship>> {
+        const METHOD: &str = "BatchCreateFederationRelationship";
+        let prepared = prepare_relationships(relationships);
+        run_batches(
+            prepared,
+            self.options.federation_create_batch_size,
+            async |batch: Vec<(usize, api::FederationRelationship)>| {
+                let (indexes, wire): (Vec<usize>, Vec<_>) = batch.into_iter().unzip();
+                let request = trustdomainv1::BatchCreateFederationRelationshipRequest {
+                    federation_relationships: wire,
+                    output_mask: None,
+                };
+                let response = self
+                    .call(METHOD, self.trust_domain.clone().batch_create_federation_relationship(self.request(request)))
+                    .await?;
+                check_result_count(METHOD, indexes.len(), response.results.len())?;
+                Ok(indexes
+                    .iter()
+                    .zip(response.results)
+                    .map(|(&i, r)| relationship_item(METHOD, &relationships[i], r.status, r.federation_relationship))
+                    .collect())
+            },
+        )
+        .await
+    }
+
+    /// Updates federation relationships (matched by trust domain) in batches
+    /// (`federation_update_batch_size`), without an input mask (full replacement).
+    pub async fn update_federation_relationships(
+        &self,
+        relationships: &[FederationRelationship],
+    ) -> Result<Vec<BatchResult<FederationRelationship>>, BatchError<FederationRelationship>> {
+        const METHOD: &str = "BatchUpdateFederationRelationship";
+        let prepared = prepare_relationships(relationships);
+        run_batches(
+            prepared,
+            self.options.federation_update_batch_size,
+            async |batch: Vec<(usize, api::FederationRelationship)>| {
+                let (indexes, wire): (Vec<usize>, Vec<_>) = batch.into_iter().unzip();
+                let request = trustdomainv1::BatchUpdateFederationRelationshipRequest {
+                    federation_relationships: wire,
+                    input_mask: None,
+                    output_mask: None,
+                };
+                let response = self
+                    .call(METHOD, self.trust_domain.clone().batch_update_federation_relationship(self.request(request)))
+                    .await?;
+                check_result_count(METHOD, indexes.len(), response.results.len())?;
+                Ok(indexes
+                    .iter()
+                    .zip(response.results)
+                    .map(|(&i, r)| relationship_item(METHOD, &relationships[i], r.status, r.federation_relationship))
+                    .collect())
+            },
+        )
+        .await
+    }
+
+    /// Deletes the federation relationships with these trust domains, in batches
+    /// (`federation_delete_batch_size`).
+    pub async fn delete_federation_relationships(
+        &self,
+        trust_domains: &[TrustDomain],
+    ) -> Result<Vec<BatchResult<TrustDomain>>, BatchError<TrustDomain>> {
+        const METHOD: &str = "BatchDeleteFederationRelationship";
+        let prepared = trust_domains.iter().map(|td| Ok(td.name().to_owned())).collect();
+        run_batches(prepared, self.options.federation_delete_batch_size, async |batch: Vec<(usize, String)>| {
+            let (indexes, names): (Vec<usize>, Vec<String>) = batch.into_iter().unzip();
+            let request = trustdomainv1::BatchDeleteFederationRelationshipRequest { trust_domains: names };
+            let response = self
+                .call(METHOD, self.trust_domain.clone().batch_delete_federation_relationship(self.request(request)))
+                .await?;
+            check_result_count(METHOD, indexes.len(), response.results.len())?;
+            Ok(indexes
+                .iter()
+                .zip(response.results)
+                .map(|(&i, r)| status_item(r.status).map(|()| trust_domains[i].clone()))
+                .collect())
+        })
+        .await
+    }
+
+    // ------------------------------------------------------------ bundle, SVID
+
+    /// The trust bundle of the server's own trust domain.
+    pub async fn get_bundle(&self) -> Result<Bundle, SpireError> {
+        const METHOD: &str = "GetBundle";
+        let response = self
+            .call(METHOD, self.bundle.clone().get_bundle(self.request(bundlev1::GetBundleRequest::default())))
+            .await?;
+        convert::bundle_from_api(&response)
+            .map_err(|e| SpireError::InvalidResponse { method: METHOD, reason: e.to_string() })
+    }
+
+    /// Mints an X509-SVID for the CSR (DER PKCS#10; the SPIFFE ID is its URI SAN).
+    /// `ttl` is sent in whole seconds (zero = server default); the server may cap it.
+    pub async fn mint_x509_svid(&self, csr_der: &[u8], ttl: Duration) -> Result<MintedSvid, SpireError> {
+        const METHOD: &str = "MintX509SVID";
+        let ttl = i32::try_from(ttl.as_secs()).map_err(|_| SpireError::InvalidRequest {
+            method: METHOD,
+            reason: format!("ttl {ttl:?} does not fit in int32 seconds"),
+        })?;
+        let request = svidv1::MintX509svidRequest { csr: csr_der.to_vec(), ttl };
+        let response = self.call(METHOD, self.svid.clone().mint_x509svid(self.request(request))).await?;
+        let svid = response
+            .svid
+            .ok_or_else(|| SpireError::InvalidResponse { method: METHOD, reason: "response has no svid".into() })?;
+        if svid.cert_chain.is_empty() {
+            return Err(SpireError::InvalidResponse {
+                method: METHOD,
+                reason: "svid has an empty certificate chain".into(),
+            });
+        }
+        Ok(MintedSvid { cert_chain_der: svid.cert_chain, expires_at: svid.expires_at })
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// 0 would let the server pick; keep it as given but never negative.
+fn page_size(size: u32) -> i32 {
+    i32::try_from(size).unwrap_or(i32::MAX)
+}
+
+fn invalid_entry(method: &'static str, entry: &api::Entry, e: ConvertError) -> SpireError {
+    SpireError::InvalidResponse { method, reason: format!("entry {:?}: {e}", entry.id) }
+}
+
+fn check_result_count(method: &'static str, sent: usize, got: usize) -> Result<(), SpireError> {
+    if sent == got {
+        Ok(())
+    } else {
+        Err(SpireError::InvalidResponse { method, reason: format!("sent {sent} items but got {got} results") })
+    }
+}
+
+/// `Ok(())` for an OK item status, the item error otherwise (a missing status is
+/// `Unknown`, as upstream's `statusFromAPI`).
+fn status_item(status: Option<api::Status>) -> Result<(), ItemError> {
+    match status {
+        None => Err(ItemError::rejected(Code::Unknown, "status is nil")),
+        Some(s) if s.code == Code::Ok as i32 => Ok(()),
+        Some(s) => Err(ItemError::rejected(Code::from_i32(s.code), s.message)),
+    }
+}
+
+/// The outcome of one entry of a create/update. On OK the server's copy is returned;
+/// if it is absent or unconvertible (never seen from SPIRE) the sent entry stands in,
+/// with the server's ID when there is one.
+fn entry_item(
+    method: &'static str,
+    sent: &Entry,
+    status: Option<api::Status>,
+    entry: Option<api::Entry>,
+) -> BatchResult<Entry> {
+    status_item(status)?;
+    let fallback = |id: Option<&str>| {
+        let mut e = sent.clone();
+        if let Some(id) = id.filter(|id| !id.is_empty()) {
+            e.id = id.to_owned();
+        }
+        e
+    };
+    Ok(match entry {
+        None => fallback(None),
+        Some(wire) => match convert::entry_from_api(&wire) {
+            Ok(e) => e,
+            Err(error) => {
+                tracing::warn!(method, entry_id = %wire.id, %error, "SPIRE returned an unconvertible entry; using the one sent");
+                fallback(Some(&wire.id))
+            }
+        },
+    })
+}
+
+fn relationship_item(
+    method: &'static str,
+    sent: &FederationRelationship,
+    status: Option<api::Status>,
+    returned: Option<api::FederationRelationship>,
+) -> BatchResult<FederationRelationship> {
+    status_item(status)?;
+    Ok(match returned.as_ref().map(convert::federation_relationship_from_api) {
+        Some(Ok(fr)) => fr,
+        Some(Err(error)) => {
+            tracing::warn!(method, trust_domain = %sent.trust_domain, %error, "SPIRE returned an unconvertible federation relationship; using the one sent");
+            sent.clone()
+        }
+        None => sent.clone(),
+    })
+}
+
+fn prepare_relationships(
+    relationships: &[FederationRelationship],
+) -> Vec<Result<api::FederationRelationship, ItemError>> {
+    relationships
+        .iter()
+        .map(|fr| convert::federation_relationship_to_api(fr).map_err(|e| ItemError::invalid(e.to_string())))
+        .collect()
+}
+
+/// Sends the valid items of `prepared` in batches of `batch_size`, serially. `send`
+/// gets `(input index, wire item)` pairs and returns one outcome per pair, in order.
+/// An RPC-level failure stops the run: the failed batch's items become `RpcFailed`,
+/// the unsent ones `NotAttempted`, and everything is handed back with the error.
+async fn run_batches<P, T>(
+    prepared: Vec<Result<P, ItemError>>,
+    batch_size: usize,
+    mut send: impl AsyncFnMut(Vec<(usize, P)>) -> Result<Vec<BatchResult<T>>, SpireError>,
+) -> Result<Vec<BatchResult<T>>, BatchError<T>> {
+    let batch_size = batch_size.max(1);
+    let mut results: Vec<Option<BatchResult<T>>> = Vec::with_capacity(prepared.len());
+    let mut pending = Vec::new();
+    for (i, item) in prepared.into_iter().enumerate() {
+        match item {
+            Ok(wire) => {
+                results.push(None);
+                pending.push((i, wire));
+            }
+            Err(e) => results.push(Some(Err(e))),
+        }
+    }
+    let mut pending = pending.into_iter().peekable();
+    let mut failure = None;
+    while pending.peek().is_some() {
+        let batch: Vec<(usize, P)> = pending.by_ref().take(batch_size).collect();
+        let indexes: Vec<usize> = batch.iter().map(|(i, _)| *i).collect();
+        match send(batch).await {
+            Ok(outcomes) => {
+                debug_assert_eq!(outcomes.len(), indexes.len());
+                for (i, outcome) in indexes.into_iter().zip(outcomes) {
+                    results[i] = Some(outcome);
+                }
+            }
+            Err(error) => {
+                for i in indexes {
+                    results[i] = Some(Err(ItemError::rpc_failed(&error)));
+                }
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    let results = results.into_iter().map(|r| r.unwrap_or_else(|| Err(ItemError::not_attempted()))).collect();
+    match failure {
+        None => Ok(results),
+        Some(error) => Err(BatchError { error, results }),
+    }
+}
