@@ -35,3 +35,4 @@ fn main() {
     let p = plan(&d.entries, &current, &Ownership::default(), &UnsupportedFields::default(), &d.protect, &mut String::new);
     println!("plan (all current): {:?} ({} unchanged)", t.elapsed(), p.unchanged.len());
 }
+
