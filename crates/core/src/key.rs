@@ -22,11 +22,17 @@ pub fn entry_key(e: &Entry) -> EntryKey {
     let mut h = Sha256::new();
     h.update(e.spiffe_id.as_str().as_bytes());
     h.update(e.parent_id.as_str().as_bytes());
-    let mut sorted: Vec<&Selector> = e.selectors.iter().collect();
-    sorted.sort_by(|a, b| a.kind.cmp(&b.kind).then_with(|| a.value.cmp(&b.value)));
-    for s in sorted {
+    let by_type_then_value = |a: &&Selector, b: &&Selector| a.kind.cmp(&b.kind).then_with(|| a.value.cmp(&b.value));
+    let mut feed = |s: &Selector| {
         h.update(s.kind.as_bytes());
         h.update(s.value.as_bytes());
+    };
+    if e.selectors.is_sorted_by(|a, b| by_type_then_value(&a, &b).is_le()) {
+        e.selectors.iter().for_each(&mut feed);
+    } else {
+        let mut sorted: Vec<&Selector> = e.selectors.iter().collect();
+        sorted.sort_by(by_type_then_value);
+        sorted.into_iter().for_each(feed);
     }
     EntryKey(hex::encode(h.finalize()))
 }
