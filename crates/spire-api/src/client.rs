@@ -298,7 +298,7 @@ impl Client {
     pub async fn create_entries(&self, entries: &[Entry]) -> Result<Vec<BatchResult<Entry>>, BatchError<Entry>> {
         const METHOD: &str = "BatchCreateEntry";
         let prepared = entries.iter().map(|e| Ok(convert::entry_to_api(e))).collect();
-        run_batches(prepared, self.options.entry_create_batch_size, async |batch: Vec<(usize, api::Entry)>| {
+        run_batches(prepared, self.options.entry_create_batch_size, |batch: Vec<(usize, api::Entry)>| async move {
             let (indexes, wire): (Vec<usize>, Vec<api::Entry>) = batch.into_iter().unzip();
             let request = entryv1::BatchCreateEntryRequest { entries: wire, output_mask: None };
             let response = self.call(METHOD, self.entry.clone().batch_create_entry(self.request(request))).await?;
@@ -326,7 +326,7 @@ impl Client {
                 }
             })
             .collect();
-        run_batches(prepared, self.options.entry_update_batch_size, async |batch: Vec<(usize, api::Entry)>| {
+        run_batches(prepared, self.options.entry_update_batch_size, |batch: Vec<(usize, api::Entry)>| async move {
             let (indexes, wire): (Vec<usize>, Vec<api::Entry>) = batch.into_iter().unzip();
             let request = entryv1::BatchUpdateEntryRequest { entries: wire, input_mask: None, output_mask: None };
             let response = self.call(METHOD, self.entry.clone().batch_update_entry(self.request(request))).await?;
@@ -344,7 +344,7 @@ impl Client {
     pub async fn delete_entries(&self, ids: &[String]) -> Result<Vec<BatchResult<String>>, BatchError<String>> {
         const METHOD: &str = "BatchDeleteEntry";
         let prepared = ids.iter().map(|id| Ok(id.clone())).collect();
-        run_batches(prepared, self.options.entry_delete_batch_size, async |batch: Vec<(usize, String)>| {
+        run_batches(prepared, self.options.entry_delete_batch_size, |batch: Vec<(usize, String)>| async move {
             let (indexes, batch_ids): (Vec<usize>, Vec<String>) = batch.into_iter().unzip();
             let request = entryv1::BatchDeleteEntryRequest { ids: batch_ids };
             let response = self.call(METHOD, self.entry.clone().batch_delete_entry(self.request(request))).await?;
@@ -459,7 +459,7 @@ impl Client {
         run_batches(
             prepared,
             self.options.federation_create_batch_size,
-            async |batch: Vec<(usize, api::FederationRelationship)>| {
+            |batch: Vec<(usize, api::FederationRelationship)>| async move {
                 let (indexes, wire): (Vec<usize>, Vec<_>) = batch.into_iter().unzip();
                 let request = trustdomainv1::BatchCreateFederationRelationshipRequest {
                     federation_relationships: wire,
@@ -490,7 +490,7 @@ impl Client {
         run_batches(
             prepared,
             self.options.federation_update_batch_size,
-            async |batch: Vec<(usize, api::FederationRelationship)>| {
+            |batch: Vec<(usize, api::FederationRelationship)>| async move {
                 let (indexes, wire): (Vec<usize>, Vec<_>) = batch.into_iter().unzip();
                 let request = trustdomainv1::BatchUpdateFederationRelationshipRequest {
                     federation_relationships: wire,
@@ -519,7 +519,7 @@ impl Client {
     ) -> Result<Vec<BatchResult<TrustDomain>>, BatchError<TrustDomain>> {
         const METHOD: &str = "BatchDeleteFederationRelationship";
         let prepared = trust_domains.iter().map(|td| Ok(td.name().to_owned())).collect();
-        run_batches(prepared, self.options.federation_delete_batch_size, async |batch: Vec<(usize, String)>| {
+        run_batches(prepared, self.options.federation_delete_batch_size, |batch: Vec<(usize, String)>| async move {
             let (indexes, names): (Vec<usize>, Vec<String>) = batch.into_iter().unzip();
             let request = trustdomainv1::BatchDeleteFederationRelationshipRequest { trust_domains: names };
             let response = self
@@ -658,11 +658,17 @@ fn prepare_relationships(
 /// gets `(input index, wire item)` pairs and returns one outcome per pair, in order.
 /// An RPC-level failure stops the run: the failed batch's items become `RpcFailed`,
 /// the unsent ones `NotAttempted`, and everything is handed back with the error.
-async fn run_batches<P, T>(
+// A plain closure returning a future (not an `async` closure): the futures of async
+// closures are not provably `Send` for every lifetime, which callers spawning the pass
+// on a multi-threaded runtime need.
+async fn run_batches<P, T, Fut>(
     prepared: Vec<Result<P, ItemError>>,
     batch_size: usize,
-    mut send: impl AsyncFnMut(Vec<(usize, P)>) -> Result<Vec<BatchResult<T>>, SpireError>,
-) -> Result<Vec<BatchResult<T>>, BatchError<T>> {
+    mut send: impl FnMut(Vec<(usize, P)>) -> Fut,
+) -> Result<Vec<BatchResult<T>>, BatchError<T>>
+where
+    Fut: std::future::Future<Output = Result<Vec<BatchResult<T>>, SpireError>>,
+{
     let batch_size = batch_size.max(1);
     let mut results: Vec<Option<BatchResult<T>>> = Vec::with_capacity(prepared.len());
     let mut pending = Vec::new();
