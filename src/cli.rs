@@ -1,13 +1,26 @@
-//! Flags and subcommands. Upstream's flags (`--config`, `--kubeconfig`, `--expand-env`,
-//! the deprecated `--spire-api-socket`) keep their names and meaning.
+//! Flags, subcommands and wiring. Upstream's flags (`--config`, `--kubeconfig`,
+//! `--expand-env`, the deprecated `--spire-api-socket`) and `ENABLE_WEBHOOKS` keep their
+//! names and meaning.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use scm_config::{Config, LoadOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::health::Health;
+use crate::metrics::Metrics;
 
 #[derive(Parser, Debug)]
-#[command(name = "spire-controller-manager", version, about = "Keeps SPIRE Server entries and federation relationships in line with ClusterSPIFFEID, ClusterStaticEntry and ClusterFederatedTrustDomain resources")]
+#[command(
+    name = "spire-controller-manager",
+    version,
+    about = "Keeps SPIRE Server entries and federation relationships in line with ClusterSPIFFEID, ClusterStaticEntry and ClusterFederatedTrustDomain resources"
+)]
 pub struct Args {
     /// The controller manager configuration file (kind ControllerManagerConfig).
     #[arg(long, global = true)]
@@ -15,7 +28,7 @@ pub struct Args {
     /// Expand environment variables ($VAR, ${VAR}) in the configuration file.
     #[arg(long = "expand-env", global = true)]
     pub expand_env: bool,
-    /// Path to a kubeconfig; otherwise in-cluster configuration or $KUBECONFIG.
+    /// Path to a kubeconfig; otherwise $KUBECONFIG, ~/.kube/config or in-cluster configuration.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// Deprecated: the SPIRE Server API socket (use spireServerSocketPath in the config file).
@@ -32,11 +45,18 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Load and validate a configuration file and print the effective configuration.
+    CheckConfig,
 }
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
-    match run(args) {
+    let result = match &args.command {
+        Some(Command::Crds { dir }) => write_crds(dir.clone()),
+        Some(Command::CheckConfig) => check_config(&args),
+        None => run(args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -45,19 +65,322 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
-    match args.command {
-        Some(Command::Crds { dir }) => write_crds(dir),
-        None => anyhow::bail!("the controller is not wired yet"),
-    }
-}
-
 fn write_crds(dir: Option<PathBuf>) -> anyhow::Result<()> {
     for (name, yaml) in scm_api::crd::all() {
         match &dir {
-            Some(dir) => std::fs::write(dir.join(name), yaml)?,
+            Some(dir) => std::fs::write(dir.join(name), yaml).with_context(|| format!("writing {}", dir.join(name).display()))?,
             None => print!("{yaml}"),
         }
     }
     Ok(())
+}
+
+fn load_config(args: &Args) -> anyhow::Result<scm_config::Loaded> {
+    let opts = LoadOptions { path: args.config.clone(), expand_env: args.expand_env, spire_api_socket_flag: args.spire_api_socket.clone() };
+    Ok(scm_config::load(&opts, scm_config::process_env)?)
+}
+
+fn check_config(args: &Args) -> anyhow::Result<()> {
+    if args.config.is_none() {
+        anyhow::bail!("check-config needs --config FILE");
+    }
+    let loaded = load_config(args)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    print!("{}", loaded.config.effective_yaml());
+    Ok(())
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let level = config.log_level.as_str();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{level},kube=warn,tower=warn,hyper=warn,h2=warn,rustls=warn")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_encoding {
+        scm_config::LogEncoding::Json => builder.json().flatten_event(true).init(),
+        _ => builder.init(),
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let loaded = load_config(&args)?;
+    let config = loaded.config;
+    init_logging(&config);
+    for w in &loaded.warnings {
+        tracing::warn!("config: {w}");
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let result = run_async(args, config).await;
+        if let Err(err) = &result {
+            tracing::error!(error = format!("{err:#}"), "exiting");
+        }
+        result
+    })
+}
+
+/// SIGTERM or SIGINT cancels `token`; a second signal exits at once.
+fn spawn_signal_handler(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down: draining servers, finishing the current pass, releasing the lease");
+        token.cancel();
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(1);
+    });
+}
+
+pub fn settings_from(config: &Config) -> anyhow::Result<scm_core::Settings> {
+    let parent_id_template = scm_template::Template::parse("parentIDTemplate", &config.parent_id_template)
+        .map_err(|e| anyhow::anyhow!("parentIDTemplate: {e}"))?;
+    Ok(scm_core::Settings {
+        trust_domain: config.trust_domain.clone(),
+        cluster_name: config.cluster_name.clone(),
+        cluster_domain: config.cluster_domain.clone(),
+        parent_id_template,
+        ignore_namespaces: config.ignore_namespaces.clone(),
+        class_name: config.class_name.clone(),
+        watch_classless: config.watch_classless,
+        reconcile_cluster_spiffe_ids: config.reconcile.cluster_spiffe_ids,
+        reconcile_cluster_static_entries: config.reconcile.cluster_static_entries,
+    })
+}
+
+fn spire_client(config: &Config) -> anyhow::Result<scm_spire_api::Client> {
+    let options = scm_spire_api::ClientOptions { max_recv_message_size: config.grpc_max_call_recv_msg_size, ..Default::default() };
+    Ok(scm_spire_api::Client::connect_lazy(&config.spire_server_socket_path, options)?)
+}
+
+/// Upstream resolves the CNAME of kubernetes.default.svc; the resolver's search list
+/// (`svc.<domain>`) gives the same answer inside a pod without a DNS client.
+fn detect_cluster_domain() -> Option<String> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").ok()?;
+    text.lines()
+        .filter_map(|l| l.strip_prefix("search"))
+        .flat_map(|rest| rest.split_whitespace())
+        .find_map(|d| d.strip_prefix("svc.").map(|s| s.trim_end_matches('.').to_owned()))
+}
+
+async fn kube_client(args: &Args) -> anyhow::Result<kube::Client> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+        }
+        None => kube::Config::infer().await.context("no Kubernetes configuration (use --kubeconfig)")?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn pod_namespace() -> Option<String> {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone());
+    let metrics = Metrics::new();
+    let health = Health::default();
+
+    if config.cluster_domain.is_empty()
+        && let Some(domain) = detect_cluster_domain()
+    {
+        tracing::info!(cluster_domain = %domain, "detected cluster domain");
+        config.cluster_domain = domain;
+    }
+
+    let spire = spire_client(&config)?;
+    {
+        let spire = spire.clone();
+        let status = Arc::new(std::sync::Mutex::new(Err::<(), String>("not probed yet".into())));
+        let probe_state = status.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                let r = spire.probe().await.map_err(|e| e.to_string());
+                *probe_state.lock().unwrap() = r;
+                tokio::select! { _ = cancel.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(2)) => {} }
+            }
+        });
+        health.add_ready_check("spire", move || status.lock().unwrap().clone());
+    }
+
+    let mut servers = tokio::task::JoinSet::new();
+    if let Some(addr) = config.metrics.bind_address.clone() {
+        let router = crate::health::metrics_router(metrics.clone());
+        let c = cancel.clone();
+        servers.spawn(async move { crate::health::serve(&addr, router, c).await.context("metrics server") });
+    }
+    if let Some(addr) = config.health.health_probe_bind_address.clone() {
+        let router = crate::health::probe_router(health.clone(), &config.health.readiness_endpoint_name, &config.health.liveness_endpoint_name);
+        let c = cancel.clone();
+        servers.spawn(async move { crate::health::serve(&addr, router, c).await.context("health server") });
+    }
+
+    let settings = settings_from(&config)?;
+    let ownership = scm_core::Ownership {
+        prefix: Some(config.entry_id_prefix.clone()).filter(|p| !p.is_empty()),
+        cleanup: config.entry_id_prefix_cleanup.clone(),
+    };
+    let entry_trigger = crate::reconcile::trigger::Trigger::new();
+    let federation_trigger = crate::reconcile::trigger::Trigger::new();
+
+    let mut loops = tokio::task::JoinSet::new();
+    let lease_task;
+    let leader;
+
+    if let Some(dir) = config.static_manifest_path.clone() {
+        // Static manifest mode: no Kubernetes API at all.
+        tracing::info!(dir = %dir.display(), "static manifest mode");
+        let source = Arc::new(crate::manifests::ManifestDir { dir, expand_env: config.expand_env_static_manifests });
+        source.spawn_watch(vec![entry_trigger.clone(), federation_trigger.clone()], cancel.clone());
+        leader = crate::k8s::lease::always_leader();
+        lease_task = None;
+        metrics.leader.set(1);
+        if config.reconcile.cluster_static_entries {
+            let r = crate::reconcile::entries::EntryReconciler::new(
+                source.clone(),
+                spire.clone(),
+                settings,
+                ownership,
+                metrics.clone(),
+                Arc::new(crate::status::NoStatus),
+            );
+            spawn_entry_loop(&mut loops, r, entry_trigger.clone(), config.gc_interval, leader.clone(), cancel.clone(), health.clone(), "entry");
+        }
+        let _ = federation_trigger;
+    } else {
+        let client = kube_client(&args).await?;
+        let watch_set = crate::k8s::world::WatchSet {
+            cluster_spiffe_ids: config.reconcile.cluster_spiffe_ids,
+            cluster_static_entries: config.reconcile.cluster_static_entries,
+            cluster_federated_trust_domains: config.reconcile.cluster_federated_trust_domains,
+        };
+        let stores = crate::k8s::world::Stores::spawn(&client, watch_set, &entry_trigger, &federation_trigger, &cancel);
+        {
+            let stores = stores.clone();
+            health.add_ready_check("caches", move || {
+                let unsynced = stores.unsynced();
+                if unsynced.is_empty() { Ok(()) } else { Err(format!("not synced: {}", unsynced.join(", "))) }
+            });
+        }
+        if config.leader_election.leader_elect {
+            let le = &config.leader_election;
+            let namespace = le
+                .resource_namespace
+                .clone()
+                .or_else(pod_namespace)
+                .context("leaderElection.resourceNamespace is not set and the pod namespace is unknown")?;
+            let host = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "spire-controller-manager".into());
+            let params = crate::k8s::lease::LeaseParams {
+                name: le.resource_name.clone(),
+                namespace,
+                identity: format!("{host}_{}", uuid::Uuid::new_v4()),
+                lease_duration: le.lease_duration,
+                renew_deadline: le.renew_deadline,
+                retry_period: le.retry_period,
+            };
+            let (rx, handle) = crate::k8s::lease::spawn(client.clone(), params, cancel.clone());
+            leader = rx;
+            lease_task = Some(handle);
+        } else {
+            leader = crate::k8s::lease::always_leader();
+            lease_task = None;
+        }
+        {
+            let m = metrics.clone();
+            let mut rx = leader.clone();
+            tokio::spawn(async move {
+                loop {
+                    m.leader.set(i64::from(*rx.borrow_and_update()));
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        if config.reconcile.cluster_spiffe_ids || config.reconcile.cluster_static_entries {
+            let source = Arc::new(crate::k8s::world::KubeWorld(stores.clone()));
+            let r = crate::reconcile::entries::EntryReconciler::new(
+                source,
+                spire.clone(),
+                settings,
+                ownership,
+                metrics.clone(),
+                Arc::new(crate::status::KubeStatus::new(client.clone())),
+            );
+            spawn_entry_loop(&mut loops, r, entry_trigger.clone(), config.gc_interval, leader.clone(), cancel.clone(), health.clone(), "entry");
+        }
+    }
+
+    // Run until shutdown; a failed server or lease task ends the process.
+    let lease_wait = async {
+        match lease_task {
+            Some(h) => match h.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(anyhow::anyhow!(e)),
+                Err(e) => Err(anyhow::anyhow!("lease task panicked: {e}")),
+            },
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        r = lease_wait => {
+            if let Err(e) = r {
+                cancel.cancel();
+                return Err(e.context("leader election failed"));
+            }
+        }
+        Some(r) = servers.join_next() => {
+            cancel.cancel();
+            match r {
+                Ok(Err(e)) => return Err(e),
+                Err(e) => return Err(anyhow::anyhow!("server task failed: {e}")),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+    // Let loops finish their pass and servers drain.
+    let drain = async {
+        while loops.join_next().await.is_some() {}
+        while servers.join_next().await.is_some() {}
+    };
+    if tokio::time::timeout(Duration::from_secs(30), drain).await.is_err() {
+        tracing::warn!("shutdown timed out");
+    }
+    // Give the lease release a moment (it runs in its task on cancel).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(())
+}
+
+fn spawn_entry_loop<R: crate::reconcile::Reconciler + 'static>(
+    set: &mut tokio::task::JoinSet<()>,
+    mut reconciler: R,
+    trigger: crate::reconcile::trigger::Trigger,
+    gc_interval: Duration,
+    leader: tokio::sync::watch::Receiver<bool>,
+    cancel: CancellationToken,
+    health: Health,
+    name: &'static str,
+) {
+    set.spawn(async move {
+        // Waiting is normal for up to gcInterval; a pass is bounded by SPIRE deadlines.
+        let wedge = gc_interval.max(Duration::from_secs(60)) * 3;
+        crate::reconcile::run_loop(name, trigger, gc_interval, leader, cancel, &mut reconciler, || health.beat(name, wedge)).await;
+    });
 }

@@ -1,5 +1,13 @@
 //! spire-controller-manager: the runtime around the pure crates (`scm-*`).
 //!
-//! Rooms: `cli` (flags and subcommands).
+//! Rooms: `cli` (flags, subcommands, wiring), `k8s` (watches → stores, the lease),
+//! `reconcile` (loops and passes), `status` (status subresources, events), `manifests`
+//! (static manifest mode), `metrics`, `health`.
 
 pub mod cli;
+pub mod health;
+pub mod k8s;
+pub mod manifests;
+pub mod metrics;
+pub mod reconcile;
+pub mod status;

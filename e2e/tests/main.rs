@@ -1,1 +1,5 @@
+//! End-to-end tests against real peers: kube-apiserver + etcd + spire-server built from
+//! the Go module proxy (see e2e/peers.sh), and the controller binary.
 
+mod harness;
+mod smoke;

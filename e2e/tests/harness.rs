@@ -1,0 +1,442 @@
+//! The e2e harness: one set of real peers (etcd, kube-apiserver, spire-server) per test
+//! binary run, a fresh spire-server per test, the controller binary as a child process,
+//! and helpers to make nodes, namespaces, pods and endpoints and to read SPIRE.
+//!
+//! Under `make test` the peers are already up (`PEERS_ENV` names their env file). Run
+//! alone (`cargo test --test e2e`), the harness starts them itself and a watchdog stops
+//! them when the test process exits.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod};
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::Client;
+use serde_json::json;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Exports read from a `peers.sh` env file.
+#[derive(Clone, Debug)]
+pub struct Env(pub BTreeMap<String, String>);
+
+impl Env {
+    pub fn read(path: &Path) -> Env {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let mut map = BTreeMap::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("export ") else { continue };
+            let Some((k, v)) = rest.split_once('=') else { continue };
+            map.insert(k.to_owned(), unquote(v));
+        }
+        Env(map)
+    }
+
+    pub fn get(&self, key: &str) -> &str {
+        self.0.get(key).unwrap_or_else(|| panic!("{key} missing from peers env"))
+    }
+}
+
+/// Undoes bash `printf %q` for the simple values peers.sh writes.
+fn unquote(v: &str) -> String {
+    if let Some(inner) = v.strip_prefix("$'").and_then(|s| s.strip_suffix('\'')) {
+        return inner.replace("\\'", "'").replace("\\\\", "\\");
+    }
+    if let Some(inner) = v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+        return inner.to_owned();
+    }
+    let mut out = String::new();
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+pub struct Peers {
+    pub env: Env,
+    pub dir: PathBuf,
+}
+
+static PEERS: OnceLock<Peers> = OnceLock::new();
+
+/// The shared peers, started on first use when `make test` did not start them.
+pub fn peers() -> &'static Peers {
+    PEERS.get_or_init(|| {
+        let env_file = match std::env::var("PEERS_ENV") {
+            Ok(p) => PathBuf::from(p),
+            Err(_) => start_own_peers(),
+        };
+        let env = Env::read(&env_file);
+        let dir = PathBuf::from(env.get("PEERS_DIR"));
+        let peers = Peers { env, dir };
+        install_crds(&peers);
+        peers
+    })
+}
+
+fn start_own_peers() -> PathBuf {
+    let dir = root().join("target").join(format!("e2e-peers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let script = root().join("e2e/peers.sh");
+    let status = Command::new(&script).arg("up").arg(&dir).status().expect("run e2e/peers.sh up");
+    assert!(status.success(), "e2e/peers.sh up {} failed", dir.display());
+    // Stop the peers when this process exits, however it exits.
+    let watchdog = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; '{script}' down '{dir}' >/dev/null 2>&1",
+        pid = std::process::id(),
+        script = script.display(),
+        dir = dir.display()
+    );
+    Command::new("sh").arg("-c").arg(watchdog).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("watchdog");
+    dir.join("env")
+}
+
+fn install_crds(peers: &Peers) {
+    let kubectl = peers.env.get("KUBECTL");
+    let out = Command::new(kubectl)
+        .env("KUBECONFIG", peers.env.get("KUBECONFIG"))
+        .args(["apply", "--server-side", "--force-conflicts", "-f"])
+        .arg(root().join("crds"))
+        .output()
+        .expect("kubectl apply crds");
+    assert!(out.status.success(), "installing CRDs failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(kubectl)
+        .env("KUBECONFIG", peers.env.get("KUBECONFIG"))
+        .args(["wait", "--for=condition=Established", "--timeout=60s", "-f"])
+        .arg(root().join("crds"))
+        .output()
+        .expect("kubectl wait");
+    assert!(out.status.success(), "CRDs not established: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+pub async fn kube() -> Client {
+    let peers = peers();
+    let kubeconfig = kube::config::Kubeconfig::read_from(peers.env.get("KUBECONFIG")).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("kube config");
+    Client::try_from(config).expect("kube client")
+}
+
+pub fn kubectl(args: &[&str]) -> std::process::Output {
+    let peers = peers();
+    Command::new(peers.env.get("KUBECTL")).env("KUBECONFIG", peers.env.get("KUBECONFIG")).args(args).output().expect("kubectl")
+}
+
+/// `kubectl apply -f -` with the given YAML/JSON; returns (success, stdout+stderr).
+pub fn kubectl_apply(doc: &str) -> (bool, String) {
+    use std::io::Write;
+    let peers = peers();
+    let mut child = Command::new(peers.env.get("KUBECTL"))
+        .env("KUBECONFIG", peers.env.get("KUBECONFIG"))
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child.stdin.take().unwrap().write_all(doc.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// A unique, DNS-safe name for this test run.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{n}", std::process::id() % 100000)
+}
+
+/// A spire-server of its own for one test (fresh state).
+pub struct Spire {
+    pub env: Env,
+    dir: PathBuf,
+    name: String,
+}
+
+impl Spire {
+    pub fn start(name: &str, trust_domain: &str) -> Spire {
+        Self::start_with(name, trust_domain, &[])
+    }
+
+    pub fn start_with(name: &str, trust_domain: &str, extra: &[&str]) -> Spire {
+        let peers = peers();
+        let dir = peers.dir.join("t");
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new(root().join("e2e/peers.sh"))
+            .arg("spire-up")
+            .arg(&dir)
+            .arg(name)
+            .arg(trust_domain)
+            .args(extra)
+            .output()
+            .expect("peers.sh spire-up");
+        assert!(out.status.success(), "spire-up {name}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let env = Env::read(&dir.join(name).join("env"));
+        Spire { env, dir, name: name.to_owned() }
+    }
+
+    pub fn socket(&self) -> &str {
+        self.env.get("SPIRE_SERVER_SOCKET")
+    }
+
+    pub async fn client(&self) -> scm_spire_api::Client {
+        scm_spire_api::Client::connect_lazy(self.socket(), Default::default()).expect("spire client")
+    }
+
+    /// `spire-server entry show -output json`, as (spiffe_id, parent_id, selectors, entry id) tuples.
+    pub fn entry_show(&self) -> Vec<serde_json::Value> {
+        let out = Command::new(self.env.get("SPIRE_SERVER_BIN"))
+            .args(["entry", "show", "-output", "json", "-socketPath", self.socket()])
+            .output()
+            .expect("spire-server entry show");
+        assert!(out.status.success(), "entry show: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("entry show json");
+        v["entries"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["-socketPath", self.socket()]);
+        Command::new(self.env.get("SPIRE_SERVER_BIN")).args(full).output().expect("spire-server")
+    }
+}
+
+impl Drop for Spire {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("e2e/peers.sh")).arg("spire-down").arg(&self.dir).arg(&self.name).output();
+    }
+}
+
+/// Renders `spiffe://td/path` strings of `spire-server entry show` JSON.
+pub fn show_id(v: &serde_json::Value) -> String {
+    format!("spiffe://{}{}", v["trust_domain"].as_str().unwrap_or(""), v["path"].as_str().unwrap_or(""))
+}
+
+/// The controller binary running as a child process with a config file.
+pub struct Controller {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    pub log: PathBuf,
+    pub metrics_addr: String,
+    pub health_addr: String,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn controller_bin() -> PathBuf {
+    std::env::var("CONTROLLER_BIN").map(PathBuf::from).unwrap_or_else(|_| root().join("target/debug/spire-controller-manager"))
+}
+
+impl Controller {
+    /// Writes `config` (YAML body without apiVersion/kind; metrics and health addresses
+    /// are added) and starts the controller with webhooks off.
+    pub fn start(name: &str, config: &str) -> Controller {
+        Self::start_env(name, config, &[("ENABLE_WEBHOOKS", "false")])
+    }
+
+    pub fn start_env(name: &str, config: &str, env: &[(&str, &str)]) -> Controller {
+        let peers = peers();
+        let dir = peers.dir.join("t").join(format!("ctl-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let metrics_addr = format!("127.0.0.1:{}", free_port());
+        let health_addr = format!("127.0.0.1:{}", free_port());
+        let config_path = dir.join("config.yaml");
+        let text = format!(
+            "apiVersion: spire.spiffe.io/v1alpha1\nkind: ControllerManagerConfig\nmetrics:\n  bindAddress: {metrics_addr}\nhealth:\n  healthProbeBindAddress: {health_addr}\n{config}"
+        );
+        std::fs::write(&config_path, text).unwrap();
+        let log = dir.join("controller.log");
+        let mut ctl = Controller { child: None, dir, config_path, log, metrics_addr, health_addr };
+        ctl.spawn(env);
+        ctl
+    }
+
+    fn spawn(&mut self, env: &[(&str, &str)]) {
+        let peers = peers();
+        let logf = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let mut cmd = Command::new(controller_bin());
+        cmd.arg("--config").arg(&self.config_path).env("KUBECONFIG", peers.env.get("KUBECONFIG")).env("RUST_LOG", "info,spire_controller_manager=debug");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.stdout(logf.try_clone().unwrap()).stderr(logf).spawn().expect("start controller");
+        self.child = Some(child);
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn(&[("ENABLE_WEBHOOKS", "false")]);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe_sigterm(child.id());
+            for _ in 0..100 {
+                if child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub async fn metrics(&self) -> String {
+        http_get(&self.metrics_addr, "/metrics").await.map(|(_, b)| b).unwrap_or_default()
+    }
+
+    /// The sum of a counter/gauge over all label sets matching `filter` substrings.
+    pub async fn metric(&self, name: &str, filter: &[&str]) -> f64 {
+        let text = self.metrics().await;
+        parse_metric(&text, name, filter)
+    }
+}
+
+pub fn parse_metric(text: &str, name: &str, filter: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' ')))
+        .filter(|l| filter.iter().all(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A tiny HTTP/1.1 GET over plain TCP (metrics and health endpoints).
+pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((code, body))
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ---------------------------------------------------------------- objects
+
+pub async fn create_namespace(client: &Client, name: &str, labels: &[(&str, &str)]) -> Namespace {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
+    api.create(&PostParams::default(), &ns).await.expect("create namespace")
+}
+
+pub async fn create_node(client: &Client, name: &str) -> Node {
+    let api: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}})).unwrap();
+    api.create(&PostParams::default(), &node).await.expect("create node")
+}
+
+pub async fn create_pod(client: &Client, ns: &str, name: &str, node: &str, sa: &str, labels: &[(&str, &str)]) -> Pod {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut spec = json!({"containers": [{"name": "app", "image": "example/app:1"}], "serviceAccountName": sa});
+    if !node.is_empty() {
+        spec["nodeName"] = json!(node);
+    }
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "spec": spec})).unwrap();
+    api.create(&PostParams::default(), &pod).await.expect("create pod")
+}
+
+pub async fn delete_pod(client: &Client, ns: &str, name: &str) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    // No kubelet: delete immediately.
+    let _ = api.delete(name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await;
+}
+
+pub async fn create_endpoints(client: &Client, ns: &str, svc: &str, pods: &[&Pod]) -> Endpoints {
+    let api: Api<Endpoints> = Api::namespaced(client.clone(), ns);
+    let addresses: Vec<serde_json::Value> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            json!({"ip": format!("10.1.0.{}", i + 1), "targetRef": {"kind": "Pod", "namespace": ns,
+                "name": p.metadata.name, "uid": p.metadata.uid}})
+        })
+        .collect();
+    let ep: Endpoints = serde_json::from_value(json!({"metadata": {"name": svc}, "subsets": [{"addresses": addresses, "ports": [{"port": 80}]}]})).unwrap();
+    api.create(&PostParams::default(), &ep).await.expect("create endpoints")
+}
+
+/// Applies a custom resource from JSON (server-side apply as the test user).
+pub async fn apply_json(client: &Client, kind_plural: &str, obj: serde_json::Value) {
+    let name = obj["metadata"]["name"].as_str().unwrap().to_owned();
+    let ar = kube::api::ApiResource {
+        group: "spire.spiffe.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "spire.spiffe.io/v1alpha1".into(),
+        kind: obj["kind"].as_str().unwrap().into(),
+        plural: kind_plural.into(),
+    };
+    let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &ar);
+    api.patch(&name, &kube::api::PatchParams::apply("e2e").force(), &kube::api::Patch::Apply(&obj)).await.unwrap_or_else(|e| panic!("apply {kind_plural}/{name}: {e}"));
+}
+
+pub async fn delete_cr(client: &Client, kind: &str, kind_plural: &str, name: &str) {
+    let ar = kube::api::ApiResource {
+        group: "spire.spiffe.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "spire.spiffe.io/v1alpha1".into(),
+        kind: kind.into(),
+        plural: kind_plural.into(),
+    };
+    let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &ar);
+    let _ = api.delete(name, &DeleteParams::default()).await;
+}

@@ -1,0 +1,4 @@
+//! The Kubernetes edge: watches into stores, the lease.
+
+pub mod lease;
+pub mod world;

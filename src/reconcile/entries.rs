@@ -1,0 +1,332 @@
+//! The entry reconciler: ClusterSPIFFEIDs × pods and ClusterStaticEntries → SPIRE entries.
+//!
+//! A pass is: sources synced? → snapshot → `scm_core::declare_entries` (pure) → refresh
+//! the SPIRE mirror if stale → `scm_core::plan` (pure) → delete, create, update in
+//! upstream's batch sizes → statuses, events, metrics. Nothing is deleted on a partial
+//! view: an unsynced cache or a failed list skips the pass; sources that fail to parse
+//! or render protect their entries (see `scm_core::Protection`).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scm_core::{
+    Declared, Ownership, Plan, RenderCache, Settings, SourceKind, SourceRef, UnsupportedFields, World,
+};
+use scm_api::ClusterSPIFFEIDStats;
+use scm_spiffe::Entry;
+use scm_spire_api::Client as SpireClient;
+
+use super::mirror::Mirror;
+use super::{PassKind, PassOutcome};
+use crate::metrics::Metrics;
+use crate::status::StatusSink;
+
+/// Where the world comes from: Kubernetes watches or a static manifest directory.
+pub trait WorldSource: Send + Sync {
+    /// `Err(why)` when the view is not complete (unsynced cache, unreadable manifest).
+    fn snapshot(&self) -> Result<World, String>;
+}
+
+/// How often the unsupported-field probe runs (upstream: 10 minutes).
+const PROBE_INTERVAL: Duration = Duration::from_secs(600);
+
+pub struct EntryReconciler {
+    pub source: Arc<dyn WorldSource>,
+    pub spire: SpireClient,
+    pub settings: Settings,
+    pub ownership: Ownership,
+    pub metrics: Metrics,
+    pub status: Arc<dyn StatusSink>,
+    mirror: Mirror,
+    cache: RenderCache,
+    unsupported: UnsupportedFields,
+    last_probe: Option<Instant>,
+    reported_failures: HashSet<String>,
+}
+
+/// What one pass did, for logs and tests.
+#[derive(Debug, Default, Clone)]
+pub struct PassReport {
+    pub created: usize,
+    pub updated: usize,
+    pub deleted: usize,
+    pub failed: usize,
+    pub kept: usize,
+}
+
+impl EntryReconciler {
+    pub fn new(
+        source: Arc<dyn WorldSource>,
+        spire: SpireClient,
+        settings: Settings,
+        ownership: Ownership,
+        metrics: Metrics,
+        status: Arc<dyn StatusSink>,
+    ) -> Self {
+        Self {
+            source,
+            spire,
+            settings,
+            ownership,
+            metrics,
+            status,
+            mirror: Mirror::default(),
+            cache: RenderCache::default(),
+            unsupported: UnsupportedFields::default(),
+            last_probe: None,
+            reported_failures: HashSet::new(),
+        }
+    }
+
+    /// Leadership moved or a write failed elsewhere: re-list before the next diff.
+    pub fn invalidate(&mut self) {
+        self.mirror.invalidate();
+    }
+
+    pub async fn pass(&mut self, kind: PassKind) -> PassOutcome {
+        let started = Instant::now();
+        if let PassKind::Triggered(lag) = kind {
+            self.metrics.trigger_lag.with_label_values(&["entry"]).observe(lag.as_secs_f64());
+        }
+        let (result, outcome) = match self.try_pass(kind).await {
+            Ok(report) => {
+                if report.created + report.updated + report.deleted + report.failed > 0 {
+                    tracing::info!(
+                        created = report.created,
+                        updated = report.updated,
+                        deleted = report.deleted,
+                        failed = report.failed,
+                        kept = report.kept,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "entry pass applied changes"
+                    );
+                } else {
+                    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "entry pass: nothing to change");
+                }
+                ("ok", PassOutcome::Done)
+            }
+            Err(PassError::NotReady(why)) => {
+                tracing::info!(reason = %why, "entry pass skipped: view incomplete");
+                ("skipped", PassOutcome::Retry(Duration::from_millis(500)))
+            }
+            Err(PassError::Spire(err)) => {
+                tracing::warn!(error = %err, "entry pass aborted: SPIRE Server API");
+                self.mirror.invalidate();
+                ("error", PassOutcome::Retry(Duration::from_secs(1)))
+            }
+        };
+        self.metrics.passes.with_label_values(&["entry", result]).inc();
+        self.metrics.pass_duration.with_label_values(&["entry", result]).observe(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    async fn try_pass(&mut self, kind: PassKind) -> Result<PassReport, PassError> {
+        let world = self.source.snapshot().map_err(PassError::NotReady)?;
+
+        if self.last_probe.is_none_or(|t| t.elapsed() >= PROBE_INTERVAL) {
+            match self.spire.get_unsupported_fields(&self.settings.trust_domain).await {
+                Ok(fields) => {
+                    self.unsupported = convert_unsupported(&fields);
+                    self.last_probe = Some(Instant::now());
+                }
+                Err(err) => tracing::warn!(error = %err, "unsupported-field probe failed; keeping the last known set"),
+            }
+        }
+
+        if matches!(kind, PassKind::Full) || !self.mirror.is_fresh() {
+            let t = Instant::now();
+            let listed = self.spire.list_entries().await.map_err(|e| PassError::Spire(e.to_string()))?;
+            tracing::debug!(entries = listed.len(), elapsed_ms = t.elapsed().as_millis() as u64, "listed SPIRE entries");
+            self.mirror.replace(listed);
+        }
+
+        let declared = scm_core::declare_entries(&world, &self.settings, &mut self.cache);
+        let current = self.mirror.entries();
+        let prefix = self.ownership.prefix.clone();
+        let mut new_id = move || match &prefix {
+            Some(p) => format!("{p}{}", uuid::Uuid::new_v4()),
+            None => String::new(),
+        };
+        let plan = scm_core::plan(&declared.entries, &current, &self.ownership, &self.unsupported, &declared.protect, &mut new_id);
+
+        let mut report = PassReport { kept: plan.kept.len(), ..Default::default() };
+        for (entry, why) in &plan.kept {
+            tracing::debug!(entry_id = %entry.id, spiffe_id = %entry.spiffe_id, reason = %why, "keeping undeclared entry");
+        }
+        let failures = self.apply(&plan, &mut report).await;
+
+        self.record_metrics(&declared, &plan);
+        self.report_render_failures(&world, &declared).await;
+        self.write_statuses(&world, &declared, &plan, &failures).await;
+        Ok(report)
+    }
+
+    /// Applies the plan: deletes, then creates, then updates (upstream's order).
+    /// Returns per-source counts of failed creates/updates.
+    async fn apply(&mut self, plan: &Plan, report: &mut PassReport) -> Applied {
+        let mut applied = Applied::default();
+        if !plan.deletes.is_empty() {
+            for e in &plan.deletes {
+                tracing::info!(entry_id = %e.id, spiffe_id = %e.spiffe_id, parent_id = %e.parent_id, selectors = %fmt_selectors(e), "deleting entry");
+            }
+            let ids: Vec<String> = plan.deletes.iter().map(|e| e.id.clone()).collect();
+            let (results, rpc_error) = scm_spire_api::BatchError::split(self.spire.delete_entries(&ids).await);
+            if let Some(err) = rpc_error {
+                tracing::warn!(error = %err, "BatchDeleteEntry failed");
+                self.mirror.invalidate();
+            }
+            for (id, res) in ids.iter().zip(results.iter()) {
+                match res {
+                    Ok(_) => {
+                        self.mirror.removed(id);
+                        report.deleted += 1;
+                        self.metrics.entry_writes.with_label_values(&["delete", "ok"]).inc();
+                    }
+                    Err(err) => {
+                        tracing::warn!(entry_id = %id, error = %err, "failed to delete entry");
+                        self.metrics.entry_writes.with_label_values(&["delete", "failed"]).inc();
+                        self.mirror.invalidate();
+                    }
+                }
+            }
+        }
+        for (op, items) in [("create", &plan.creates), ("update", &plan.updates)] {
+            if items.is_empty() {
+                continue;
+            }
+            let entries: Vec<Entry> = items.iter().map(|(_, e)| e.clone()).collect();
+            for (src, e) in items.iter() {
+                tracing::info!(
+                    op, source = %src.name, kind = ?src.kind, entry_id = %e.id, spiffe_id = %e.spiffe_id,
+                    parent_id = %e.parent_id, selectors = %fmt_selectors(e), dns_names = ?e.dns_names,
+                    federates_with = ?e.federates_with.iter().map(|t| t.name().to_owned()).collect::<Vec<_>>(),
+                    x509_ttl = e.x509_svid_ttl.as_secs(), jwt_ttl = e.jwt_svid_ttl.as_secs(), admin = e.admin,
+                    downstream = e.downstream, hint = %e.hint, store_svid = e.store_svid,
+                    "{op} entry"
+                );
+            }
+            let outcome = if op == "create" { self.spire.create_entries(&entries).await } else { self.spire.update_entries(&entries).await };
+            let (results, rpc_error) = scm_spire_api::BatchError::split(outcome);
+            if let Some(err) = rpc_error {
+                tracing::warn!(op, error = %err, "batch {op} failed");
+                self.mirror.invalidate();
+            }
+            for ((src, e), res) in items.iter().zip(results.into_iter()) {
+                match res {
+                    Ok(written) => {
+                        self.mirror.upserted(written);
+                        if op == "create" {
+                            report.created += 1;
+                        } else {
+                            report.updated += 1;
+                        }
+                        self.metrics.entry_writes.with_label_values(&[op, "ok"]).inc();
+                        applied.set.insert(src.clone());
+                    }
+                    Err(err) => {
+                        tracing::warn!(op, source = %src.name, spiffe_id = %e.spiffe_id, error = %err, "entry write failed");
+                        report.failed += 1;
+                        self.metrics.entry_writes.with_label_values(&[op, "failed"]).inc();
+                        *applied.failures.entry(src.clone()).or_default() += 1;
+                        self.mirror.invalidate();
+                    }
+                }
+            }
+        }
+        for (src, _) in &plan.unchanged {
+            applied.set.insert(src.clone());
+        }
+        applied
+    }
+
+    fn record_metrics(&self, declared: &Declared, plan: &Plan) {
+        let m = &self.metrics;
+        m.entries_declared.set(declared.entries.len() as i64);
+        m.entries_current.set(self.mirror.len() as i64);
+        m.entries_kept.set(plan.kept.len() as i64);
+        let masked: i64 = declared.spiffe_id_stats.values().map(|s| s.entries_masked).sum::<i64>()
+            + declared.static_entries.values().filter(|s| s.masked).count() as i64;
+        m.entries_masked.set(masked);
+        let mut by_kind: BTreeMap<&str, i64> = BTreeMap::from([("ClusterSPIFFEID", 0), ("ClusterStaticEntry", 0)]);
+        for f in &declared.failures {
+            *by_kind.entry(kind_name(f.source.kind)).or_default() += 1;
+        }
+        for (kind, n) in by_kind {
+            m.render_failures.with_label_values(&[kind]).set(n);
+        }
+        let cse_failures = declared.static_entries.values().filter(|s| !s.rendered).count();
+        if cse_failures > 0 {
+            m.cluster_static_entry_failures.add(cse_failures as f64);
+        }
+    }
+
+    /// Logs each render failure once (until it goes away) and emits an Event for it.
+    async fn report_render_failures(&mut self, _world: &World, declared: &Declared) {
+        let mut now = HashSet::new();
+        for f in &declared.failures {
+            let pod = f.pod.as_ref().map(|(ns, n)| format!("{ns}/{n}"));
+            let key = format!("{}|{}|{:?}|{}|{}", kind_name(f.source.kind), f.source.name, pod, f.field, f.message);
+            if !self.reported_failures.contains(&key) {
+                tracing::warn!(kind = kind_name(f.source.kind), name = %f.source.name, pod = ?pod, field = %f.field, error = %f.message, "render failed; existing entries are kept");
+                self.status.event_render_failed(&f.source, f.pod.clone(), &f.field, &f.message).await;
+            }
+            now.insert(key);
+        }
+        self.reported_failures = now;
+    }
+
+    async fn write_statuses(&self, world: &World, declared: &Declared, _plan: &Plan, applied: &Applied) {
+        for cr in &world.cluster_spiffe_ids {
+            let name = cr.metadata.name.clone().unwrap_or_default();
+            let Some(stats) = declared.spiffe_id_stats.get(&name) else { continue };
+            let mut stats: ClusterSPIFFEIDStats = stats.clone();
+            let uid = cr.metadata.uid.clone().unwrap_or_default();
+            let src = SourceRef { kind: SourceKind::ClusterSPIFFEID, name: name.clone(), uid };
+            stats.entry_failures = applied.failures.get(&src).copied().unwrap_or(0);
+            let failures: Vec<&scm_core::RenderFailure> = declared.failures.iter().filter(|f| f.source.name == name && f.source.kind == SourceKind::ClusterSPIFFEID).collect();
+            self.status.cluster_spiffe_id(cr, stats, &failures).await;
+        }
+        for cr in &world.cluster_static_entries {
+            let name = cr.metadata.name.clone().unwrap_or_default();
+            let Some(outcome) = declared.static_entries.get(&name) else { continue };
+            let uid = cr.metadata.uid.clone().unwrap_or_default();
+            let src = SourceRef { kind: SourceKind::ClusterStaticEntry, name: name.clone(), uid };
+            let set = outcome.rendered && !outcome.masked && applied.set.contains(&src) && !applied.failures.contains_key(&src);
+            self.status.cluster_static_entry(cr, outcome, set).await;
+        }
+    }
+}
+
+#[derive(Default)]
+struct Applied {
+    /// Sources whose entry is present and current after this pass.
+    set: HashSet<SourceRef>,
+    failures: HashMap<SourceRef, i64>,
+}
+
+enum PassError {
+    NotReady(String),
+    Spire(String),
+}
+
+fn kind_name(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::ClusterSPIFFEID => "ClusterSPIFFEID",
+        SourceKind::ClusterStaticEntry => "ClusterStaticEntry",
+    }
+}
+
+fn fmt_selectors(e: &Entry) -> String {
+    e.selectors.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn convert_unsupported(f: &scm_spire_api::UnsupportedFields) -> UnsupportedFields {
+    UnsupportedFields { jwt_svid_ttl: f.jwt_svid_ttl, hint: f.hint, store_svid: f.store_svid }
+}
+
+impl super::Reconciler for EntryReconciler {
+    fn pass(&mut self, kind: PassKind) -> futures::future::BoxFuture<'_, PassOutcome> {
+        Box::pin(EntryReconciler::pass(self, kind))
+    }
+}

@@ -1,0 +1,122 @@
+//! The loops: a coalescing trigger plus a gcInterval timer drive whole-world passes.
+//! Each pass: snapshot → declare (pure) → diff against the SPIRE mirror (pure) → apply.
+
+pub mod entries;
+pub mod mirror;
+pub mod trigger;
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use trigger::Trigger;
+
+/// What a pass reports to the loop.
+pub enum PassOutcome {
+    /// Done; the next pass waits for a trigger or the timer.
+    Done,
+    /// Could not run (unsynced caches, SPIRE unreachable, list failed): retry after the delay.
+    Retry(Duration),
+}
+
+/// A reconciler the loop drives: one whole-world pass at a time.
+pub trait Reconciler: Send {
+    fn pass(&mut self, kind: PassKind) -> futures::future::BoxFuture<'_, PassOutcome>;
+}
+
+/// Runs passes on every trigger and every `gc_interval`, only while `leader` is true.
+/// Passes never overlap; triggers during a pass coalesce into one more pass. `beat` is
+/// called before each wait and each pass (liveness).
+pub async fn run_loop<R: Reconciler>(
+    name: &'static str,
+    trigger: Trigger,
+    gc_interval: Duration,
+    mut leader: watch::Receiver<bool>,
+    cancel: CancellationToken,
+    reconciler: &mut R,
+    beat: impl Fn(),
+) {
+    let mut next_full = tokio::time::Instant::now();
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut backoff = Duration::from_millis(200);
+    let mut was_leader = false;
+    loop {
+        beat();
+        let is_leader = *leader.borrow_and_update();
+        if !is_leader {
+            if was_leader {
+                tracing::info!(reconciler = name, "lost leadership; passes stop");
+            }
+            was_leader = false;
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = leader.changed() => if r.is_err() { return },
+            }
+            continue;
+        }
+        if !was_leader {
+            tracing::info!(reconciler = name, "leading; starting passes");
+            was_leader = true;
+            next_full = tokio::time::Instant::now();
+        }
+        let now = tokio::time::Instant::now();
+        let kind = if now >= next_full {
+            trigger.take_lag();
+            PassKind::Full
+        } else if retry_at.is_some_and(|t| now >= t) {
+            PassKind::Retry
+        } else {
+            let wake = retry_at.map_or(next_full, |r| r.min(next_full));
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = leader.changed() => { if r.is_err() { return } continue }
+                _ = tokio::time::sleep_until(wake) => continue,
+                lag = trigger.notified() => PassKind::Triggered(lag),
+            }
+        };
+        if cancel.is_cancelled() {
+            return;
+        }
+        retry_at = None;
+        // A lost lease stops writes at once: the pass future is dropped mid-flight.
+        let mut lost = leader.clone();
+        let outcome = tokio::select! {
+            outcome = reconciler.pass(kind) => outcome,
+            _ = lost.wait_for(|l| !*l) => {
+                tracing::warn!(reconciler = name, "leadership lost during a pass; abandoning it");
+                continue;
+            }
+            // Shutdown lets the current pass finish (its SPIRE calls have deadlines).
+        };
+        match outcome {
+            PassOutcome::Done => {
+                backoff = Duration::from_millis(200);
+                if matches!(kind, PassKind::Full) {
+                    next_full = tokio::time::Instant::now() + gc_interval;
+                }
+            }
+            PassOutcome::Retry(min) => {
+                let delay = backoff.max(min);
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                retry_at = Some(tokio::time::Instant::now() + delay);
+                if matches!(kind, PassKind::Full) {
+                    // A full pass failed: keep it due.
+                    retry_at = None;
+                    next_full = tokio::time::Instant::now() + delay;
+                }
+            }
+        }
+    }
+}
+
+/// Why a pass runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PassKind {
+    /// The gcInterval timer (or the first pass): refresh the SPIRE mirror with a full list.
+    Full,
+    /// A change notification; `Duration` is how long the oldest one waited.
+    Triggered(Duration),
+    /// A retry after a failed pass.
+    Retry,
+}

@@ -1,0 +1,170 @@
+//! Where pass results go: status subresources and Events in Kubernetes mode, logs only
+//! in static manifest mode. Statuses are written only when they change.
+
+use async_trait_shim::BoxFuture;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+use scm_api::{ClusterSPIFFEID, ClusterStaticEntry, CONDITION_READY};
+use scm_api::ClusterSPIFFEIDStats;
+use scm_core::{RenderFailure, SourceKind, SourceRef, StaticEntryOutcome};
+use serde_json::json;
+
+/// Minimal boxed-future trait support without an extra dependency.
+pub mod async_trait_shim {
+    pub type BoxFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+}
+
+pub trait StatusSink: Send + Sync {
+    fn cluster_spiffe_id<'a>(&'a self, cr: &'a ClusterSPIFFEID, stats: ClusterSPIFFEIDStats, failures: &'a [&'a RenderFailure]) -> BoxFuture<'a>;
+    fn cluster_static_entry<'a>(&'a self, cr: &'a ClusterStaticEntry, outcome: &'a StaticEntryOutcome, set: bool) -> BoxFuture<'a>;
+    fn event_render_failed<'a>(&'a self, source: &'a SourceRef, pod: Option<(String, String)>, field: &'a str, message: &'a str) -> BoxFuture<'a>;
+}
+
+/// Static manifest mode: nothing to write.
+pub struct NoStatus;
+
+impl StatusSink for NoStatus {
+    fn cluster_spiffe_id<'a>(&'a self, _: &'a ClusterSPIFFEID, _: ClusterSPIFFEIDStats, _: &'a [&'a RenderFailure]) -> BoxFuture<'a> {
+        Box::pin(async {})
+    }
+    fn cluster_static_entry<'a>(&'a self, _: &'a ClusterStaticEntry, _: &'a StaticEntryOutcome, _: bool) -> BoxFuture<'a> {
+        Box::pin(async {})
+    }
+    fn event_render_failed<'a>(&'a self, _: &'a SourceRef, _: Option<(String, String)>, _: &'a str, _: &'a str) -> BoxFuture<'a> {
+        Box::pin(async {})
+    }
+}
+
+pub struct KubeStatus {
+    client: Client,
+    recorder: Recorder,
+}
+
+const FIELD_MANAGER: &str = "spire-controller-manager";
+
+impl KubeStatus {
+    pub fn new(client: Client) -> Self {
+        let reporter = Reporter { controller: "spire-controller-manager".into(), instance: std::env::var("POD_NAME").ok() };
+        Self { recorder: Recorder::new(client.clone(), reporter), client }
+    }
+}
+
+/// The Ready condition, keeping `lastTransitionTime` when the status did not change.
+fn ready_condition(existing: &[Condition], ok: bool, reason: &str, message: String, generation: Option<i64>) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let last = existing
+        .iter()
+        .find(|c| c.type_ == CONDITION_READY && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| Time(jiff::Timestamp::now()));
+    Condition {
+        type_: CONDITION_READY.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: last,
+        observed_generation: generation,
+    }
+}
+
+fn same_condition(a: Option<&Condition>, b: &Condition) -> bool {
+    a.is_some_and(|a| a.status == b.status && a.reason == b.reason && a.message == b.message && a.observed_generation == b.observed_generation)
+}
+
+fn stats_json(s: &ClusterSPIFFEIDStats) -> serde_json::Value {
+    // Merge patch: zero values are sent as null so that they clear (upstream omits zeros).
+    let v = |n: i64| if n == 0 { serde_json::Value::Null } else { json!(n) };
+    json!({
+        "namespacesSelected": v(s.namespaces_selected),
+        "namespacesIgnored": v(s.namespaces_ignored),
+        "podsSelected": v(s.pods_selected),
+        "podEntryRenderFailures": v(s.pod_entry_render_failures),
+        "entriesMasked": v(s.entries_masked),
+        "entriesToSet": v(s.entries_to_set),
+        "entryFailures": v(s.entry_failures),
+    })
+}
+
+impl StatusSink for KubeStatus {
+    fn cluster_spiffe_id<'a>(&'a self, cr: &'a ClusterSPIFFEID, stats: ClusterSPIFFEIDStats, failures: &'a [&'a RenderFailure]) -> BoxFuture<'a> {
+        Box::pin(async move {
+            let existing = cr.status.clone().unwrap_or_default();
+            let (ok, reason, message) = if let Some(f) = failures.first() {
+                let pod = f.pod.as_ref().map(|(ns, n)| format!(" for pod {ns}/{n}")).unwrap_or_default();
+                (false, "RenderFailed", format!("{} failure(s); first{pod}: {}: {}", failures.len(), f.field, f.message))
+            } else if stats.entry_failures > 0 {
+                (false, "EntryWriteFailed", format!("{} entries could not be written to SPIRE", stats.entry_failures))
+            } else {
+                (true, "Reconciled", format!("{} entries set for {} pods", stats.entries_to_set, stats.pods_selected))
+            };
+            let cond = ready_condition(&existing.conditions, ok, reason, message, cr.metadata.generation);
+            let current_ready = existing.conditions.iter().find(|c| c.type_ == CONDITION_READY);
+            if existing.stats.clone().unwrap_or_default() == stats && same_condition(current_ready, &cond) {
+                return;
+            }
+            let patch = json!({"status": {"stats": stats_json(&stats), "conditions": [cond]}});
+            let api: Api<ClusterSPIFFEID> = Api::all(self.client.clone());
+            if let Err(err) = api.patch_status(&cr.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+                tracing::warn!(name = %cr.name_any(), error = %err, "failed to update ClusterSPIFFEID status");
+            }
+        })
+    }
+
+    fn cluster_static_entry<'a>(&'a self, cr: &'a ClusterStaticEntry, outcome: &'a StaticEntryOutcome, set: bool) -> BoxFuture<'a> {
+        Box::pin(async move {
+            let existing = cr.status.clone().unwrap_or_default();
+            let (ok, reason, message) = match (&outcome.error, outcome.masked, set) {
+                (Some(err), _, _) => (false, "Invalid", err.clone()),
+                (None, true, _) => (false, "Masked", "another resource declares an entry with the same SPIFFE ID, parent ID and selectors".to_owned()),
+                (None, false, true) => (true, "Reconciled", "the entry is present in SPIRE and current".to_owned()),
+                (None, false, false) => (false, "EntryWriteFailed", "the entry could not be written to SPIRE".to_owned()),
+            };
+            let cond = ready_condition(&existing.conditions, ok, reason, message, cr.metadata.generation);
+            let current_ready = existing.conditions.iter().find(|c| c.type_ == CONDITION_READY);
+            if existing.rendered == outcome.rendered && existing.masked == outcome.masked && existing.set == set && same_condition(current_ready, &cond) {
+                return;
+            }
+            let patch = json!({"status": {"rendered": outcome.rendered, "masked": outcome.masked, "set": set, "conditions": [cond]}});
+            let api: Api<ClusterStaticEntry> = Api::all(self.client.clone());
+            if let Err(err) = api.patch_status(&cr.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+                tracing::warn!(name = %cr.name_any(), error = %err, "failed to update ClusterStaticEntry status");
+            }
+        })
+    }
+
+    fn event_render_failed<'a>(&'a self, source: &'a SourceRef, pod: Option<(String, String)>, field: &'a str, message: &'a str) -> BoxFuture<'a> {
+        Box::pin(async move {
+            let reference = match source.kind {
+                SourceKind::ClusterSPIFFEID => {
+                    let mut cr = ClusterSPIFFEID::new(&source.name, Default::default());
+                    cr.metadata.uid = Some(source.uid.clone());
+                    cr.object_ref(&())
+                }
+                SourceKind::ClusterStaticEntry => {
+                    let mut cr = ClusterStaticEntry::new(&source.name, Default::default());
+                    cr.metadata.uid = Some(source.uid.clone());
+                    cr.object_ref(&())
+                }
+            };
+            let pod_text = pod.as_ref().map(|(ns, n)| format!("pod {ns}/{n}: ")).unwrap_or_default();
+            let secondary = pod.map(|(ns, name)| k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                namespace: Some(ns),
+                name: Some(name),
+                ..Default::default()
+            });
+            let mut note = format!("{pod_text}{field}: {message}");
+            note.truncate(1000);
+            let ev = Event { type_: EventType::Warning, reason: "RenderFailed".into(), note: Some(note), action: "Render".into(), secondary };
+            if let Err(err) = self.recorder.publish(&ev, &reference).await {
+                tracing::debug!(error = %err, "failed to publish event");
+            }
+        })
+    }
+}
+
+#[allow(dead_code)]
+const _: &str = FIELD_MANAGER;
