@@ -252,7 +252,22 @@ fn respond(inner: &Inner, route: Route, req: &AdmissionRequest<DynamicObject>, d
             "admission decision"
         );
     }
-    (StatusCode::OK, axum::Json(res.into_review())).into_response()
+    (StatusCode::OK, axum::Json(review_json(res))).into_response()
+}
+
+/// The review as JSON, with `response.patch` as a base64 string like every Go webhook
+/// sends it (kube-core serializes `Vec<u8>` as an array of numbers, which the apiserver
+/// also accepts, but other clients may not).
+fn review_json(res: AdmissionResponse) -> serde_json::Value {
+    use base64::Engine as _;
+    let mut v = serde_json::to_value(res.into_review()).unwrap_or_default();
+    if let Some(patch) = v.pointer_mut("/response/patch")
+        && let Some(items) = patch.as_array()
+    {
+        let bytes: Vec<u8> = items.iter().filter_map(|b| b.as_u64()).map(|b| b as u8).collect();
+        *patch = serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    }
+    v
 }
 
 /// A request that could not be understood: the given HTTP status, and an AdmissionReview

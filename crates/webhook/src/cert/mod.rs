@@ -203,6 +203,11 @@ impl CertResolver {
             .with_no_client_auth()
             .with_cert_resolver(resolver);
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // No session resumption: a resumed session skips the certificate, so a client would
+        // keep "seeing" (and trusting) a rotated-out certificate on new connections. Full
+        // handshakes cost little at admission-webhook connection rates.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
         Ok(config)
     }
 }
