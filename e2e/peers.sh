@@ -45,7 +45,8 @@ environment:
   PEERS_CACHE   binary cache (now: $PEERS_CACHE)
   ETCD_VERSION=$ETCD_VERSION SPIRE_VERSION=$SPIRE_VERSION
   KUBERNETES_VERSION=$KUBERNETES_VERSION (fallback $KUBERNETES_FALLBACK_VERSION)
-  UPSTREAM_VERSION=$UPSTREAM_VERSION
+  UPSTREAM_VERSION=$UPSTREAM_VERSION; UPSTREAM_SRC=<git clone> builds upstream from that
+                clone's tag instead of the module proxy
   PEERS_TIMEOUT seconds to wait for each peer to answer (now: $PEERS_TIMEOUT)
 
 DIR/env exports: PEERS_DIR KUBECONFIG KUBECTL KUBE_APISERVER_BIN KUBE_APISERVER_URL
@@ -168,12 +169,25 @@ build_kubernetes() {
 	CGO_ENABLED=0 go build -trimpath -ldflags "$ld" -o "$out/kubectl" k8s.io/kubernetes/cmd/kubectl
 }
 
+# The Go module proxy may refuse this module (403 "This module version is not
+# available"); then UPSTREAM_SRC=<a git clone of spire-controller-manager, bare or not>
+# builds the tag UPSTREAM_VERSION from that clone instead (its dependencies still come
+# from the proxy).
 build_upstream() {
-	local v="$1" out="$2" m="$WORK/mod"
+	local v="$1" out="$2" m="$WORK/mod" mod=github.com/spiffe/spire-controller-manager
+	if [[ -n "${UPSTREAM_SRC:-}" ]]; then
+		rm -rf "$m"
+		mkdir -p "$m"
+		git -C "$UPSTREAM_SRC" archive --format=tar "$v" | tar -x -C "$m"
+		cd "$m"
+		CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/spire-controller-manager" ./cmd
+		return
+	fi
 	new_module "$m"
 	cd "$m"
-	go get -tool "github.com/spiffe/spire-controller-manager/cmd@$v"
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/spire-controller-manager" github.com/spiffe/spire-controller-manager/cmd
+	go get "$mod@$v" # the module first: the proxy may answer 403 for the path .../cmd
+	go get -tool "$mod/cmd"
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/spire-controller-manager" "$mod/cmd"
 }
 
 # build_one NAME: build NAME unless cached; tries each candidate version in turn.
@@ -200,6 +214,7 @@ build_one() {
 	fi
 	for v in $versions; do
 		dir="$PEERS_CACHE/$name-$v"
+		rm -rf "$dir".tmp.* # left by an interrupted build
 		WORK="$PEERS_CACHE/.work/$name-$v"
 		local tmp="$dir.tmp.$$"
 		rm -rf "$tmp" "$dir"
@@ -230,6 +245,9 @@ build_one() {
 		tail -n 25 "$WORK/build.log" >&2
 	done
 	exec {lockfd}>&-
+	if [[ "$name" == upstream && -z "${UPSTREAM_SRC:-}" ]]; then
+		log "hint: if the module proxy refuses it, set UPSTREAM_SRC to a git clone of spire-controller-manager"
+	fi
 	die "$name: could not build any of: $versions"
 }
 
@@ -470,10 +488,13 @@ start_apiserver() {
 		--service-account-issuer="https://127.0.0.1:$port/" \
 		--service-account-key-file="$pki/sa.pub" \
 		--service-account-signing-key-file="$pki/sa.key" \
-		--disable-admission-plugins=ServiceAccount
+		--disable-admission-plugins=ServiceAccount \
+		--endpoint-reconciler-type=none
 	local curl_admin=(curl -fsS --max-time 3 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key")
 	wait_ready kube-apiserver "$dir/kube-apiserver.pid" kube-apiserver "$dir/kube-apiserver.log" \
 		"${curl_admin[@]}" "https://127.0.0.1:$port/readyz"
+	# (--endpoint-reconciler-type=none: the "kubernetes" Endpoints cannot hold 127.0.0.1;
+	# the default reconciler would log an error every 10 s.)
 	# The "default" namespace is made by a bootstrap loop that may lag /readyz a little.
 	wait_ready "kube-apiserver (namespace default)" "$dir/kube-apiserver.pid" kube-apiserver \
 		"$dir/kube-apiserver.log" "${curl_admin[@]}" "https://127.0.0.1:$port/api/v1/namespaces/default"
@@ -665,6 +686,7 @@ cmd_up() {
 	start_apiserver "$dir" "$api_port" "http://127.0.0.1:$etcd_client"
 	spire_configure "$dir/spire" "$td" 0
 	spire_start "$dir/spire"
+	ln -sfn spire/spire-server.log "$dir/spire-server.log"
 	local sp kp
 	sp="$(peer_path spire)"
 	kp="$(peer_path kubernetes)"
