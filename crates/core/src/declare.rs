@@ -122,12 +122,11 @@ pub struct Declared {
 /// resourceVersion are never cached. Slots not used in a pass are evicted at its end, so
 /// the cache never outgrows the live (CR × selected pod) set.
 ///
-/// The cache assumes the settings' parent ID template is fixed for its lifetime; it resets
-/// itself when the trust domain, cluster name or cluster domain change. Use a new cache if
-/// the parent template changes.
+/// The cache resets itself when the trust domain, cluster name, cluster domain or parent
+/// ID template (source) change.
 #[derive(Debug, Default)]
 pub struct RenderCache {
-    identity: Option<(String, String, String)>,
+    identity: Option<[String; 4]>,
     pass: u64,
     next_epoch: u64,
     specs: HashMap<String, SpecSlot>,
@@ -184,11 +183,12 @@ impl RenderCache {
     }
 
     fn begin_pass(&mut self, settings: &Settings) {
-        let identity = (
+        let identity = [
             settings.trust_domain.name().to_owned(),
             settings.cluster_name.clone(),
             settings.cluster_domain.clone(),
-        );
+            settings.parent_id_template.source().to_owned(),
+        ];
         if self.identity.as_ref() != Some(&identity) {
             self.clear();
             self.identity = Some(identity);

@@ -9,12 +9,8 @@ use scm_spiffe::{Entry, Selector, SpiffeId, TrustDomain};
 
 use crate::duration::ttl_from_go_duration;
 use crate::labels::{LabelSelectorMatcher, parse_label_selector};
+pub use crate::tmpl::{DNS_NAME_TEMPLATE_NAME, SPIFFE_ID_TEMPLATE_NAME, WORKLOAD_SELECTOR_TEMPLATE_NAME};
 use crate::tmpl::Template;
-
-/// Upstream's template names (they appear in Go template error messages).
-pub const SPIFFE_ID_TEMPLATE_NAME: &str = "spiffeIDTemplate";
-pub const DNS_NAME_TEMPLATE_NAME: &str = "dnsNameTemplate";
-pub const WORKLOAD_SELECTOR_TEMPLATE_NAME: &str = "workloadSelectorTemplate";
 
 /// A problem with one field of a spec. `field` is a JSON path such as
 /// `spec.workloadSelectorTemplates[1]`. Displays as `spec.x: message`.
