@@ -129,6 +129,7 @@ async fn run(
                     match mint(&params, minter.as_ref(), &hosts).await {
                         Ok(cert) => {
                             let info = cert.info.clone();
+                            warn_dropped_sans(&hosts, &info);
                             let minted_at = SystemTime::now();
                             state = Some(Minted { hosts, minted_at, not_after: info.not_after });
                             resolver.set(cert);
@@ -154,6 +155,25 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// SPIRE keeps a CSR's DNS SANs but drops IP SANs (checked against spire-server 1.13):
+/// say so once per mint instead of letting TLS fail mysteriously later.
+fn warn_dropped_sans(hosts: &[String], info: &CertInfo) {
+    let missing: Vec<&str> = hosts
+        .iter()
+        .filter(|h| match h.parse::<IpAddr>() {
+            Ok(ip) => !info.ip_addresses.contains(&ip),
+            Err(_) => !info.dns_names.iter().any(|d| d.eq_ignore_ascii_case(h)),
+        })
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        tracing::warn!(
+            ?missing,
+            "the minted certificate lacks some requested names (SPIRE drops IP SANs); clients calling those names will fail TLS verification — use a DNS name such as localhost in URL-style webhook configurations"
+        );
     }
 }
 
