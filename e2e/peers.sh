@@ -679,7 +679,7 @@ cmd_up() {
 	cmd_build etcd spire kubernetes
 	UP_DIR="$dir"
 	trap on_up_exit EXIT
-	rm -f "$dir/env"
+	rm -f "$dir/env" "$dir"/*.log "$dir"/*/spire-server.log # fresh state, fresh logs
 	local etcd_client etcd_peer api_port t0=$SECONDS
 	read -r etcd_client etcd_peer api_port <<<"$(free_ports 3)"
 	start_etcd "$dir" "$etcd_client" "$etcd_peer"
