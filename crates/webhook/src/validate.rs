@@ -166,7 +166,7 @@ pub fn validate_cluster_spiffe_id(settings: &AdmissionSettings, spec: &ClusterSP
             ),
             Err(e) => {
                 let msg = format!("renders to an invalid SPIFFE ID {rendered:?}: {e} (rendered against a synthetic pod)");
-                if reads_unknowable_data(src) && !rendered.contains(NO_VALUE) {
+                if reads_unknowable_data(src) {
                     v.warn(format!("{field}: {msg}; it reads labels or annotations, so pods with the right values may still render"));
                 } else if let Some(td_part) = rendered.strip_prefix("spiffe://").and_then(|r| r.split('/').next())
                     && !td_part.is_empty()
@@ -194,7 +194,7 @@ pub fn validate_cluster_spiffe_id(settings: &AdmissionSettings, spec: &ClusterSP
             Ok(rendered) => {
                 if let Err(e) = Selector::parse(&rendered) {
                     let msg = format!("renders to an invalid selector {rendered:?}: {e} (rendered against a synthetic pod)");
-                    if reads_unknowable_data(src) && !rendered.contains(NO_VALUE) {
+                    if reads_unknowable_data(src) {
                         v.warn(format!("{field}: {msg}"));
                     } else {
                         v.error(field, msg);
@@ -210,9 +210,7 @@ pub fn validate_cluster_spiffe_id(settings: &AdmissionSettings, spec: &ClusterSP
         match render(tmpl, &data) {
             Err(e) => render_failure(&field, src, &e, &mut v),
             Ok(rendered) => {
-                if rendered.contains(NO_VALUE) && !reads_unknowable_data(src) {
-                    v.error(field, format!("renders {rendered:?}: the template reads a field that does not exist"));
-                } else if !is_dns_name(&rendered) {
+                if !is_dns_name(&rendered) {
                     v.warn(format!(
                         "{field}: renders to {rendered:?} for a synthetic pod, which is not a DNS name; SPIRE will refuse such entries"
                     ));
@@ -223,33 +221,22 @@ pub fn validate_cluster_spiffe_id(settings: &AdmissionSettings, spec: &ClusterSP
     v
 }
 
-// TEMPORARY gate: `scm-template` (TemplateData::synthetic) has not landed yet; until it
-// does, the `render-check` feature is off and only the parse checks run. Remove the gate
-// (and the feature) when it lands.
-#[cfg(feature = "render-check")]
-type Data = scm_template::TemplateData;
-#[cfg(feature = "render-check")]
+type Data = scm_template::TemplateData<'static>;
+
 fn synthetic_data(s: &AdmissionSettings) -> Option<Data> {
     Some(Data::synthetic(s.trust_domain.name(), &s.cluster_name, &s.cluster_domain))
 }
-#[cfg(feature = "render-check")]
-fn render(t: &scm_template::Template, data: &Data) -> Result<String, String> {
-    t.render(data).map_err(|e| e.to_string())
-}
-#[cfg(not(feature = "render-check"))]
-struct Data;
-#[cfg(not(feature = "render-check"))]
-fn synthetic_data(_: &AdmissionSettings) -> Option<Data> {
-    None
-}
-#[cfg(not(feature = "render-check"))]
-fn render<T>(_: &T, _: &Data) -> Result<String, String> {
-    Err("template rendering is not available".into())
+
+/// Renders; errors carry whether they come from the template's shape or from data.
+fn render(t: &scm_template::Template, data: &Data) -> Result<String, RenderError> {
+    t.render(data).map_err(|e| RenderError { unsupported: e.kind() == scm_template::ErrorKind::Unsupported, message: e.to_string() })
 }
 
-/// Go prints a missing map key (and, in the template engine, an unknown field of a map)
-/// as this.
-const NO_VALUE: &str = "<no value>";
+struct RenderError {
+    /// A construct this implementation's template engine cannot reproduce.
+    unsupported: bool,
+    message: String,
+}
 
 /// Templates whose output depends on values a synthetic pod cannot have.
 fn reads_unknowable_data(src: &str) -> bool {
@@ -262,8 +249,12 @@ fn is_data_dependent(message: &str) -> bool {
     ["index out of range", "out of range", "nil pointer", "error calling index", "nil map"].iter().any(|p| m.contains(p))
 }
 
-fn render_failure(field: &str, src: &str, message: &str, v: &mut Verdict) {
-    if is_data_dependent(message) && reads_unknowable_data(src) {
+fn render_failure(field: &str, src: &str, e: &RenderError, v: &mut Verdict) {
+    let message = &e.message;
+    if e.unsupported {
+        // The controller renders with the same engine, so it would fail on every pod.
+        v.error(field, format!("uses a template construct this implementation cannot render: {message}"));
+    } else if is_data_dependent(message) && reads_unknowable_data(src) {
         v.warn(format!("{field}: does not render for a synthetic pod ({message}); pods with the data it reads may still render"));
     } else {
         v.error(field, format!("does not render: {message}"));

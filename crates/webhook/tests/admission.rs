@@ -189,6 +189,7 @@ async fn unknown_function_message_carries_the_template_error() {
     let msg = assert_forbidden(&res, "ClusterSPIFFEID", "nf", "spec.spiffeIDTemplate");
     assert!(msg.contains("\"nofunc\""), "{msg}");
     assert!(msg.contains("spiffeIDTemplate:1"), "{msg}");
+    eprintln!("denial message: {msg}");
 }
 
 #[tokio::test]
@@ -218,7 +219,6 @@ async fn cluster_spiffe_id_warnings() {
     assert!(warnings(&res).is_empty(), "{res}");
 }
 
-#[cfg(feature = "render-check")]
 #[tokio::test]
 async fn cluster_spiffe_id_templates_are_rendered_against_a_synthetic_pod() {
     let wh = webhook();
@@ -250,14 +250,26 @@ async fn cluster_spiffe_id_templates_are_rendered_against_a_synthetic_pod() {
     assert_allowed(&res);
     let w = warnings(&res).join("\n");
     assert!(w.contains("spec.dnsNameTemplates[1]") && !w.contains("spec.dnsNameTemplates[0]"), "{w}");
-    // Label-dependent template: rendered value unknowable ⇒ allowed.
-    let res = call(
-        &wh,
-        Route::ValidateClusterSPIFFEID,
-        csid("r", json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/app/{{ index .PodMeta.Labels \"app\" }}"})),
-    )
-    .await;
-    assert_allowed(&res);
+    // Label-dependent templates: the value is unknowable for a synthetic pod ⇒ allowed
+    // (with a warning when the synthetic pod does not render to a valid ID).
+    for t in [
+        "spiffe://{{ .TrustDomain }}/app/{{ index .PodMeta.Labels \"app\" }}",
+        "spiffe://{{ .TrustDomain }}/team/{{ index .PodMeta.Labels \"no-such-label\" }}",
+        "spiffe://{{ .TrustDomain }}/team/{{ .PodMeta.Labels.team }}",
+        "spiffe://{{ .TrustDomain }}/owner/{{ (index .PodMeta.OwnerReferences 3).Name }}",
+    ] {
+        let res = call(&wh, Route::ValidateClusterSPIFFEID, csid("r", json!({"spiffeIDTemplate": t}))).await;
+        assert_allowed(&res);
+    }
+    // A construct the engine cannot render (whole struct): the controller would fail on
+    // every pod ⇒ denied.
+    let res = call(&wh, Route::ValidateClusterSPIFFEID, csid("r", json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/{{ .PodMeta }}"}))).await;
+    assert_forbidden(&res, "ClusterSPIFFEID", "r", "spec.spiffeIDTemplate");
+    // The issue's example.
+    let res = call(&wh, Route::ValidateClusterSPIFFEID, csid("r", json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/{{ .PodMeta.Nmae }}"}))).await;
+    let msg = assert_forbidden(&res, "ClusterSPIFFEID", "r", "spec.spiffeIDTemplate");
+    assert!(msg.contains("Nmae"), "{msg}");
+    eprintln!("denial message: {msg}");
 }
 
 // ------------------------------------------------------------------ ClusterStaticEntry
