@@ -267,10 +267,9 @@ impl<'t> State<'t, '_> {
         match &val {
             Val::Int(_, ty) | Val::Uint(_, ty) => {
                 if r.pipe.decl.len() > 1 {
-                    return Err(self.errorf(format!(
-                        "can't use {} to iterate over more than one variable",
-                        val.to_v_lossy()
-                    )));
+                    return Err(
+                        self.errorf(format!("can't use {} to iterate over more than one variable", val.to_v_lossy()))
+                    );
                 }
                 let count: u64 = match &val {
                     Val::Uint(u, _) => *u,
@@ -373,7 +372,9 @@ impl<'t> State<'t, '_> {
         match first {
             Arg::Field { .. } => return self.eval_field_node(dot, first, &cmd.args, fin),
             Arg::Chain { .. } => return self.eval_chain_node(dot, first, &cmd.args, fin),
-            Arg::Identifier { name, .. } => return self.eval_function(dot, first, name, NodeRef::Cmd(cmd), &cmd.args, fin),
+            Arg::Identifier { name, .. } => {
+                return self.eval_function(dot, first, name, NodeRef::Cmd(cmd), &cmd.args, fin);
+            }
             Arg::Pipe(p) => {
                 self.not_a_function(&cmd.args, &fin)?;
                 return self.eval_pipeline(dot, p);
@@ -509,7 +510,9 @@ impl<'t> State<'t, '_> {
             Val::Struct(obj) => match obj.field(field_name) {
                 FieldLookup::Found(v) => {
                     if has_args {
-                        return Err(self.errorf(format!("{field_name} has arguments but cannot be invoked as function")));
+                        return Err(
+                            self.errorf(format!("{field_name} has arguments but cannot be invoked as function"))
+                        );
                     }
                     return Ok(v);
                 }
@@ -523,13 +526,13 @@ impl<'t> State<'t, '_> {
                 FieldLookup::Missing => {}
             },
             Val::Map(m, ty) => {
-                if let Kind::Map(kt, et) = ty.kind {
-                    if kt.is(&STRING) {
-                        if has_args {
-                            return Err(self.errorf(format!("{field_name} is not a method but has arguments")));
-                        }
-                        return Ok(m.and_then(|m| m.get(field_name, et)).unwrap_or(Val::Invalid));
+                if let Kind::Map(kt, et) = ty.kind
+                    && kt.is(&STRING)
+                {
+                    if has_args {
+                        return Err(self.errorf(format!("{field_name} is not a method but has arguments")));
                     }
+                    return Ok(m.and_then(|m| m.get(field_name, et)).unwrap_or(Val::Invalid));
                 }
             }
             Val::Ptr(None, pty) if is_nil => {
@@ -714,10 +717,9 @@ impl<'t> State<'t, '_> {
             Arg::String { text, .. } => Ok(Val::Str(Cow::Borrowed(text), &STRING)),
             Arg::Variable(_) => self.eval_variable_node(dot, n, &[], None),
             Arg::Pipe(p) => self.eval_pipeline(dot, p),
-            Arg::Chain { .. } => Err(self.errorf(format!(
-                "can't handle assignment of {} to empty interface argument",
-                n.to_go_string()
-            ))),
+            Arg::Chain { .. } => {
+                Err(self.errorf(format!("can't handle assignment of {} to empty interface argument", n.to_go_string())))
+            }
         }
     }
 

@@ -393,7 +393,9 @@ fn eq(arg1: &Val, arg2: &[Val]) -> Result<bool, CallErr> {
                 (Some(Basic::Int), Some(Basic::Uint)) => {
                     truth = as_int(arg1) >= 0 && as_int(arg1) as u64 == as_uint(arg)
                 }
-                (Some(Basic::Uint), Some(Basic::Int)) => truth = as_int(arg) >= 0 && as_uint(arg1) == as_int(arg) as u64,
+                (Some(Basic::Uint), Some(Basic::Int)) => {
+                    truth = as_int(arg) >= 0 && as_uint(arg1) == as_int(arg) as u64
+                }
                 _ => {
                     if arg1.is_valid() && arg.is_valid() {
                         return go_err(format!(
@@ -458,11 +460,7 @@ fn lt(arg1: &Val, arg2: &Val) -> Result<bool, CallErr> {
         return match (k1, k2) {
             (Basic::Int, Basic::Uint) => Ok(as_int(arg1) < 0 || (as_int(arg1) as u64) < as_uint(arg2)),
             (Basic::Uint, Basic::Int) => Ok(as_int(arg2) >= 0 && as_uint(arg1) < as_int(arg2) as u64),
-            _ => go_err(format!(
-                "incompatible types for comparison: {} and {}",
-                arg1.type_name(),
-                arg2.type_name()
-            )),
+            _ => go_err(format!("incompatible types for comparison: {} and {}", arg1.type_name(), arg2.type_name())),
         };
     }
     Ok(match k1 {
@@ -511,10 +509,10 @@ fn sprintln(args: &[Val]) -> Result<String, Unsupported> {
 
 /// Go's `evalArgs` (used by html, js, urlquery).
 fn eval_args(args: Vec<Val>) -> Result<String, Unsupported> {
-    if let [Val::Str(s, ty)] = args.as_slice() {
-        if ty.is(&STRING) {
-            return Ok(s.to_string());
-        }
+    if let [Val::Str(s, ty)] = args.as_slice()
+        && ty.is(&STRING)
+    {
+        return Ok(s.to_string());
     }
     let args: Vec<Val> = args
         .into_iter()
@@ -589,8 +587,105 @@ fn to_gotmpl(v: &Val) -> Result<gotmpl::Value, Unsupported> {
     })
 }
 
+/// Go's fmt applies a verb other than `%v` element-wise to slices and maps
+/// (`%q` of `[]string{"a"}` is `["a"]`); gotmpl does not. Rewrite the format so that each
+/// such verb is repeated per element. Formats with explicit argument indexes or `*`
+/// widths are passed through unchanged.
+fn expand_collections<'a>(format: &str, args: &[Val<'a>]) -> Option<(String, Vec<Val<'a>>)> {
+    if !args.iter().any(|a| matches!(a, Val::Slice(..) | Val::Map(..))) {
+        return None;
+    }
+    let b = format.as_bytes();
+    let mut out = String::with_capacity(format.len());
+    let mut new_args = Vec::with_capacity(args.len());
+    let mut arg = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'%' {
+            let next = format[i..].find('%').map(|x| i + x).unwrap_or(b.len());
+            out.push_str(&format[i..next]);
+            i = next;
+            continue;
+        }
+        let start = i;
+        i += 1;
+        while i < b.len() && matches!(b[i], b'#' | b'0' | b'+' | b'-' | b' ') {
+            i += 1;
+        }
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i < b.len() && b[i] == b'.' {
+            i += 1;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+        }
+        if i < b.len() && matches!(b[i], b'[' | b'*') {
+            return None;
+        }
+        let Some(verb) = format[i..].chars().next() else {
+            out.push_str(&format[start..]);
+            break;
+        };
+        i += verb.len_utf8();
+        let spec = &format[start..i];
+        if verb == '%' || arg >= args.len() {
+            out.push_str(spec);
+            continue;
+        }
+        let a = &args[arg];
+        arg += 1;
+        match a {
+            Val::Slice(s, ty) if !matches!(verb, 'v' | 'T' | 'p') => {
+                out.push('[');
+                if let Some(s) = s {
+                    let et = ty.elem().unwrap_or(&STRING);
+                    for j in 0..s.len() {
+                        if j > 0 {
+                            out.push(' ');
+                        }
+                        out.push_str(spec);
+                        new_args.push(s.get(j, et));
+                    }
+                }
+                out.push(']');
+            }
+            Val::Map(m, ty) if !matches!(verb, 'v' | 'T' | 'p') => {
+                out.push_str("map[");
+                if let (Some(m), Kind::Map(kt, et)) = (m, &ty.kind) {
+                    for (j, (k, v)) in m.entries(kt, et).into_iter().enumerate() {
+                        if j > 0 {
+                            out.push(' ');
+                        }
+                        out.push_str(spec);
+                        out.push(':');
+                        out.push_str(spec);
+                        new_args.push(k);
+                        new_args.push(v);
+                    }
+                }
+                out.push(']');
+            }
+            _ => {
+                out.push_str(spec);
+                new_args.push(a.clone());
+            }
+        }
+    }
+    new_args.extend(args[arg..].iter().cloned());
+    Some((out, new_args))
+}
+
 /// `fmt.Sprintf(format, args...)`.
 pub(crate) fn sprintf(format: &str, args: &[Val]) -> Result<String, Unsupported> {
+    if let Some((f, a)) = expand_collections(format, args) {
+        return sprintf_raw(&f, &a);
+    }
+    sprintf_raw(format, args)
+}
+
+fn sprintf_raw(format: &str, args: &[Val]) -> Result<String, Unsupported> {
     static CACHE: OnceLock<Vec<gotmpl::Template>> = OnceLock::new();
     let mut data = BTreeMap::new();
     data.insert(Arc::from("F"), gotmpl::Value::String(Arc::from(format)));
@@ -598,9 +693,7 @@ pub(crate) fn sprintf(format: &str, args: &[Val]) -> Result<String, Unsupported>
         data.insert(Arc::from(format!("A{i}").as_str()), to_gotmpl(a)?);
     }
     let data = gotmpl::Value::Map(Arc::new(data));
-    let run = |t: &gotmpl::Template| {
-        t.execute_to_string(&data).map_err(|e| Unsupported(format!("printf: {e}")))
-    };
+    let run = |t: &gotmpl::Template| t.execute_to_string(&data).map_err(|e| Unsupported(format!("printf: {e}")));
     if args.len() < PRINTF_CACHE {
         let cache = CACHE.get_or_init(|| (0..PRINTF_CACHE).map(printf_template).collect());
         run(&cache[args.len()])

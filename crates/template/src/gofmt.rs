@@ -71,11 +71,7 @@ fn push_quoted_rune(out: &mut String, c: char, quote: char) {
 
 /// Go's `fmt.Sprintf("%#U", r)`: `U+0023 '#'`.
 pub(crate) fn format_hash_u(c: char) -> String {
-    if is_print(c) {
-        format!("U+{:04X} '{}'", c as u32, c)
-    } else {
-        format!("U+{:04X}", c as u32)
-    }
+    if is_print(c) { format!("U+{:04X} '{}'", c as u32, c) } else { format!("U+{:04X}", c as u32) }
 }
 
 /// Go's `strconv.FormatFloat(f, 'g', -1, 64)`, which is what `%v` prints for a float64.
@@ -100,7 +96,7 @@ pub(crate) fn format_float_g(f: f64) -> String {
         out.push('-');
     }
     // Go: %e is used if exp < -4 || exp >= eprec, and eprec is 6 for the shortest form.
-    if exp < -4 || exp >= 6 {
+    if !(-4..6).contains(&exp) {
         out.push_str(&digits[..1]);
         if digits.len() > 1 {
             out.push('.');

@@ -137,7 +137,9 @@ fn is_alpha_numeric(r: Option<char>) -> bool {
 fn is_decimal_digit(c: char) -> bool {
     // Unicode Nd; `char::to_digit` only knows ASCII, so accept any numeric char that is
     // not obviously a non-decimal number (Roman numerals, fractions, superscripts).
-    c.is_ascii_digit() || (c.is_numeric() && !matches!(c as u32, 0x00B2 | 0x00B3 | 0x00B9 | 0x00BC..=0x00BE | 0x2150..=0x218F | 0x2460..=0x24FF | 0x2070..=0x209F))
+    c.is_ascii_digit()
+        || (c.is_numeric()
+            && !matches!(c as u32, 0x00B2 | 0x00B3 | 0x00B9 | 0x00BC..=0x00BE | 0x2150..=0x218F | 0x2460..=0x24FF | 0x2070..=0x209F))
 }
 
 fn has_left_trim_marker(s: &str) -> bool {
@@ -212,12 +214,7 @@ impl<'s> Lexer<'s> {
     }
 
     fn this_item(&mut self, typ: ItemType) -> Item {
-        let i = Item {
-            typ,
-            pos: self.start,
-            val: self.input[self.start..self.pos].to_string(),
-            line: self.start_line,
-        };
+        let i = Item { typ, pos: self.start, val: self.input[self.start..self.pos].to_string(), line: self.start_line };
         self.start = self.pos;
         self.start_line = self.line;
         i
@@ -481,7 +478,10 @@ impl<'s> Lexer<'s> {
             self.backup();
             let word = &self.input[self.start..self.pos];
             if !self.at_terminator() {
-                return self.errorf(format!("bad character {}", r.map(format_hash_u).unwrap_or_else(|| "U+FFFFFFFFFFFFFFFF".into())));
+                return self.errorf(format!(
+                    "bad character {}",
+                    r.map(format_hash_u).unwrap_or_else(|| "U+FFFFFFFFFFFFFFFF".into())
+                ));
             }
             if let Some(item) = keyword(word).filter(|k| *k > ItemType::Keyword) {
                 return self.emit(item);
@@ -519,7 +519,10 @@ impl<'s> Lexer<'s> {
             }
         }
         if !self.at_terminator() {
-            return self.errorf(format!("bad character {}", r.map(format_hash_u).unwrap_or_else(|| "U+FFFFFFFFFFFFFFFF".into())));
+            return self.errorf(format!(
+                "bad character {}",
+                r.map(format_hash_u).unwrap_or_else(|| "U+FFFFFFFFFFFFFFFF".into())
+            ));
         }
         self.emit(typ)
     }

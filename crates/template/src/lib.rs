@@ -138,9 +138,7 @@ impl Template {
     /// `template: spiffeIDTemplate:1: function "nofunc" not defined`.
     pub fn parse(name: &str, src: &str) -> Result<Template, TemplateError> {
         let trees = parse::parse(name, src).map_err(|e| TemplateError::new(ErrorKind::Parse, e.0))?;
-        Ok(Template {
-            inner: Arc::new(exec::Templates { name: name.to_string(), source: src.to_string(), trees }),
-        })
+        Ok(Template { inner: Arc::new(exec::Templates { name: name.to_string(), source: src.to_string(), trees }) })
     }
 
     /// Executes the template against `data` like Go's `tmpl.Execute(&buf, data)` (with

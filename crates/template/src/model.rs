@@ -15,8 +15,8 @@ use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::value::{BOOL, INT, INT32, INT64, Kind, MapRef, STRING, SliceRef, Ty, Val};
 use crate::TemplateData;
+use crate::value::{BOOL, INT, INT32, INT64, Kind, MapRef, STRING, SliceRef, Ty, Val};
 
 /// Static description of a Go struct type.
 #[derive(Debug)]
@@ -33,58 +33,274 @@ pub(crate) struct StructDesc {
 
 /// Methods generated for every Kubernetes API struct.
 const GOGO: &[&str] = &[
-    "DeepCopy", "DeepCopyInto", "Marshal", "MarshalTo", "MarshalToSizedBuffer", "OpenAPIModelName", "Reset", "Size",
-    "String", "SwaggerDoc", "Unmarshal",
+    "DeepCopy",
+    "DeepCopyInto",
+    "Marshal",
+    "MarshalTo",
+    "MarshalToSizedBuffer",
+    "OpenAPIModelName",
+    "Reset",
+    "Size",
+    "String",
+    "SwaggerDoc",
+    "Unmarshal",
 ];
 
 const OBJECT_META_METHODS: &[&str] = &[
-    "DeepCopy", "DeepCopyInto", "GetAnnotations", "GetCreationTimestamp", "GetDeletionGracePeriodSeconds",
-    "GetDeletionTimestamp", "GetFinalizers", "GetGenerateName", "GetGeneration", "GetLabels", "GetManagedFields",
-    "GetName", "GetNamespace", "GetObjectMeta", "GetOwnerReferences", "GetResourceVersion", "GetSelfLink", "GetUID",
-    "Marshal", "MarshalTo", "MarshalToSizedBuffer", "OpenAPIModelName", "Reset", "SetAnnotations",
-    "SetCreationTimestamp", "SetDeletionGracePeriodSeconds", "SetDeletionTimestamp", "SetFinalizers",
-    "SetGenerateName", "SetGeneration", "SetLabels", "SetManagedFields", "SetName", "SetNamespace",
-    "SetOwnerReferences", "SetResourceVersion", "SetSelfLink", "SetUID", "Size", "String", "SwaggerDoc", "Unmarshal",
+    "DeepCopy",
+    "DeepCopyInto",
+    "GetAnnotations",
+    "GetCreationTimestamp",
+    "GetDeletionGracePeriodSeconds",
+    "GetDeletionTimestamp",
+    "GetFinalizers",
+    "GetGenerateName",
+    "GetGeneration",
+    "GetLabels",
+    "GetManagedFields",
+    "GetName",
+    "GetNamespace",
+    "GetObjectMeta",
+    "GetOwnerReferences",
+    "GetResourceVersion",
+    "GetSelfLink",
+    "GetUID",
+    "Marshal",
+    "MarshalTo",
+    "MarshalToSizedBuffer",
+    "OpenAPIModelName",
+    "Reset",
+    "SetAnnotations",
+    "SetCreationTimestamp",
+    "SetDeletionGracePeriodSeconds",
+    "SetDeletionTimestamp",
+    "SetFinalizers",
+    "SetGenerateName",
+    "SetGeneration",
+    "SetLabels",
+    "SetManagedFields",
+    "SetName",
+    "SetNamespace",
+    "SetOwnerReferences",
+    "SetResourceVersion",
+    "SetSelfLink",
+    "SetUID",
+    "Size",
+    "String",
+    "SwaggerDoc",
+    "Unmarshal",
 ];
 
 const TIME_METHODS: &[&str] = &[
-    "Add", "AddDate", "After", "AppendBinary", "AppendFormat", "AppendText", "Before", "Clock", "Compare", "Date", "Day",
-    "DeepCopy", "DeepCopyInto", "Equal", "Format", "GoString", "GobDecode", "GobEncode", "Hour", "ISOWeek", "In",
-    "IsDST", "IsZero", "Local", "Location", "Marshal", "MarshalBinary", "MarshalCBOR", "MarshalJSON",
-    "MarshalQueryParameter", "MarshalText", "MarshalTo", "MarshalToSizedBuffer", "Minute", "Month", "Nanosecond",
-    "OpenAPIModelName", "OpenAPISchemaFormat", "OpenAPISchemaType", "ProtoTime", "RandFill", "Reset", "Rfc3339Copy",
-    "Round", "Second", "Size", "String", "Sub", "ToUnstructured", "Truncate", "UTC", "Unix", "UnixMicro", "UnixMilli",
-    "UnixNano", "Unmarshal", "UnmarshalBinary", "UnmarshalCBOR", "UnmarshalJSON", "UnmarshalQueryParameter",
-    "UnmarshalText", "Weekday", "Year", "YearDay", "Zone", "ZoneBounds",
+    "Add",
+    "AddDate",
+    "After",
+    "AppendBinary",
+    "AppendFormat",
+    "AppendText",
+    "Before",
+    "Clock",
+    "Compare",
+    "Date",
+    "Day",
+    "DeepCopy",
+    "DeepCopyInto",
+    "Equal",
+    "Format",
+    "GoString",
+    "GobDecode",
+    "GobEncode",
+    "Hour",
+    "ISOWeek",
+    "In",
+    "IsDST",
+    "IsZero",
+    "Local",
+    "Location",
+    "Marshal",
+    "MarshalBinary",
+    "MarshalCBOR",
+    "MarshalJSON",
+    "MarshalQueryParameter",
+    "MarshalText",
+    "MarshalTo",
+    "MarshalToSizedBuffer",
+    "Minute",
+    "Month",
+    "Nanosecond",
+    "OpenAPIModelName",
+    "OpenAPISchemaFormat",
+    "OpenAPISchemaType",
+    "ProtoTime",
+    "RandFill",
+    "Reset",
+    "Rfc3339Copy",
+    "Round",
+    "Second",
+    "Size",
+    "String",
+    "Sub",
+    "ToUnstructured",
+    "Truncate",
+    "UTC",
+    "Unix",
+    "UnixMicro",
+    "UnixMilli",
+    "UnixNano",
+    "Unmarshal",
+    "UnmarshalBinary",
+    "UnmarshalCBOR",
+    "UnmarshalJSON",
+    "UnmarshalQueryParameter",
+    "UnmarshalText",
+    "Weekday",
+    "Year",
+    "YearDay",
+    "Zone",
+    "ZoneBounds",
 ];
 
 const GO_TIME_METHODS: &[&str] = &[
-    "Add", "AddDate", "After", "AppendBinary", "AppendFormat", "AppendText", "Before", "Clock", "Compare", "Date", "Day",
-    "Equal", "Format", "GoString", "GobDecode", "GobEncode", "Hour", "ISOWeek", "In", "IsDST", "IsZero", "Local",
-    "Location", "MarshalBinary", "MarshalJSON", "MarshalText", "Minute", "Month", "Nanosecond", "Round", "Second",
-    "String", "Sub", "Truncate", "UTC", "Unix", "UnixMicro", "UnixMilli", "UnixNano", "UnmarshalBinary",
-    "UnmarshalJSON", "UnmarshalText", "Weekday", "Year", "YearDay", "Zone", "ZoneBounds",
+    "Add",
+    "AddDate",
+    "After",
+    "AppendBinary",
+    "AppendFormat",
+    "AppendText",
+    "Before",
+    "Clock",
+    "Compare",
+    "Date",
+    "Day",
+    "Equal",
+    "Format",
+    "GoString",
+    "GobDecode",
+    "GobEncode",
+    "Hour",
+    "ISOWeek",
+    "In",
+    "IsDST",
+    "IsZero",
+    "Local",
+    "Location",
+    "MarshalBinary",
+    "MarshalJSON",
+    "MarshalText",
+    "Minute",
+    "Month",
+    "Nanosecond",
+    "Round",
+    "Second",
+    "String",
+    "Sub",
+    "Truncate",
+    "UTC",
+    "Unix",
+    "UnixMicro",
+    "UnixMilli",
+    "UnixNano",
+    "UnmarshalBinary",
+    "UnmarshalJSON",
+    "UnmarshalText",
+    "Weekday",
+    "Year",
+    "YearDay",
+    "Zone",
+    "ZoneBounds",
 ];
 
 const CONTAINER_FIELDS: &[&str] = &[
-    "Name", "Image", "Command", "Args", "WorkingDir", "Ports", "EnvFrom", "Env", "Resources", "ResizePolicy",
-    "RestartPolicy", "RestartPolicyRules", "VolumeMounts", "VolumeDevices", "LivenessProbe", "ReadinessProbe",
-    "StartupProbe", "Lifecycle", "TerminationMessagePath", "TerminationMessagePolicy", "ImagePullPolicy",
-    "SecurityContext", "Stdin", "StdinOnce", "TTY",
+    "Name",
+    "Image",
+    "Command",
+    "Args",
+    "WorkingDir",
+    "Ports",
+    "EnvFrom",
+    "Env",
+    "Resources",
+    "ResizePolicy",
+    "RestartPolicy",
+    "RestartPolicyRules",
+    "VolumeMounts",
+    "VolumeDevices",
+    "LivenessProbe",
+    "ReadinessProbe",
+    "StartupProbe",
+    "Lifecycle",
+    "TerminationMessagePath",
+    "TerminationMessagePolicy",
+    "ImagePullPolicy",
+    "SecurityContext",
+    "Stdin",
+    "StdinOnce",
+    "TTY",
 ];
 
 const EPHEMERAL_FIELDS: &[&str] = &[
-    "EphemeralContainerCommon", "TargetContainerName", "Name", "Image", "Command", "Args", "WorkingDir", "Ports",
-    "EnvFrom", "Env", "Resources", "ResizePolicy", "RestartPolicy", "RestartPolicyRules", "VolumeMounts",
-    "VolumeDevices", "LivenessProbe", "ReadinessProbe", "StartupProbe", "Lifecycle", "TerminationMessagePath",
-    "TerminationMessagePolicy", "ImagePullPolicy", "SecurityContext", "Stdin", "StdinOnce", "TTY",
+    "EphemeralContainerCommon",
+    "TargetContainerName",
+    "Name",
+    "Image",
+    "Command",
+    "Args",
+    "WorkingDir",
+    "Ports",
+    "EnvFrom",
+    "Env",
+    "Resources",
+    "ResizePolicy",
+    "RestartPolicy",
+    "RestartPolicyRules",
+    "VolumeMounts",
+    "VolumeDevices",
+    "LivenessProbe",
+    "ReadinessProbe",
+    "StartupProbe",
+    "Lifecycle",
+    "TerminationMessagePath",
+    "TerminationMessagePolicy",
+    "ImagePullPolicy",
+    "SecurityContext",
+    "Stdin",
+    "StdinOnce",
+    "TTY",
 ];
 
 const VOLUME_FIELDS: &[&str] = &[
-    "Name", "VolumeSource", "HostPath", "EmptyDir", "GCEPersistentDisk", "AWSElasticBlockStore", "GitRepo", "Secret",
-    "NFS", "ISCSI", "Glusterfs", "PersistentVolumeClaim", "RBD", "FlexVolume", "Cinder", "CephFS", "Flocker",
-    "DownwardAPI", "FC", "AzureFile", "ConfigMap", "VsphereVolume", "Quobyte", "AzureDisk", "PhotonPersistentDisk",
-    "Projected", "PortworxVolume", "ScaleIO", "StorageOS", "CSI", "Ephemeral", "Image",
+    "Name",
+    "VolumeSource",
+    "HostPath",
+    "EmptyDir",
+    "GCEPersistentDisk",
+    "AWSElasticBlockStore",
+    "GitRepo",
+    "Secret",
+    "NFS",
+    "ISCSI",
+    "Glusterfs",
+    "PersistentVolumeClaim",
+    "RBD",
+    "FlexVolume",
+    "Cinder",
+    "CephFS",
+    "Flocker",
+    "DownwardAPI",
+    "FC",
+    "AzureFile",
+    "ConfigMap",
+    "VsphereVolume",
+    "Quobyte",
+    "AzureDisk",
+    "PhotonPersistentDisk",
+    "Projected",
+    "PortworxVolume",
+    "ScaleIO",
+    "StorageOS",
+    "CSI",
+    "Ephemeral",
+    "Image",
 ];
 
 macro_rules! structs {
@@ -367,34 +583,34 @@ fn nil_slice<'a>(ty: &'static Ty) -> Val<'a> {
 macro_rules! container_field_fn {
     ($fname:ident, $t:ty) => {
         fn $fname<'a>(c: &'a $t, name: &str) -> Option<Val<'a>> {
-        Some(match name {
-            "Name" => sreq(&c.name, &STRING),
-            "Image" => sv(&c.image),
-            "Command" => strs(&c.command),
-            "Args" => strs(&c.args),
-            "WorkingDir" => sv(&c.working_dir),
-            "Ports" => Val::Slice(c.ports.as_deref().map(SliceRef::Ports), &SLICE_CONTAINER_PORT),
-            "EnvFrom" => opaque_slice(&c.env_from, &SLICE_ENV_FROM_SOURCE),
-            "Env" => Val::Slice(c.env.as_deref().map(SliceRef::Env), &SLICE_ENV_VAR),
-            "Resources" => Val::Struct(Obj::Opaque(&RESOURCE_REQUIREMENTS)),
-            "ResizePolicy" => opaque_slice(&c.resize_policy, &SLICE_RESIZE_POLICY),
-            "RestartPolicy" => ptr_str(&c.restart_policy, &PTR_CONTAINER_RESTART_POLICY),
-            "RestartPolicyRules" => nil_slice(&SLICE_RESTART_RULE),
-            "VolumeMounts" => opaque_slice(&c.volume_mounts, &SLICE_VOLUME_MOUNT),
-            "VolumeDevices" => opaque_slice(&c.volume_devices, &SLICE_VOLUME_DEVICE),
-            "LivenessProbe" => ptr_opaque(&c.liveness_probe, &PTR_PROBE),
-            "ReadinessProbe" => ptr_opaque(&c.readiness_probe, &PTR_PROBE),
-            "StartupProbe" => ptr_opaque(&c.startup_probe, &PTR_PROBE),
-            "Lifecycle" => ptr_opaque(&c.lifecycle, &PTR_LIFECYCLE),
-            "TerminationMessagePath" => sv(&c.termination_message_path),
-            "TerminationMessagePolicy" => snamed(&c.termination_message_policy, &TERMINATION_MESSAGE_POLICY),
-            "ImagePullPolicy" => snamed(&c.image_pull_policy, &PULL_POLICY),
-            "SecurityContext" => ptr_opaque(&c.security_context, &PTR_SECURITY_CONTEXT),
-            "Stdin" => boolv(c.stdin),
-            "StdinOnce" => boolv(c.stdin_once),
-            "TTY" => boolv(c.tty),
-            _ => return None,
-        })
+            Some(match name {
+                "Name" => sreq(&c.name, &STRING),
+                "Image" => sv(&c.image),
+                "Command" => strs(&c.command),
+                "Args" => strs(&c.args),
+                "WorkingDir" => sv(&c.working_dir),
+                "Ports" => Val::Slice(c.ports.as_deref().map(SliceRef::Ports), &SLICE_CONTAINER_PORT),
+                "EnvFrom" => opaque_slice(&c.env_from, &SLICE_ENV_FROM_SOURCE),
+                "Env" => Val::Slice(c.env.as_deref().map(SliceRef::Env), &SLICE_ENV_VAR),
+                "Resources" => Val::Struct(Obj::Opaque(&RESOURCE_REQUIREMENTS)),
+                "ResizePolicy" => opaque_slice(&c.resize_policy, &SLICE_RESIZE_POLICY),
+                "RestartPolicy" => ptr_str(&c.restart_policy, &PTR_CONTAINER_RESTART_POLICY),
+                "RestartPolicyRules" => nil_slice(&SLICE_RESTART_RULE),
+                "VolumeMounts" => opaque_slice(&c.volume_mounts, &SLICE_VOLUME_MOUNT),
+                "VolumeDevices" => opaque_slice(&c.volume_devices, &SLICE_VOLUME_DEVICE),
+                "LivenessProbe" => ptr_opaque(&c.liveness_probe, &PTR_PROBE),
+                "ReadinessProbe" => ptr_opaque(&c.readiness_probe, &PTR_PROBE),
+                "StartupProbe" => ptr_opaque(&c.startup_probe, &PTR_PROBE),
+                "Lifecycle" => ptr_opaque(&c.lifecycle, &PTR_LIFECYCLE),
+                "TerminationMessagePath" => sv(&c.termination_message_path),
+                "TerminationMessagePolicy" => snamed(&c.termination_message_policy, &TERMINATION_MESSAGE_POLICY),
+                "ImagePullPolicy" => snamed(&c.image_pull_policy, &PULL_POLICY),
+                "SecurityContext" => ptr_opaque(&c.security_context, &PTR_SECURITY_CONTEXT),
+                "Stdin" => boolv(c.stdin),
+                "StdinOnce" => boolv(c.stdin_once),
+                "TTY" => boolv(c.tty),
+                _ => return None,
+            })
         }
     };
 }
@@ -562,7 +778,8 @@ pub(crate) fn method(ty: &Ty, name: &str) -> MethodLookup {
         _ => ty,
     };
     if base.is(&RESOURCE_LIST) {
-        const RL: &[&str] = &["Cpu", "DeepCopy", "DeepCopyInto", "Memory", "Name", "Pods", "Storage", "StorageEphemeral"];
+        const RL: &[&str] =
+            &["Cpu", "DeepCopy", "DeepCopyInto", "Memory", "Name", "Pods", "Storage", "StorageEphemeral"];
         return if RL.contains(&name) { MethodLookup::Unsupported } else { MethodLookup::Missing };
     }
     let Some(d) = desc(base) else {
@@ -574,9 +791,21 @@ pub(crate) fn method(ty: &Ty, name: &str) -> MethodLookup {
     let is_time = base.is(&META_TIME) || base.is(&GO_TIME);
     let id = if base.is(&OBJECT_META) {
         match name {
-            "GetName" | "GetGenerateName" | "GetNamespace" | "GetSelfLink" | "GetUID" | "GetResourceVersion"
-            | "GetGeneration" | "GetCreationTimestamp" | "GetDeletionTimestamp" | "GetDeletionGracePeriodSeconds"
-            | "GetLabels" | "GetAnnotations" | "GetOwnerReferences" | "GetFinalizers" | "GetManagedFields" => {
+            "GetName"
+            | "GetGenerateName"
+            | "GetNamespace"
+            | "GetSelfLink"
+            | "GetUID"
+            | "GetResourceVersion"
+            | "GetGeneration"
+            | "GetCreationTimestamp"
+            | "GetDeletionTimestamp"
+            | "GetDeletionGracePeriodSeconds"
+            | "GetLabels"
+            | "GetAnnotations"
+            | "GetOwnerReferences"
+            | "GetFinalizers"
+            | "GetManagedFields" => {
                 let field = D_OBJECT_META.fields.iter().find(|f| **f == &name[3..]).copied();
                 match field {
                     Some(f) => MethodId::Getter(f),
@@ -647,7 +876,9 @@ pub(crate) fn call_method<'a>(recv: &Val<'a>, id: MethodId) -> Result<Val<'a>, S
             Val::Str(Cow::Owned(s), &STRING)
         }
         MethodId::TimeUtc => Val::Struct(Obj::Time(t, &GO_TIME)),
-        MethodId::TimeRfc3339Copy => Val::Struct(Obj::Time(t.map(|t| t.round(k8s_openapi::jiff::Unit::Second).unwrap_or(t)), &META_TIME)),
+        MethodId::TimeRfc3339Copy => {
+            Val::Struct(Obj::Time(t.map(|t| t.round(k8s_openapi::jiff::Unit::Second).unwrap_or(t)), &META_TIME))
+        }
         MethodId::Getter(_) => unreachable!(),
     })
 }

@@ -11,8 +11,8 @@ use crate::lex::{Item, ItemType, Lexer};
 
 /// Go's text/template builtin function names (the only functions upstream provides).
 pub(crate) const BUILTINS: &[&str] = &[
-    "and", "call", "html", "index", "slice", "js", "len", "not", "or", "print", "printf", "println",
-    "urlquery", "eq", "ge", "gt", "le", "lt", "ne",
+    "and", "call", "html", "index", "slice", "js", "len", "not", "or", "print", "printf", "println", "urlquery", "eq",
+    "ge", "gt", "le", "lt", "ne",
 ];
 
 /// Nesting limit for parenthesised pipelines and control structures. Go allows 10000
@@ -32,17 +32,28 @@ pub(crate) struct ListNode {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Node {
-    Text { pos: usize, text: String },
+    Text {
+        pos: usize,
+        text: String,
+    },
     Action(ActionNode),
     If(BranchNode),
     Range(BranchNode),
     With(BranchNode),
     Template(TemplateNode),
-    Break { pos: usize },
-    Continue { pos: usize },
+    Break {
+        pos: usize,
+    },
+    Continue {
+        pos: usize,
+    },
     /// `{{end}}` / `{{else}}`: only produced transiently while parsing.
-    End { pos: usize },
-    Else { pos: usize },
+    End {
+        pos: usize,
+    },
+    Else {
+        pos: usize,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -458,10 +469,9 @@ impl<'p, 's> Tree<'p, 's> {
         match self.tree_set.get(&self.name) {
             Some(tree) if !is_empty_list(tree) => {
                 if !is_empty_list(&self.root) {
-                    return Err(self.errorf(format!(
-                        "template: multiple definition of template {}",
-                        quote_go(&self.name)
-                    )));
+                    return Err(
+                        self.errorf(format!("template: multiple definition of template {}", quote_go(&self.name)))
+                    );
                 }
                 Ok(())
             }
@@ -1114,10 +1124,8 @@ fn parse_int0(s: &str) -> Result<i64, NumErr> {
 
 /// Go's `strconv.ParseFloat(s, 64)` for the literal forms the lexer produces.
 fn parse_float(s: &str) -> Option<f64> {
-    if s.contains('_') {
-        if !underscore_ok(s) {
-            return None;
-        }
+    if s.contains('_') && !underscore_ok(s) {
+        return None;
     }
     let clean: String = s.chars().filter(|&c| c != '_').collect();
     let (neg, body) = match clean.as_bytes().first() {
@@ -1128,7 +1136,8 @@ fn parse_float(s: &str) -> Option<f64> {
     let v = if body.len() > 2 && body.as_bytes()[0] == b'0' && body.as_bytes()[1] | 0x20 == b'x' {
         parse_hex_float(&body[2..])?
     } else {
-        if body.is_empty() || !body.bytes().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-')) {
+        if body.is_empty() || !body.bytes().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-'))
+        {
             return None;
         }
         body.parse::<f64>().ok()?
@@ -1210,13 +1219,13 @@ fn new_number(pos: usize, text: &str, typ: ItemType) -> Result<NumberNode, Strin
         }
         _ => {}
     }
-    if let Some(stripped) = text.strip_suffix('i') {
-        if let Some(f) = parse_float(stripped) {
-            n.is_complex = true;
-            n.complex = (0.0, f);
-            simplify_complex(&mut n);
-            return Ok(n);
-        }
+    if let Some(stripped) = text.strip_suffix('i')
+        && let Some(f) = parse_float(stripped)
+    {
+        n.is_complex = true;
+        n.complex = (0.0, f);
+        simplify_complex(&mut n);
+        return Ok(n);
     }
     let u = parse_uint0(text);
     if let Ok(u) = u {

@@ -36,11 +36,7 @@ pub(crate) fn data(trust_domain: &str, cluster_name: &str, cluster_domain: &str)
         creation_timestamp: time(1_704_164_645),
         deletion_timestamp: time(1_704_168_245),
         deletion_grace_period_seconds: Some(30),
-        labels: map(&[
-            ("app", "synthetic"),
-            ("app.kubernetes.io/name", "synthetic"),
-            ("spiffe.io/spiffe-id", "true"),
-        ]),
+        labels: map(&[("app", "synthetic"), ("app.kubernetes.io/name", "synthetic"), ("spiffe.io/spiffe-id", "true")]),
         annotations: map(&[("example.com/annotation", "value")]),
         owner_references: Some(vec![OwnerReference {
             api_version: "apps/v1".into(),

@@ -316,12 +316,11 @@ impl<'a> Val<'a> {
             Val::Ptr(Some(inner), ty) => {
                 // Go prints the address of a non-struct pointer (not reproducible) and
                 // `&{...}`/String() for struct pointers; we print the pointee.
-                if let Kind::Ptr(e) = ty.kind {
-                    if let Kind::Struct(_) = e.kind {
-                        if !matches!(**inner, Val::Struct(Obj::Time(..))) {
-                            return Err(unsupported_print(ty));
-                        }
-                    }
+                if let Kind::Ptr(e) = ty.kind
+                    && let Kind::Struct(_) = e.kind
+                    && !matches!(**inner, Val::Struct(Obj::Time(..)))
+                {
+                    return Err(unsupported_print(ty));
                 }
                 inner.fmt_v(out, depth)?;
             }

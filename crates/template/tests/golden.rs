@@ -51,7 +51,9 @@ fn read<T: for<'de> Deserialize<'de>>(path: PathBuf) -> T {
 /// Go's JSON encoder replaces invalid UTF-8 with U+FFFD, as do we; nothing else to do.
 fn check(case: &Case, want: &Expected, ds: &DataSet) -> Result<(), String> {
     let data = match &ds.pod {
-        Some(pod) => TemplateData::from_pod_and_node(&ds.trust_domain, &ds.cluster_name, &ds.cluster_domain, pod, &ds.node),
+        Some(pod) => {
+            TemplateData::from_pod_and_node(&ds.trust_domain, &ds.cluster_name, &ds.cluster_domain, pod, &ds.node)
+        }
         None => TemplateData::from_node(&ds.trust_domain, &ds.cluster_name, &ds.cluster_domain, &ds.node),
     };
     let parsed = Template::parse(&case.name, &case.template);
@@ -102,5 +104,11 @@ fn matches_go_text_template() {
         }
     }
     assert!(cases.len() >= 60, "only {} cases", cases.len());
-    assert!(failures.is_empty(), "{} of {} cases differ from Go:\n\n{}", failures.len(), cases.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ from Go:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
 }
