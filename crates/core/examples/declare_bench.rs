@@ -17,7 +17,8 @@ fn main() {
     println!("cold: {:?} ({} entries, {} failures, {:?})", t.elapsed(), d.entries.len(), d.failures.len(), cache.stats());
 
     let mut best = std::time::Duration::MAX;
-    for i in 0..5 {
+    let iters: usize = std::env::var("WARM_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    for i in 0..iters {
         let t = Instant::now();
         let d = declare_entries(&world, &settings, &mut cache);
         let el = t.elapsed();

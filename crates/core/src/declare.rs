@@ -3,7 +3,7 @@
 //! §4.4, §4.5).
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -12,6 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use scm_api::{ClusterSPIFFEID, ClusterSPIFFEIDSpec, ClusterSPIFFEIDStats};
 use scm_spiffe::{Entry, SpiffeId};
 
+use crate::fast::{FastMap, FastSet};
 use crate::key::{EntryKey, entry_key, pod_uid_of};
 use crate::labels::LabelSelectorMatcher;
 use crate::parse::{
@@ -129,9 +130,9 @@ pub struct RenderCache {
     identity: Option<[String; 4]>,
     pass: u64,
     next_epoch: u64,
-    specs: HashMap<String, SpecSlot>,
-    renders: HashMap<String, HashMap<String, RenderSlot>>,
-    parents: HashMap<String, ParentSlot>,
+    specs: FastMap<String, SpecSlot>,
+    renders: FastMap<String, FastMap<String, RenderSlot>>,
+    parents: FastMap<String, ParentSlot>,
     stats: CacheStats,
 }
 
@@ -205,7 +206,7 @@ impl RenderCache {
             m.retain(|_, s| s.pass == pass);
             !m.is_empty()
         });
-        self.stats.size = self.renders.values().map(HashMap::len).sum();
+        self.stats.size = self.renders.values().map(FastMap::len).sum();
     }
 
     /// The parsed spec and its epoch (changes whenever the spec does).
@@ -295,6 +296,12 @@ struct Candidate<'w> {
     pod_uid: Option<&'w str>,
 }
 
+/// The first 16 hex digits of a key as a number; ordering agrees with the string order
+/// (lowercase hex, same length).
+fn key_prefix(k: &EntryKey) -> u64 {
+    k.0.get(..16).and_then(|p| u64::from_str_radix(p, 16).ok()).unwrap_or(0)
+}
+
 fn source_of(meta: &ObjectMeta, kind: SourceKind) -> SourceRef {
     SourceRef {
         kind,
@@ -341,17 +348,20 @@ pub fn declare_entries(world: &World, settings: &Settings, cache: &mut RenderCac
     }
 
     // Masking: per key, the preferred candidate wins; the others are masked.
-    let mut order: Vec<usize> = (0..candidates.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (ca, cb) = (&candidates[a], &candidates[b]);
-        ca.key
-            .cmp(&cb.key)
-            .then_with(|| prec_cmp(&ca.prec, &cb.prec))
-            .then_with(|| ca.pod_uid.cmp(&cb.pod_uid))
+    // Sorted by (key, precedence); a numeric key prefix keeps most comparisons cheap.
+    let mut order: Vec<(u64, usize)> = candidates.iter().enumerate().map(|(i, c)| (key_prefix(&c.key), i)).collect();
+    order.sort_unstable_by(|&(pa, a), &(pb, b)| {
+        pa.cmp(&pb).then_with(|| {
+            let (ca, cb) = (&candidates[a], &candidates[b]);
+            ca.key
+                .cmp(&cb.key)
+                .then_with(|| prec_cmp(&ca.prec, &cb.prec))
+                .then_with(|| ca.pod_uid.cmp(&cb.pod_uid))
+        })
     });
     let mut slots: Vec<Option<Candidate<'_>>> = candidates.into_iter().map(Some).collect();
     let mut prev_key: Option<EntryKey> = None;
-    for i in order {
+    for (_, i) in order {
         let c = slots[i].take().expect("each candidate is visited once");
         let winner = prev_key.as_ref() != Some(&c.key);
         match (&c.origin, winner) {
@@ -435,14 +445,14 @@ fn declare_spiffe_id_entries<'w>(
     out: &mut Declared,
     candidates: &mut Vec<Candidate<'w>>,
 ) {
-    let nodes: HashMap<&str, &Node> =
+    let nodes: FastMap<&str, &Node> =
         world.nodes.iter().filter_map(|n| Some((n.metadata.name.as_deref()?, &**n))).collect();
-    let mut pods_by_ns: HashMap<&str, Vec<&Pod>> = HashMap::new();
+    let mut pods_by_ns: FastMap<&str, Vec<&Pod>> = FastMap::default();
     for p in &world.pods {
         pods_by_ns.entry(p.metadata.namespace.as_deref().unwrap_or_default()).or_default().push(p);
     }
     let mut services: Option<ServiceIndex<'w>> = None;
-    let mut non_fallback_applied: HashSet<&str> = HashSet::new();
+    let mut non_fallback_applied: FastSet<&str> = FastSet::default();
     let pass = cache.pass;
 
     for (idx, cr) in crs.iter().enumerate() {
@@ -545,7 +555,7 @@ fn declare_spiffe_id_entries<'w>(
 #[allow(clippy::too_many_arguments)]
 fn render_cached(
     cache: &mut RenderCache,
-    slots: &mut HashMap<String, RenderSlot>,
+    slots: &mut FastMap<String, RenderSlot>,
     settings: &Settings,
     spec: &ParsedClusterSPIFFEID,
     epoch: u64,
@@ -606,7 +616,7 @@ fn protect_selected_pods(
         format!("ClusterSPIFFEID {:?} failed to parse ({err}); its pods' entries are kept", source.name).into();
     match parse_selectors(&cr.spec) {
         Ok((ns_sel, pod_sel)) => {
-            let selected_ns: HashSet<&str> = world
+            let selected_ns: FastSet<&str> = world
                 .namespaces
                 .iter()
                 .filter(|ns| labels_match(ns_sel.as_ref(), &ns.metadata))

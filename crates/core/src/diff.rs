@@ -1,12 +1,12 @@
 //! Declared entries vs the entries SPIRE holds → a write plan (compat-spec §4.3 steps 3, 7,
 //! 8 and §4.6).
 
-use std::collections::{HashMap, HashSet};
 
 use scm_spiffe::Entry;
 
+use crate::fast::{FastMap, FastSet};
 use crate::declare::{DeclaredEntry, Protection, SourceRef};
-use crate::key::{EntryKey, entry_key, is_join_token_entry};
+use crate::key::{entry_digest, is_join_token_entry};
 
 /// Which SPIRE entries this controller owns (`entryIDPrefix`, `entryIDPrefixCleanup`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -134,27 +134,30 @@ pub fn plan(
     new_id: &mut dyn FnMut() -> String,
 ) -> Plan {
     let mut plan = Plan::default();
-    let mut managed: Vec<(usize, EntryKey)> = Vec::new();
+    let mut managed: Vec<(usize, [u8; 32])> = Vec::new();
     let mut cleanup: Vec<&Entry> = Vec::new();
     for (i, e) in current.iter().enumerate() {
         match own.classify(&e.id) {
-            EntryOwnership::Managed => managed.push((i, entry_key(e))),
+            EntryOwnership::Managed => managed.push((i, entry_digest(e))),
             EntryOwnership::DeleteOnly => cleanup.push(e),
             EntryOwnership::Ignored => {}
         }
     }
-    let mut first_by_key: HashMap<&EntryKey, usize> = HashMap::with_capacity(managed.len());
+    let mut first_by_key: FastMap<[u8; 32], usize> =
+        FastMap::with_capacity_and_hasher(managed.len(), Default::default());
     for (i, key) in &managed {
-        first_by_key.entry(key).or_insert(*i);
+        first_by_key.entry(*key).or_insert(*i);
     }
 
-    let mut declared_keys: HashSet<&EntryKey> = HashSet::with_capacity(declared.len());
+    let mut declared_keys: FastSet<[u8; 32]> = FastSet::with_capacity_and_hasher(declared.len(), Default::default());
     for d in declared {
-        if !declared_keys.insert(&d.key) {
+        // `key` is normally `entry_key(&entry)`; recompute if it is not a digest.
+        let key = d.key.digest().unwrap_or_else(|| entry_digest(&d.entry));
+        if !declared_keys.insert(key) {
             continue; // keys are unique in `Declared::entries`; be robust anyway
         }
         let mut entry = d.entry.clone();
-        match first_by_key.get(&d.key) {
+        match first_by_key.get(&key) {
             None => {
                 if entry.id.is_empty() && own.prefix().is_some() {
                     entry.id = new_id();

@@ -19,6 +19,11 @@ impl fmt::Display for EntryKey {
 /// Upstream `makeEntryKey`: SHA-256 over `spiffeID ‖ parentID ‖ (type ‖ value)*` with the
 /// selectors sorted by type then value, no separators; lowercase hex.
 pub fn entry_key(e: &Entry) -> EntryKey {
+    EntryKey(hex::encode(entry_digest(e)))
+}
+
+/// The raw digest behind [`entry_key`].
+pub(crate) fn entry_digest(e: &Entry) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(e.spiffe_id.as_str().as_bytes());
     h.update(e.parent_id.as_str().as_bytes());
@@ -34,7 +39,16 @@ pub fn entry_key(e: &Entry) -> EntryKey {
         sorted.sort_by(by_type_then_value);
         sorted.into_iter().for_each(feed);
     }
-    EntryKey(hex::encode(h.finalize()))
+    h.finalize().into()
+}
+
+impl EntryKey {
+    /// The digest this key spells; `None` if it is not 64 hex digits.
+    pub(crate) fn digest(&self) -> Option<[u8; 32]> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&self.0, &mut out).ok()?;
+        Some(out)
+    }
 }
 
 const JOIN_TOKEN_PARENT_PATH_PREFIX: &str = "/spire/agent/join_token/";

@@ -15,6 +15,7 @@ pub mod bench;
 mod declare;
 mod diff;
 mod duration;
+mod fast;
 mod key;
 mod labels;
 mod parse;

@@ -1,6 +1,8 @@
 //! Per-pod entry construction (upstream `renderPodEntry`), compat-spec §2.3/§2.4.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use crate::fast::FastMap;
 
 use k8s_openapi::api::core::v1::{Node, NodeSpec, Pod, PodSpec};
 use scm_spiffe::{Entry, Selector, SpiffeId, TrustDomain};
@@ -157,14 +159,14 @@ pub(crate) fn dns_names_from_services(services: &[&str], namespace: &str, cluste
 /// `kubernetes.io/service-name` label), targetRef kind `Pod`, by pod UID.
 #[derive(Default)]
 pub(crate) struct ServiceIndex<'w> {
-    by_pod: HashMap<&'w str, Vec<(&'w str, &'w str)>>,
+    by_pod: FastMap<&'w str, Vec<(&'w str, &'w str)>>,
 }
 
 pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 impl<'w> ServiceIndex<'w> {
     pub(crate) fn build(world: &'w World) -> Self {
-        let mut by_pod: HashMap<&'w str, Vec<(&'w str, &'w str)>> = HashMap::new();
+        let mut by_pod: FastMap<&'w str, Vec<(&'w str, &'w str)>> = FastMap::default();
         for ep in &world.endpoints {
             let (Some(ns), Some(name)) = (ep.metadata.namespace.as_deref(), ep.metadata.name.as_deref()) else {
                 continue;
