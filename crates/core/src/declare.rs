@@ -360,10 +360,11 @@ pub fn declare_entries(world: &World, settings: &Settings, cache: &mut RenderCac
         })
     });
     let mut slots: Vec<Option<Candidate<'_>>> = candidates.into_iter().map(Some).collect();
-    let mut prev_key: Option<EntryKey> = None;
     for (_, i) in order {
         let c = slots[i].take().expect("each candidate is visited once");
-        let winner = prev_key.as_ref() != Some(&c.key);
+        // The first of each key group wins; winners are pushed, so the last output entry
+        // holds the current group's key.
+        let winner = out.entries.last().map(|e| &e.key) != Some(&c.key);
         match (&c.origin, winner) {
             (Origin::SpiffeId(idx), true) => stats[*idx].entries_to_set += 1,
             (Origin::SpiffeId(idx), false) => stats[*idx].entries_masked += 1,
@@ -375,7 +376,6 @@ pub fn declare_entries(world: &World, settings: &Settings, cache: &mut RenderCac
             (Origin::Static, true) => {}
         }
         if winner {
-            prev_key = Some(c.key.clone());
             out.entries.push(DeclaredEntry {
                 key: c.key,
                 entry: c.entry,

@@ -663,8 +663,8 @@ fn masking_static_vs_spiffe_id() {
 
 #[test]
 fn static_entries_declared() {
-    let mut world = World::default();
-    world.cluster_static_entries = vec![
+    let world = World {
+        cluster_static_entries: vec![
         cse(
             "ok",
             "s1",
@@ -672,7 +672,9 @@ fn static_entries_declared() {
             ClusterStaticEntrySpec { store_svid: Some(true), ..static_spec("spiffe://other.org/a", "spiffe://x.org/p", &["a:1"]) },
         ),
         cse("bad", "s2", 1, static_spec("spiffe://x.org/a", "spiffe://x.org/p", &["nocolon"])),
-    ];
+        ],
+        ..Default::default()
+    };
     let d = declare(&world);
     assert_eq!(d.entries.len(), 1);
     assert!(d.entries[0].entry.store_svid);
@@ -921,7 +923,8 @@ fn outdated_fields_each() {
     let none = UnsupportedFields::default();
     let all = UnsupportedFields { jwt_svid_ttl: true, hint: true, store_svid: true };
     // (mutation, field, still outdated when unsupported fields are skipped)
-    let cases: Vec<(fn(&mut Entry), &str, bool)> = vec![
+    type Case = (fn(&mut Entry), &'static str, bool);
+    let cases: Vec<Case> = vec![
         (|e| e.x509_svid_ttl = Duration::from_secs(1), "x509SVIDTTL", true),
         (|e| e.jwt_svid_ttl = Duration::from_secs(1), "jwtSVIDTTL", false),
         (|e| e.federates_with = vec![TrustDomain::parse("a.org").unwrap()], "federatesWith", true),
