@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::reconcile::entries::WorldSource;
 use crate::reconcile::trigger::Trigger;
 
-#[derive(Default, Clone)]
+#[derive(Default, Clone, Debug)]
 pub struct Manifests {
     pub static_entries: Vec<Arc<ClusterStaticEntry>>,
     pub federated_trust_domains: Vec<Arc<ClusterFederatedTrustDomain>>,

@@ -2,4 +2,5 @@
 //! the Go module proxy (see e2e/peers.sh), and the controller binary.
 
 mod harness;
+mod entries;
 mod smoke;

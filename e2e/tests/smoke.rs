@@ -65,7 +65,7 @@ async fn spire_client_agrees_with_spire_server_cli() {
     let parent = scm_spiffe::SpiffeId::parse("spiffe://example.org/spire/agent/join_token/abc").unwrap();
     let mut entry = scm_spiffe::Entry::new(id.clone(), parent, vec![scm_spiffe::Selector::new("unix", "uid:1000")]);
     entry.dns_names = vec!["smoke.example.org".into()];
-    let created = client.create_entries(&[entry]).await;
+    let created = client.create_entries(&[entry]).await.expect("create rpc");
     let created = created.into_iter().next().unwrap().expect("created");
     assert!(!created.id.is_empty());
     let shown = spire.entry_show();
@@ -75,7 +75,7 @@ async fn spire_client_agrees_with_spire_server_cli() {
     let listed = client.list_entries().await.expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].dns_names, vec!["smoke.example.org".to_string()]);
-    let deleted = client.delete_entries(&[created.id.clone()]).await;
+    let deleted = client.delete_entries(&[created.id.clone()]).await.expect("delete rpc");
     assert!(deleted[0].is_ok());
     assert!(spire.entry_show().is_empty());
 }
