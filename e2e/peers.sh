@@ -45,7 +45,7 @@ environment:
   PEERS_CACHE   binary cache (now: $PEERS_CACHE)
   ETCD_VERSION=$ETCD_VERSION SPIRE_VERSION=$SPIRE_VERSION
   KUBERNETES_VERSION=$KUBERNETES_VERSION (fallback $KUBERNETES_FALLBACK_VERSION)
-  UPSTREAM_VERSION=$UPSTREAM_VERSION; UPSTREAM_SRC=<git clone> builds upstream from that
+  UPSTREAM_VERSION=$UPSTREAM_VERSION (from the module proxy only)
                 clone's tag instead of the module proxy
   PEERS_TIMEOUT seconds to wait for each peer to answer (now: $PEERS_TIMEOUT)
 
@@ -170,19 +170,9 @@ build_kubernetes() {
 }
 
 # The Go module proxy may refuse this module (403 "This module version is not
-# available"); then UPSTREAM_SRC=<a git clone of spire-controller-manager, bare or not>
-# builds the tag UPSTREAM_VERSION from that clone instead (its dependencies still come
-# from the proxy).
+# available"); then `build upstream` fails and says so.
 build_upstream() {
 	local v="$1" out="$2" m="$WORK/mod" mod=github.com/spiffe/spire-controller-manager
-	if [[ -n "${UPSTREAM_SRC:-}" ]]; then
-		rm -rf "$m"
-		mkdir -p "$m"
-		git -C "$UPSTREAM_SRC" archive --format=tar "$v" | tar -x -C "$m"
-		cd "$m"
-		CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/spire-controller-manager" ./cmd
-		return
-	fi
 	new_module "$m"
 	cd "$m"
 	go get "$mod@$v" # the module first: the proxy may answer 403 for the path .../cmd
@@ -245,9 +235,6 @@ build_one() {
 		tail -n 25 "$WORK/build.log" >&2
 	done
 	exec {lockfd}>&-
-	if [[ "$name" == upstream && -z "${UPSTREAM_SRC:-}" ]]; then
-		log "hint: if the module proxy refuses it, set UPSTREAM_SRC to a git clone of spire-controller-manager"
-	fi
 	die "$name: could not build any of: $versions"
 }
 

@@ -96,7 +96,8 @@ fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
     let level = config.log_level.as_str();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{level},kube=warn,tower=warn,hyper=warn,h2=warn,rustls=warn")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match config.log_encoding {
         scm_config::LogEncoding::Json => builder.json().flatten_event(true).init(),
         _ => builder.init(),

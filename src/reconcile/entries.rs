@@ -107,7 +107,11 @@ impl EntryReconciler {
                 ("ok", PassOutcome::Done)
             }
             Err(PassError::NotReady(why)) => {
-                tracing::info!(reason = %why, "entry pass skipped: view incomplete");
+                if self.mirror.is_fresh() || self.last_probe.is_some() {
+                    tracing::info!(reason = %why, "entry pass skipped: view incomplete");
+                } else {
+                    tracing::debug!(reason = %why, "waiting for a complete view before the first pass");
+                }
                 ("skipped", PassOutcome::Retry(Duration::from_millis(500)))
             }
             Err(PassError::Spire(err)) => {
