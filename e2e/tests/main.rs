@@ -2,5 +2,6 @@
 //! the Go module proxy (see e2e/peers.sh), and the controller binary.
 
 mod harness;
-mod entries;
+pub mod entries;
+mod ops;
 mod smoke;

@@ -129,7 +129,8 @@ impl EntryReconciler {
         let world = self.source.snapshot().map_err(PassError::NotReady)?;
 
         if self.last_probe.is_none_or(|t| t.elapsed() >= PROBE_INTERVAL) {
-            match self.spire.get_unsupported_fields(&self.settings.trust_domain).await {
+            let probe = self.spire.get_unsupported_fields(&self.settings.trust_domain);
+            match observe(&self.metrics, "UnsupportedFieldsProbe", probe).await {
                 Ok(fields) => {
                     self.unsupported = convert_unsupported(&fields);
                     self.last_probe = Some(Instant::now());
@@ -140,7 +141,7 @@ impl EntryReconciler {
 
         if matches!(kind, PassKind::Full) || !self.mirror.is_fresh() {
             let t = Instant::now();
-            let listed = self.spire.list_entries().await.map_err(|e| PassError::Spire(e.to_string()))?;
+            let listed = observe(&self.metrics, "ListEntries", self.spire.list_entries()).await.map_err(|e| PassError::Spire(e.to_string()))?;
             tracing::debug!(entries = listed.len(), elapsed_ms = t.elapsed().as_millis() as u64, "listed SPIRE entries");
             self.mirror.replace(listed);
         }
@@ -175,7 +176,8 @@ impl EntryReconciler {
                 tracing::info!(entry_id = %e.id, spiffe_id = %e.spiffe_id, parent_id = %e.parent_id, selectors = %fmt_selectors(e), "deleting entry");
             }
             let ids: Vec<String> = plan.deletes.iter().map(|e| e.id.clone()).collect();
-            let (results, rpc_error) = scm_spire_api::BatchError::split(self.spire.delete_entries(&ids).await);
+            let outcome = observe_batch(&self.metrics, "BatchDeleteEntry", self.spire.delete_entries(&ids)).await;
+            let (results, rpc_error) = scm_spire_api::BatchError::split(outcome);
             if let Some(err) = rpc_error {
                 tracing::warn!(error = %err, "BatchDeleteEntry failed");
                 self.mirror.invalidate();
@@ -210,7 +212,11 @@ impl EntryReconciler {
                     "{op} entry"
                 );
             }
-            let outcome = if op == "create" { self.spire.create_entries(&entries).await } else { self.spire.update_entries(&entries).await };
+            let outcome = if op == "create" {
+                observe_batch(&self.metrics, "BatchCreateEntry", self.spire.create_entries(&entries)).await
+            } else {
+                observe_batch(&self.metrics, "BatchUpdateEntry", self.spire.update_entries(&entries)).await
+            };
             let (results, rpc_error) = scm_spire_api::BatchError::split(outcome);
             if let Some(err) = rpc_error {
                 tracing::warn!(op, error = %err, "batch {op} failed");
@@ -333,4 +339,33 @@ impl super::Reconciler for EntryReconciler {
     fn pass(&mut self, kind: PassKind) -> futures::future::BoxFuture<'_, PassOutcome> {
         Box::pin(EntryReconciler::pass(self, kind))
     }
+}
+
+/// Records latency and errors of one SPIRE call (all pages or batches of it).
+pub async fn observe<T>(
+    metrics: &Metrics,
+    method: &'static str,
+    call: impl std::future::Future<Output = Result<T, scm_spire_api::SpireError>>,
+) -> Result<T, scm_spire_api::SpireError> {
+    let started = Instant::now();
+    let result = call.await;
+    metrics.spire_rpc_duration.with_label_values(&[method]).observe(started.elapsed().as_secs_f64());
+    if let Err(err) = &result {
+        metrics.spire_rpc_errors.with_label_values(&[method, err.metric_label()]).inc();
+    }
+    result
+}
+
+pub async fn observe_batch<T>(
+    metrics: &Metrics,
+    method: &'static str,
+    call: impl std::future::Future<Output = Result<Vec<scm_spire_api::BatchResult<T>>, scm_spire_api::BatchError<T>>>,
+) -> Result<Vec<scm_spire_api::BatchResult<T>>, scm_spire_api::BatchError<T>> {
+    let started = Instant::now();
+    let result = call.await;
+    metrics.spire_rpc_duration.with_label_values(&[method]).observe(started.elapsed().as_secs_f64());
+    if let Err(err) = &result {
+        metrics.spire_rpc_errors.with_label_values(&[method, err.error.metric_label()]).inc();
+    }
+    result
 }
