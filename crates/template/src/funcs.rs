@@ -418,7 +418,7 @@ fn eq(arg1: &Val, arg2: &[Val]) -> Result<bool, CallErr> {
                     if !same_kind(arg1, arg) {
                         return go_err(format!(
                             "non-comparable types {}: {}, {}: {}",
-                            arg1.to_v_lossy(),
+                            fmt_s(arg1),
                             arg1.type_name(),
                             arg.type_name(),
                             arg.to_v_lossy()
@@ -428,7 +428,7 @@ fn eq(arg1: &Val, arg2: &[Val]) -> Result<bool, CallErr> {
                         is_nil(arg) == is_nil(arg1)
                     } else {
                         if matches!(arg, Val::Map(..) | Val::Slice(..)) {
-                            return go_err(format!("non-comparable type {}: {}", arg.to_v_lossy(), arg.type_name()));
+                            return go_err(format!("non-comparable type {}: {}", fmt_s(arg), arg.type_name()));
                         }
                         match (pointee_addr(arg1), pointee_addr(arg)) {
                             (Some(a), Some(b)) => a == b,
@@ -449,6 +449,20 @@ fn eq(arg1: &Val, arg2: &[Val]) -> Result<bool, CallErr> {
         }
     }
     Ok(false)
+}
+
+/// `fmt.Sprintf("%s", v)` for values in error messages.
+fn fmt_s(v: &Val) -> String {
+    match v {
+        Val::Str(s, _) => s.to_string(),
+        Val::Struct(Obj::Time(t, _)) => {
+            let mut s = String::new();
+            model::write_go_time(&mut s, *t);
+            s
+        }
+        Val::Map(..) | Val::Slice(..) => v.to_v_lossy(),
+        v => bad_verb('s', v).unwrap_or_else(|_| format!("%!s({})", v.type_name())),
+    }
 }
 
 /// Go's `lt`.
@@ -587,19 +601,61 @@ fn to_gotmpl(v: &Val) -> Result<gotmpl::Value, Unsupported> {
     })
 }
 
-/// Go's fmt applies a verb other than `%v` element-wise to slices and maps
-/// (`%q` of `[]string{"a"}` is `["a"]`); gotmpl does not. Rewrite the format so that each
-/// such verb is repeated per element. Formats with explicit argument indexes or `*`
-/// widths are passed through unchanged.
-fn expand_collections<'a>(format: &str, args: &[Val<'a>]) -> Option<(String, Vec<Val<'a>>)> {
-    if !args.iter().any(|a| matches!(a, Val::Slice(..) | Val::Map(..))) {
-        return None;
+/// Whether Go's fmt accepts `verb` for a value of this kind (otherwise it prints
+/// `%!verb(type=value)`).
+fn verb_ok(v: &Val, verb: char) -> bool {
+    match v {
+        Val::Bool(..) => matches!(verb, 't' | 'v'),
+        Val::Int(..) | Val::Uint(..) => matches!(verb, 'b' | 'c' | 'd' | 'o' | 'O' | 'q' | 'x' | 'X' | 'U' | 'v'),
+        Val::Float(..) | Val::Complex(..) => matches!(verb, 'b' | 'e' | 'E' | 'f' | 'F' | 'g' | 'G' | 'x' | 'X' | 'v'),
+        Val::Str(..) => matches!(verb, 'v' | 's' | 'q' | 'x' | 'X'),
+        Val::Ptr(None, _) => {
+            matches!(verb, 'v' | 'p' | 'b' | 'o' | 'd' | 'x' | 'X')
+                || (crate::value::nil_ptr_text(v.ty().expect("typed")) == "nil" && matches!(verb, 's' | 'q'))
+        }
+        // Everything else is handed to gotmpl unchanged.
+        _ => true,
     }
+}
+
+/// `type=value` as fmt prints it in `%!verb(...)` and `%!(EXTRA ...)` (String methods
+/// are not called while fmt is reporting an error).
+fn typed_value(v: &Val) -> Result<String, Unsupported> {
+    Ok(match v {
+        Val::Invalid => "<nil>".into(),
+        Val::Ptr(None, ty) => format!("{}=<nil>", ty.name),
+        v => {
+            let mut s = format!("{}=", v.type_name());
+            v.fmt_v(&mut s, 0)?;
+            s
+        }
+    })
+}
+
+/// Go's fmt message for a bad verb (also used for `%s` in template error messages).
+pub(crate) fn bad_verb(verb: char, v: &Val) -> Result<String, Unsupported> {
+    Ok(match v {
+        Val::Invalid => format!("%!{verb}(<nil>)"),
+        v => format!("%!{verb}({})", typed_value(v)?),
+    })
+}
+
+/// Pre-processes a printf format for gotmpl's port of fmt so that the parts where Go's
+/// output depends on Go types are produced here:
+///
+/// * verbs other than `%v` apply element-wise to slices and maps (`%q` of
+///   `[]string{"a"}` is `["a"]`);
+/// * bad verbs print Go's type names (`%!d(types.UID=...)`, `%!s(int64=3)`);
+/// * surplus arguments are reported as `%!(EXTRA map[string]string=map[], ...)`.
+///
+/// Formats with explicit argument indexes or `*` widths are passed through unchanged.
+fn rewrite_format<'a>(format: &str, args: &[Val<'a>]) -> Result<Option<(String, Vec<Val<'a>>)>, Unsupported> {
     let b = format.as_bytes();
     let mut out = String::with_capacity(format.len());
     let mut new_args = Vec::with_capacity(args.len());
     let mut arg = 0;
     let mut i = 0;
+    let literal = |out: &mut String, s: &str| out.push_str(&s.replace('%', "%%"));
     while i < b.len() {
         if b[i] != b'%' {
             let next = format[i..].find('%').map(|x| i + x).unwrap_or(b.len());
@@ -622,7 +678,7 @@ fn expand_collections<'a>(format: &str, args: &[Val<'a>]) -> Option<(String, Vec
             }
         }
         if i < b.len() && matches!(b[i], b'[' | b'*') {
-            return None;
+            return Ok(None);
         }
         let Some(verb) = format[i..].chars().next() else {
             out.push_str(&format[start..]);
@@ -645,8 +701,13 @@ fn expand_collections<'a>(format: &str, args: &[Val<'a>]) -> Option<(String, Vec
                         if j > 0 {
                             out.push(' ');
                         }
-                        out.push_str(spec);
-                        new_args.push(s.get(j, et));
+                        let e = s.get(j, et);
+                        if verb_ok(&e, verb) {
+                            out.push_str(spec);
+                            new_args.push(e);
+                        } else {
+                            literal(&mut out, &bad_verb(verb, &e)?);
+                        }
                     }
                 }
                 out.push(']');
@@ -658,31 +719,58 @@ fn expand_collections<'a>(format: &str, args: &[Val<'a>]) -> Option<(String, Vec
                         if j > 0 {
                             out.push(' ');
                         }
-                        out.push_str(spec);
-                        out.push(':');
-                        out.push_str(spec);
-                        new_args.push(k);
-                        new_args.push(v);
+                        for (n, x) in [k, v].into_iter().enumerate() {
+                            if n == 1 {
+                                out.push(':');
+                            }
+                            if verb_ok(&x, verb) {
+                                out.push_str(spec);
+                                new_args.push(x);
+                            } else {
+                                literal(&mut out, &bad_verb(verb, &x)?);
+                            }
+                        }
                     }
                 }
                 out.push(']');
             }
+            Val::Ptr(None, ty) if verb != 'T' => {
+                // fmt: String() for the generated Kubernetes types with v/s/q/x/X,
+                // otherwise the pointer (0) for b/o/d/x/X, `<nil>` for v.
+                let gogo = crate::value::nil_ptr_text(ty) == "nil";
+                if gogo && matches!(verb, 'v' | 's' | 'q' | 'x' | 'X') {
+                    out.push_str(spec);
+                    new_args.push(Val::str("nil"));
+                } else if matches!(verb, 'b' | 'o' | 'd' | 'x' | 'X') {
+                    out.push_str(spec);
+                    new_args.push(Val::Uint(0, &crate::value::UINT8));
+                } else if verb == 'v' {
+                    out.push_str(spec);
+                    new_args.push(Val::Invalid);
+                } else {
+                    literal(&mut out, &bad_verb(verb, a)?);
+                }
+            }
+            a if verb != 'T' && a.is_valid() && !verb_ok(a, verb) => literal(&mut out, &bad_verb(verb, a)?),
             _ => {
                 out.push_str(spec);
                 new_args.push(a.clone());
             }
         }
     }
-    new_args.extend(args[arg..].iter().cloned());
-    Some((out, new_args))
+    if arg < args.len() {
+        let extra = args[arg..].iter().map(typed_value).collect::<Result<Vec<_>, _>>()?;
+        literal(&mut out, &format!("%!(EXTRA {})", extra.join(", ")));
+    }
+    Ok(Some((out, new_args)))
 }
 
 /// `fmt.Sprintf(format, args...)`.
 pub(crate) fn sprintf(format: &str, args: &[Val]) -> Result<String, Unsupported> {
-    if let Some((f, a)) = expand_collections(format, args) {
-        return sprintf_raw(&f, &a);
+    match rewrite_format(format, args)? {
+        Some((f, a)) => sprintf_raw(&f, &a),
+        None => sprintf_raw(format, args),
     }
-    sprintf_raw(format, args)
 }
 
 fn sprintf_raw(format: &str, args: &[Val]) -> Result<String, Unsupported> {
