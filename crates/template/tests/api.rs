@@ -1,0 +1,131 @@
+//! API-level behaviour (the Go parity itself is covered by `golden.rs`).
+
+use k8s_openapi::api::core::v1::{NodeSpec, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use scm_template::{DEFAULT_PARENT_ID_TEMPLATE, ErrorKind, Template, TemplateData};
+
+fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+
+#[test]
+fn template_is_shareable() {
+    assert_send_sync_clone::<Template>();
+    assert_send_sync_clone::<scm_template::TemplateError>();
+    let t = Template::parse("spiffeIDTemplate", "x{{ .TrustDomain }}").unwrap();
+    assert_eq!(t.name(), "spiffeIDTemplate");
+    assert_eq!(t.source(), "x{{ .TrustDomain }}");
+    let t2 = t.clone();
+    let handle =
+        std::thread::spawn(move || t2.render(&TemplateData::synthetic("example.org", "c", "cluster.local")).unwrap());
+    assert_eq!(handle.join().unwrap(), "xexample.org");
+}
+
+#[test]
+fn constructors() {
+    let pod_meta = ObjectMeta { name: Some("p".into()), namespace: Some("ns".into()), ..Default::default() };
+    let pod_spec = PodSpec { service_account_name: Some("sa".into()), ..Default::default() };
+    let node_meta = ObjectMeta { name: Some("n".into()), uid: Some("node-uid".into()), ..Default::default() };
+    let node_spec = NodeSpec::default();
+
+    let t = Template::parse(
+        "spiffeIDTemplate",
+        "spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Namespace }}/sa/{{ .PodSpec.ServiceAccountName }}",
+    )
+    .unwrap();
+    let data = TemplateData::for_pod("example.org", "c1", "", &pod_meta, &pod_spec, &node_meta, &node_spec);
+    assert_eq!(t.render(&data).unwrap(), "spiffe://example.org/ns/ns/sa/sa");
+
+    let parent = Template::parse("parentIDTemplate", DEFAULT_PARENT_ID_TEMPLATE).unwrap();
+    let node_data = TemplateData::for_node("example.org", "c1", "", &node_meta, &node_spec);
+    assert_eq!(parent.render(&node_data).unwrap(), "spiffe://example.org/spire/agent/k8s_psat/c1/node-uid");
+    assert_eq!(parent.render(&data).unwrap(), "spiffe://example.org/spire/agent/k8s_psat/c1/node-uid");
+
+    let err = t.render(&node_data).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Exec);
+    assert_eq!(
+        err.to_string(),
+        r#"template: spiffeIDTemplate:1:42: executing "spiffeIDTemplate" at <.PodMeta.Namespace>: nil pointer evaluating *v1.ObjectMeta.Namespace"#
+    );
+    let err = t.render(&data.clone().without_pod()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Exec);
+}
+
+#[test]
+fn error_kinds() {
+    let e = Template::parse("dnsNameTemplate", "{{ lower .PodMeta.Name }}").unwrap_err();
+    assert!(e.is_parse());
+    assert_eq!(e.message(), r#"template: dnsNameTemplate:1: function "lower" not defined"#);
+
+    let data = TemplateData::synthetic("example.org", "c", "");
+    let e = Template::parse("t", "{{ .PodMeta.Nope }}").unwrap().render(&data).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Exec);
+    assert!(e.message().contains("can't evaluate field Nope in type *v1.ObjectMeta"), "{e}");
+
+    let e = Template::parse("t", "{{ .PodMeta }}").unwrap().render(&data).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    assert!(e.message().starts_with(r#"template: t:1:3: executing "t" at <{{.PodMeta}}>: "#), "{e}");
+}
+
+#[test]
+fn synthetic_data_is_fully_populated() {
+    let data = TemplateData::synthetic("example.org", "demo", "cluster.local");
+    for src in [
+        "{{ .PodMeta.Name }}",
+        "{{ .PodMeta.Namespace }}",
+        "{{ .PodMeta.UID }}",
+        "{{ .PodMeta.GenerateName }}",
+        "{{ .PodMeta.Labels }}",
+        "{{ .PodMeta.Annotations }}",
+        "{{ .PodMeta.Finalizers }}",
+        "{{ .PodMeta.CreationTimestamp }}",
+        "{{ .PodMeta.DeletionTimestamp }}",
+        "{{ .PodMeta.DeletionGracePeriodSeconds }}",
+        "{{ (index .PodMeta.OwnerReferences 0).Name }}",
+        "{{ .PodSpec.ServiceAccountName }}",
+        "{{ .PodSpec.NodeName }}",
+        "{{ .PodSpec.Hostname }}",
+        "{{ .PodSpec.Subdomain }}",
+        "{{ .PodSpec.NodeSelector }}",
+        "{{ .PodSpec.Priority }}",
+        "{{ .PodSpec.RuntimeClassName }}",
+        "{{ (index .PodSpec.Containers 0).Name }}",
+        "{{ (index .PodSpec.Containers 0).Image }}",
+        "{{ (index (index .PodSpec.Containers 0).Ports 0).ContainerPort }}",
+        "{{ (index (index .PodSpec.Containers 0).Env 0).Value }}",
+        "{{ (index .PodSpec.InitContainers 0).Name }}",
+        "{{ (index .PodSpec.Volumes 0).Name }}",
+        "{{ (index .PodSpec.Tolerations 0).Key }}",
+        "{{ .PodSpec.OS.Name }}",
+        "{{ .NodeMeta.Name }}",
+        "{{ .NodeMeta.UID }}",
+        "{{ .NodeSpec.PodCIDR }}",
+        "{{ .NodeSpec.PodCIDRs }}",
+        "{{ .NodeSpec.ProviderID }}",
+        "{{ (index .NodeSpec.Taints 0).Effect }}",
+        "{{ .TrustDomain }}/{{ .ClusterName }}/{{ .ClusterDomain }}",
+    ] {
+        let out = Template::parse("t", src).unwrap().render(&data).unwrap_or_else(|e| panic!("{src}: {e}"));
+        assert!(
+            !out.is_empty() && !out.contains("<no value>") && !out.contains("<nil>") && out != "[]" && out != "map[]",
+            "{src} -> {out:?}"
+        );
+    }
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    let parens = format!("{{{{ {}1{} }}}}", "(".repeat(100_000), ")".repeat(100_000));
+    let e = Template::parse("t", &parens).unwrap_err();
+    assert_eq!(e.message(), "template: t:1: max expression depth exceeded");
+
+    let ifs = format!("{}x{}", "{{ if true }}".repeat(10_000), "{{ end }}".repeat(10_000));
+    assert!(Template::parse("t", &ifs).unwrap_err().is_parse());
+
+    let ok = format!("{}x{}", "{{ if true }}".repeat(150), "{{ end }}".repeat(150));
+    let data = TemplateData::synthetic("example.org", "c", "");
+    assert_eq!(Template::parse("t", &ok).unwrap().render(&data).unwrap(), "x");
+
+    let recursive = r#"{{ define "r" }}{{ if true }}{{ template "r" . }}{{ end }}{{ end }}{{ template "r" . }}"#;
+    let e = Template::parse("t", recursive).unwrap().render(&data).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Exec);
+    assert!(e.message().contains("exceeded maximum template depth"), "{e}");
+}
