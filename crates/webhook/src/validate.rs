@@ -18,9 +18,9 @@
 //!
 //! Warnings (AdmissionResponse.warnings) for legal but suspicious input: a className this
 //! install does not process; a TTL under a minute; DNS names that are not DNS names; a
-//! ClusterStaticEntry SPIFFE ID outside the trust domain (SPIRE refuses those); an
-//! https_spiffe federation without a bootstrap bundle. A ClusterStaticEntry parent ID
-//! outside the trust domain is not warned about (nested SPIRE servers).
+//! ClusterStaticEntry SPIFFE ID or parent ID outside the trust domain (SPIRE 1.13 refuses
+//! both, "is not a member of trust domain"); an https_spiffe federation without a
+//! bootstrap bundle.
 
 use std::fmt;
 use std::time::Duration;
@@ -280,7 +280,15 @@ pub fn validate_cluster_static_entry(settings: &AdmissionSettings, spec: &Cluste
             settings.trust_domain.name()
         ));
     }
-    // A parent ID outside the trust domain is legal (nested servers): no warning.
+    // Upstream admits IDs of any trust domain here, but SPIRE (checked against 1.13.3)
+    // refuses both: "invalid parent ID: ... is not a member of trust domain ...".
+    if !entry.parent_id.is_member_of(&settings.trust_domain) {
+        v.warn(format!(
+            "spec.parentID {:?} is not in the trust domain {:?}; SPIRE refuses entries whose parent ID is outside its trust domain",
+            entry.parent_id.as_str(),
+            settings.trust_domain.name()
+        ));
+    }
     ttl_warning("spec.x509SVIDTTL", entry.x509_svid_ttl, &mut v);
     ttl_warning("spec.jwtSVIDTTL", entry.jwt_svid_ttl, &mut v);
     for (i, name) in entry.dns_names.iter().enumerate() {

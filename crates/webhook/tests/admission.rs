@@ -317,9 +317,18 @@ async fn cluster_static_entry_valid_and_invalid() {
 #[tokio::test]
 async fn cluster_static_entry_warnings() {
     let wh = webhook();
-    // Parent outside the trust domain (nested servers): legal, no warning.
+    // Parent outside the trust domain: admitted (upstream admits it), but SPIRE 1.13.3
+    // refuses such entries ("invalid parent ID: ... is not a member of trust domain"),
+    // so the user is told.
     let mut spec = good_cse();
     spec["parentID"] = json!("spiffe://upstream.org/spire/server");
+    let res = call(&wh, Route::ValidateClusterStaticEntry, cse("nested", spec)).await;
+    assert_allowed(&res);
+    let w = warnings(&res).join("\n");
+    assert!(w.contains("spec.parentID") && !w.contains("spec.spiffeID"), "{w}");
+    // Nested servers register under a parent in the same trust domain: no warning.
+    let mut spec = good_cse();
+    spec["parentID"] = json!("spiffe://example.org/spire/server");
     let res = call(&wh, Route::ValidateClusterStaticEntry, cse("nested", spec)).await;
     assert_allowed(&res);
     assert!(warnings(&res).is_empty(), "{res}");
