@@ -263,7 +263,10 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
             );
             spawn_entry_loop(&mut loops, r, entry_trigger.clone(), config.gc_interval, leader.clone(), cancel.clone(), health.clone(), "entry");
         }
-        let _ = federation_trigger;
+        if config.reconcile.cluster_federated_trust_domains {
+            let f = crate::reconcile::federation::FederationLoop::new(source.clone(), spire.clone(), &config.class_name, config.watch_classless, metrics.clone(), None);
+            spawn_entry_loop(&mut loops, f, federation_trigger.clone(), config.gc_interval, leader.clone(), cancel.clone(), health.clone(), "federation");
+        }
     } else {
         let client = kube_client(&args).await?;
         let watch_set = crate::k8s::world::WatchSet {
@@ -314,8 +317,19 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
                 }
             });
         }
+        let early = crate::k8s::early::EarlyPods::new(entry_trigger.clone());
+        if webhooks_enabled() {
+            spawn_webhook(&config, &client, &spire, &metrics, &health, early.clone(), &cancel, &mut servers).await?;
+        } else {
+            tracing::info!("webhooks disabled (ENABLE_WEBHOOKS=false)");
+        }
+        if config.reconcile.cluster_federated_trust_domains {
+            let source = Arc::new(crate::reconcile::federation::KubeCftds(stores.clone()));
+            let f = crate::reconcile::federation::FederationLoop::new(source, spire.clone(), &config.class_name, config.watch_classless, metrics.clone(), Some(client.clone()));
+            spawn_entry_loop(&mut loops, f, federation_trigger.clone(), config.gc_interval, leader.clone(), cancel.clone(), health.clone(), "federation");
+        }
         if config.reconcile.cluster_spiffe_ids || config.reconcile.cluster_static_entries {
-            let source = Arc::new(crate::k8s::world::KubeWorld(stores.clone()));
+            let source = Arc::new(crate::k8s::world::KubeWorld(stores.clone(), Some(early)));
             let r = crate::reconcile::entries::EntryReconciler::new(
                 source,
                 spire.clone(),
@@ -366,6 +380,69 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
     }
     // Give the lease release a moment (it runs in its task on cancel).
     tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(())
+}
+
+/// Upstream: webhooks are on unless `ENABLE_WEBHOOKS` is exactly "false".
+fn webhooks_enabled() -> bool {
+    std::env::var("ENABLE_WEBHOOKS").map(|v| v != "false").unwrap_or(true)
+}
+
+/// The admission webhook: served by every replica (not leader-gated), with a certificate
+/// minted from SPIRE (or read from `webhook.certDir`) and caBundle kept current.
+async fn spawn_webhook(
+    config: &Config,
+    client: &kube::Client,
+    spire: &scm_spire_api::Client,
+    metrics: &Metrics,
+    health: &Health,
+    early: crate::k8s::early::EarlyPods,
+    cancel: &CancellationToken,
+    servers: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    use scm_webhook::*;
+    let wm = scm_webhook::Metrics::register(&metrics.registry)?;
+    let mut settings = AdmissionSettings::new(config.trust_domain.clone(), config.cluster_name.clone());
+    settings.cluster_domain = config.cluster_domain.clone();
+    settings.class_name = config.class_name.clone();
+    settings.watch_classless = config.watch_classless;
+    let webhook = Webhook::new(settings, Arc::new(early), wm.clone());
+    let resolver = Arc::new(CertResolver::with_metrics(&wm));
+    {
+        let r = resolver.clone();
+        health.add_ready_check("webhook-certificate", move || if r.cert_loaded() { Ok(()) } else { Err("no serving certificate yet".into()) });
+    }
+    let spire = Arc::new(spire.clone());
+    let cab = CaBundleManager::spawn(client.clone(), CaBundleParams::new(config.validating_webhook_configuration_name.clone()), spire.clone(), cancel.clone());
+    match &config.webhook.cert_dir {
+        Some(dir) if !dir.is_empty() => {
+            let dir = PathBuf::from(dir);
+            tracing::info!(dir = %dir.display(), "webhook certificate from files (tls.crt, tls.key)");
+            FileCertSource::spawn(FileCertParams::new(dir.join("tls.crt"), dir.join("tls.key")), resolver.clone(), cancel.clone());
+        }
+        _ => {
+            let mut params = CertManagerParams::new(config.trust_domain.clone());
+            if let Ok(ttl) = std::env::var("SCM_WEBHOOK_CERT_TTL") {
+                params.ttl = scm_config::parse_go_duration_std(&ttl).map_err(|e| anyhow::anyhow!("SCM_WEBHOOK_CERT_TTL: {}", e.go_message()))?;
+            }
+            CertManager::spawn(params, spire, cab.hosts(), resolver.clone(), cancel.clone());
+        }
+    }
+    let host = if config.webhook.host.is_empty() { "0.0.0.0" } else { config.webhook.host.as_str() };
+    let server = Server::bind(ServerConfig::with_host_port(host, config.webhook.port)?, resolver)
+        .await
+        .with_context(|| format!("binding the webhook server on {host}:{}", config.webhook.port))?;
+    tracing::info!(addr = %server.local_addr()?, "serving admission webhooks");
+    let c = cancel.clone();
+    servers.spawn(async move { server.serve(webhook.router(), c).await.context("webhook server") });
+    let cab_task = cab.task;
+    servers.spawn(async move {
+        match cab_task.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow::anyhow!(e).context("webhook caBundle manager")),
+            Err(e) => Err(anyhow::anyhow!("caBundle manager panicked: {e}")),
+        }
+    });
     Ok(())
 }
 

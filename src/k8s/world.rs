@@ -222,8 +222,9 @@ fn trim_meta<K: Resource>(obj: &mut K) {
     }
 }
 
-/// The Kubernetes world source for the entry reconciler.
-pub struct KubeWorld(pub Arc<Stores>);
+/// The Kubernetes world source for the entry reconciler, with pods observed at admission
+/// overlaid (early registration).
+pub struct KubeWorld(pub Arc<Stores>, pub Option<crate::k8s::early::EarlyPods>);
 
 impl crate::reconcile::entries::WorldSource for KubeWorld {
     fn snapshot(&self) -> Result<World, String> {
@@ -232,6 +233,10 @@ impl crate::reconcile::entries::WorldSource for KubeWorld {
         if !entry_unsynced.is_empty() {
             return Err(format!("caches not synced: {}", entry_unsynced.join(", ")));
         }
-        Ok(self.0.snapshot())
+        let mut world = self.0.snapshot();
+        if let Some(early) = &self.1 {
+            early.overlay(&mut world.pods);
+        }
+        Ok(world)
     }
 }

@@ -2,6 +2,7 @@
 //! Each pass: snapshot → declare (pure) → diff against the SPIRE mirror (pure) → apply.
 
 pub mod entries;
+pub mod federation;
 pub mod mirror;
 pub mod trigger;
 

@@ -1,0 +1,154 @@
+//! Early registration: pods seen by the admission webhook (pod CREATE and `pods/binding`)
+//! before the watch delivers them. They overlay the pod store in the next snapshot, so an
+//! entry can be written as soon as the pod is bound, and a pass is triggered at once.
+//!
+//! The overlay only ever adds information the watch will confirm a moment later; an
+//! observed pod is dropped once the store has it with the same node, or after a minute.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use scm_webhook::{ObservedPod, PodSink};
+
+use crate::reconcile::trigger::Trigger;
+
+const TTL: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+struct State {
+    /// `namespace/name` → (pod as admitted, when).
+    created: HashMap<String, (Arc<Pod>, Instant)>,
+    /// `namespace/name` → (node, when), from `pods/binding`.
+    bound: HashMap<String, (String, Instant)>,
+}
+
+#[derive(Clone)]
+pub struct EarlyPods {
+    state: Arc<Mutex<State>>,
+    trigger: Trigger,
+}
+
+impl EarlyPods {
+    pub fn new(trigger: Trigger) -> Self {
+        Self { state: Arc::default(), trigger }
+    }
+
+    /// Merges observations into the pod list of a snapshot.
+    pub fn overlay(&self, pods: &mut Vec<Arc<Pod>>) {
+        let mut st = self.state.lock().unwrap();
+        st.created.retain(|_, (_, at)| at.elapsed() < TTL);
+        st.bound.retain(|_, (_, at)| at.elapsed() < TTL);
+        if st.created.is_empty() && st.bound.is_empty() {
+            return;
+        }
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(pods.len());
+        for (i, p) in pods.iter().enumerate() {
+            index.insert(key_of(p), i);
+        }
+        let bound: Vec<(String, String)> = st.bound.iter().map(|(k, (n, _))| (k.clone(), n.clone())).collect();
+        let mut settled = Vec::new();
+        for (key, node) in bound {
+            match index.get(&key) {
+                Some(&i) => {
+                    let stored = &pods[i];
+                    match stored.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+                        Some(n) if n == node => settled.push(key),
+                        Some(_) => settled.push(key),
+                        None => {
+                            let mut p = (**stored).clone();
+                            p.spec.get_or_insert_with(Default::default).node_name = Some(node);
+                            pods[i] = Arc::new(p);
+                        }
+                    }
+                }
+                None => {
+                    if let Some((p, _)) = st.created.get(&key) {
+                        let mut p = (**p).clone();
+                        p.spec.get_or_insert_with(Default::default).node_name = Some(node);
+                        index.insert(key.clone(), pods.len());
+                        pods.push(Arc::new(p));
+                    }
+                }
+            }
+        }
+        for key in settled {
+            st.bound.remove(&key);
+        }
+        let created: Vec<(String, Arc<Pod>)> = st.created.iter().map(|(k, (p, _))| (k.clone(), p.clone())).collect();
+        for (key, p) in created {
+            if index.contains_key(&key) {
+                st.created.remove(&key);
+            } else if p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty()) {
+                pods.push(p);
+            }
+        }
+    }
+}
+
+fn key_of(p: &Pod) -> String {
+    format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or(""), p.metadata.name.as_deref().unwrap_or(""))
+}
+
+impl PodSink for EarlyPods {
+    fn observed(&self, ev: ObservedPod) {
+        let now = Instant::now();
+        {
+            let mut st = self.state.lock().unwrap();
+            match ev {
+                ObservedPod::Created(pod) => {
+                    if pod.metadata.uid.as_deref().unwrap_or("").is_empty() {
+                        return;
+                    }
+                    let key = key_of(&pod);
+                    st.created.insert(key, (Arc::new(*pod), now));
+                }
+                ObservedPod::Bound { namespace, name, node_name } => {
+                    st.bound.insert(format!("{namespace}/{name}"), (node_name, now));
+                }
+            }
+        }
+        self.trigger.notify();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, node: Option<&str>) -> Pod {
+        let mut spec = json!({"containers": []});
+        if let Some(n) = node {
+            spec["nodeName"] = json!(n);
+        }
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}")}, "spec": spec})).unwrap()
+    }
+
+    #[test]
+    fn binding_before_the_watch_sees_it() {
+        let early = EarlyPods::new(Trigger::new());
+        early.observed(ObservedPod::Created(Box::new(pod("a", None))));
+        let mut pods = vec![];
+        early.overlay(&mut pods);
+        assert!(pods.is_empty(), "an unbound pod adds nothing");
+        early.observed(ObservedPod::Bound { namespace: "ns".into(), name: "a".into(), node_name: "n1".into() });
+        early.overlay(&mut pods);
+        assert_eq!(pods.len(), 1);
+        assert_eq!(pods[0].spec.as_ref().unwrap().node_name.as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn binding_applies_to_a_stored_unbound_pod_and_settles() {
+        let early = EarlyPods::new(Trigger::new());
+        early.observed(ObservedPod::Bound { namespace: "ns".into(), name: "a".into(), node_name: "n1".into() });
+        let mut pods = vec![Arc::new(pod("a", None))];
+        early.overlay(&mut pods);
+        assert_eq!(pods[0].spec.as_ref().unwrap().node_name.as_deref(), Some("n1"));
+        // Once the store has the node, the observation is dropped.
+        let mut pods = vec![Arc::new(pod("a", Some("n1")))];
+        early.overlay(&mut pods);
+        assert!(early.state.lock().unwrap().bound.is_empty());
+    }
+}
