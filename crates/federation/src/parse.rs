@@ -26,15 +26,28 @@ pub const FIELD_TRUST_DOMAIN_BUNDLE: &str = "spec.trustDomainBundle";
 /// The messages are upstream's (`invalid trustDomain value: ...`), and the error's
 /// `field` names the offending field, so `Display` reads
 /// `spec.bundleEndpointURL: invalid bundleEndpointURL value: scheme must be https`.
-pub fn parse_federated_trust_domain(spec: &ClusterFederatedTrustDomainSpec) -> Result<FederationRelationship, FieldError> {
-    let trust_domain = TrustDomain::parse(&spec.trust_domain)
-        .map_err(|e| FieldError::new(FIELD_TRUST_DOMAIN, format!("invalid trustDomain value: {e}")))?;
-
-    validate_bundle_endpoint_url(&spec.bundle_endpoint_url).map_err(|reason| {
-        FieldError::new(FIELD_BUNDLE_ENDPOINT_URL, format!("invalid bundleEndpointURL value: {reason}"))
+pub fn parse_federated_trust_domain(
+    spec: &ClusterFederatedTrustDomainSpec,
+) -> Result<FederationRelationship, FieldError> {
+    let trust_domain = TrustDomain::parse(&spec.trust_domain).map_err(|e| {
+        FieldError::new(
+            FIELD_TRUST_DOMAIN,
+            format!("invalid trustDomain value: {e}"),
+        )
     })?;
 
-    let endpoint_spiffe_id = spec.bundle_endpoint_profile.endpoint_spiffe_id.as_deref().unwrap_or_default();
+    validate_bundle_endpoint_url(&spec.bundle_endpoint_url).map_err(|reason| {
+        FieldError::new(
+            FIELD_BUNDLE_ENDPOINT_URL,
+            format!("invalid bundleEndpointURL value: {reason}"),
+        )
+    })?;
+
+    let endpoint_spiffe_id = spec
+        .bundle_endpoint_profile
+        .endpoint_spiffe_id
+        .as_deref()
+        .unwrap_or_default();
     let bundle_endpoint_profile = match spec.bundle_endpoint_profile.r#type {
         BundleEndpointProfileType::HttpsWeb => {
             if !endpoint_spiffe_id.is_empty() {
@@ -47,7 +60,11 @@ pub fn parse_federated_trust_domain(spec: &ClusterFederatedTrustDomainSpec) -> R
         }
         BundleEndpointProfileType::HttpsSpiffe => {
             let endpoint_spiffe_id = SpiffeId::parse(endpoint_spiffe_id).map_err(|e| {
-                let hint = if endpoint_spiffe_id.is_empty() { " (required by the \"https_spiffe\" profile)" } else { "" };
+                let hint = if endpoint_spiffe_id.is_empty() {
+                    " (required by the \"https_spiffe\" profile)"
+                } else {
+                    ""
+                };
                 FieldError::new(
                     FIELD_ENDPOINT_SPIFFE_ID,
                     format!("invalid bundle endpoint profile endpointSPIFFEID value: {e}{hint}"),
@@ -60,7 +77,10 @@ pub fn parse_federated_trust_domain(spec: &ClusterFederatedTrustDomainSpec) -> R
     let trust_domain_bundle = match spec.trust_domain_bundle.as_deref() {
         None | Some("") => None,
         Some(doc) => Some(Bundle::parse_jwks(trust_domain.clone(), doc).map_err(|e| {
-            FieldError::new(FIELD_TRUST_DOMAIN_BUNDLE, format!("invalid trustDomainBundle value: {e}"))
+            FieldError::new(
+                FIELD_TRUST_DOMAIN_BUNDLE,
+                format!("invalid trustDomainBundle value: {e}"),
+            )
         })?),
     };
 

@@ -24,7 +24,8 @@
 //!   count, so any edit is pushed). SPIRE's own bundle is not consulted: a refreshed
 //!   bundle in SPIRE never causes a write.
 //! - When it does not (first pass after a start, or a CR bundle never seen): the CR bundle
-//!   is accepted as in sync — remembered, nothing written — when the CR's status says its
+//!   is pushed when SPIRE holds no bundle for the trust domain; otherwise it is accepted
+//!   as in sync — remembered, nothing written — when the CR's status says its
 //!   current spec was applied (`Ready=True` at `observedGeneration == generation`, see
 //!   [`CrRef::ready_at_generation`]), or when every authority of the CR bundle is already
 //!   in SPIRE's bundle (X.509 authorities by DER, JWT authorities by key ID and key).
@@ -74,7 +75,8 @@ impl BundleMemory {
 
     /// Remembers `bundle` (normalized) for its trust domain.
     pub fn record(&mut self, bundle: &Bundle) {
-        self.bundles.insert(bundle.trust_domain.clone(), normalized(bundle));
+        self.bundles
+            .insert(bundle.trust_domain.clone(), normalized(bundle));
     }
 
     pub fn forget(&mut self, trust_domain: &TrustDomain) {
@@ -136,15 +138,23 @@ pub fn plan(declared: &Declared, current: &[FederationRelationship]) -> Plan {
 /// is deleted (unless an Invalid CR names it: kept), a declared one absent is created,
 /// and one present but different is updated. Equality: URL and profile as upstream, plus
 /// the bundle rule of the module docs.
-pub fn plan_with_memory(declared: &Declared, current: &[FederationRelationship], memory: &BundleMemory) -> Plan {
+pub fn plan_with_memory(
+    declared: &Declared,
+    current: &[FederationRelationship],
+    memory: &BundleMemory,
+) -> Plan {
     let mut out = Plan::default();
-    let declared_tds: BTreeSet<&TrustDomain> = declared.relationships.iter().map(|(_, fr)| &fr.trust_domain).collect();
+    let declared_tds: BTreeSet<&TrustDomain> = declared
+        .relationships
+        .iter()
+        .map(|(_, fr)| &fr.trust_domain)
+        .collect();
     let mut current_by_td: BTreeMap<&TrustDomain, &FederationRelationship> = BTreeMap::new();
     for fr in current {
         current_by_td.insert(&fr.trust_domain, fr);
     }
 
-    for (td, _) in &current_by_td {
+    for td in current_by_td.keys() {
         if declared_tds.contains(td) {
             continue;
         }
@@ -166,8 +176,12 @@ pub fn plan_with_memory(declared: &Declared, current: &[FederationRelationship],
         match (&want.bundle_endpoint_profile, &have.bundle_endpoint_profile) {
             (BundleEndpointProfile::HttpsWeb, BundleEndpointProfile::HttpsWeb) => {}
             (
-                BundleEndpointProfile::HttpsSpiffe { endpoint_spiffe_id: a },
-                BundleEndpointProfile::HttpsSpiffe { endpoint_spiffe_id: b },
+                BundleEndpointProfile::HttpsSpiffe {
+                    endpoint_spiffe_id: a,
+                },
+                BundleEndpointProfile::HttpsSpiffe {
+                    endpoint_spiffe_id: b,
+                },
             ) => {
                 if a != b {
                     fields.push(CHANGED_ENDPOINT_SPIFFE_ID);
@@ -210,10 +224,17 @@ enum BundleDecision {
     Push,
 }
 
-fn bundle_decision(cr_bundle: &Bundle, cr: &CrRef, spire: Option<&Bundle>, memory: &BundleMemory) -> BundleDecision {
+fn bundle_decision(
+    cr_bundle: &Bundle,
+    cr: &CrRef,
+    spire: Option<&Bundle>,
+    memory: &BundleMemory,
+) -> BundleDecision {
     match memory.get(&cr_bundle.trust_domain) {
         Some(remembered) if *remembered == normalized(cr_bundle) => BundleDecision::InSync,
         Some(_) => BundleDecision::Push,
+        // SPIRE holds nothing for the trust domain: there is nothing fresher to protect.
+        None if spire.is_none() => BundleDecision::Push,
         None if cr.ready_at_generation => BundleDecision::Adopt,
         None if spire.is_some_and(|s| authorities_subset(cr_bundle, s)) => BundleDecision::Adopt,
         None => BundleDecision::Push,
@@ -222,10 +243,14 @@ fn bundle_decision(cr_bundle: &Bundle, cr: &CrRef, spire: Option<&Bundle>, memor
 
 /// Whether every authority of `a` is in `b` (X.509 by DER; JWT by key ID and key).
 pub fn authorities_subset(a: &Bundle, b: &Bundle) -> bool {
-    a.x509_authorities.iter().all(|der| b.x509_authorities.contains(der))
-        && a.jwt_authorities
-            .iter()
-            .all(|k| b.jwt_authorities.iter().any(|j| j.key_id == k.key_id && j.public_key == k.public_key))
+    a.x509_authorities
+        .iter()
+        .all(|der| b.x509_authorities.contains(der))
+        && a.jwt_authorities.iter().all(|k| {
+            b.jwt_authorities
+                .iter()
+                .any(|j| j.key_id == k.key_id && j.public_key == k.public_key)
+        })
 }
 
 /// Authorities sorted and deduplicated, so that key order in the JWKS does not matter.

@@ -18,15 +18,27 @@ use crate::plan::{BundleMemory, Plan, plan_with_memory};
 /// [`scm_spire_api::Client`] (paging and upstream's batch sizes, 200 delete / 50 create /
 /// 50 update, come from its [`ClientOptions`](scm_spire_api::ClientOptions)); tests use fakes.
 pub trait FederationApi: Sync {
-    fn list_federation_relationships(&self) -> impl Future<Output = Result<Vec<FederationRelationship>, SpireError>> + Send;
+    fn list_federation_relationships(
+        &self,
+    ) -> impl Future<Output = Result<Vec<FederationRelationship>, SpireError>> + Send;
     fn create_federation_relationships(
         &self,
         relationships: &[FederationRelationship],
-    ) -> impl Future<Output = Result<Vec<BatchResult<FederationRelationship>>, BatchError<FederationRelationship>>> + Send;
+    ) -> impl Future<
+        Output = Result<
+            Vec<BatchResult<FederationRelationship>>,
+            BatchError<FederationRelationship>,
+        >,
+    > + Send;
     fn update_federation_relationships(
         &self,
         relationships: &[FederationRelationship],
-    ) -> impl Future<Output = Result<Vec<BatchResult<FederationRelationship>>, BatchError<FederationRelationship>>> + Send;
+    ) -> impl Future<
+        Output = Result<
+            Vec<BatchResult<FederationRelationship>>,
+            BatchError<FederationRelationship>,
+        >,
+    > + Send;
     fn delete_federation_relationships(
         &self,
         trust_domains: &[TrustDomain],
@@ -34,27 +46,38 @@ pub trait FederationApi: Sync {
 }
 
 impl FederationApi for Client {
-    fn list_federation_relationships(&self) -> impl Future<Output = Result<Vec<FederationRelationship>, SpireError>> + Send {
+    fn list_federation_relationships(
+        &self,
+    ) -> impl Future<Output = Result<Vec<FederationRelationship>, SpireError>> + Send {
         Client::list_federation_relationships(self)
     }
     fn create_federation_relationships(
         &self,
         relationships: &[FederationRelationship],
-    ) -> impl Future<Output = Result<Vec<BatchResult<FederationRelationship>>, BatchError<FederationRelationship>>> + Send
-    {
+    ) -> impl Future<
+        Output = Result<
+            Vec<BatchResult<FederationRelationship>>,
+            BatchError<FederationRelationship>,
+        >,
+    > + Send {
         Client::create_federation_relationships(self, relationships)
     }
     fn update_federation_relationships(
         &self,
         relationships: &[FederationRelationship],
-    ) -> impl Future<Output = Result<Vec<BatchResult<FederationRelationship>>, BatchError<FederationRelationship>>> + Send
-    {
+    ) -> impl Future<
+        Output = Result<
+            Vec<BatchResult<FederationRelationship>>,
+            BatchError<FederationRelationship>,
+        >,
+    > + Send {
         Client::update_federation_relationships(self, relationships)
     }
     fn delete_federation_relationships(
         &self,
         trust_domains: &[TrustDomain],
-    ) -> impl Future<Output = Result<Vec<BatchResult<TrustDomain>>, BatchError<TrustDomain>>> + Send {
+    ) -> impl Future<Output = Result<Vec<BatchResult<TrustDomain>>, BatchError<TrustDomain>>> + Send
+    {
         Client::delete_federation_relationships(self, trust_domains)
     }
 }
@@ -73,7 +96,9 @@ pub enum Error {
 pub enum Action {
     Created,
     /// With the fields that differed (see [`Plan::changed_fields`]).
-    Updated { fields: Vec<&'static str> },
+    Updated {
+        fields: Vec<&'static str>,
+    },
     Unchanged,
 }
 
@@ -81,12 +106,21 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PassOutcome {
     /// Declared, and SPIRE holds its relationship (written now or already in line).
-    Ready { trust_domain: TrustDomain, action: Action },
+    Ready {
+        trust_domain: TrustDomain,
+        action: Action,
+    },
     /// Declared, but the write failed (SPIRE's item status, or the RPC failed).
-    ApplyFailed { trust_domain: TrustDomain, message: String },
+    ApplyFailed {
+        trust_domain: TrustDomain,
+        message: String,
+    },
     /// The spec does not parse (`spec.x: ...`). `kept`: the relationship with the trust
     /// domain it names exists in SPIRE and was kept rather than deleted.
-    Invalid { message: String, kept: Option<TrustDomain> },
+    Invalid {
+        message: String,
+        kept: Option<TrustDomain>,
+    },
     /// An older CR (`winner`) declares the same trust domain.
     Conflict { winner: String },
 }
@@ -119,24 +153,51 @@ impl PassOutcome {
     /// A message for the `Ready` condition / an Event.
     pub fn message(&self) -> String {
         match self {
-            PassOutcome::Ready { trust_domain, action: Action::Created } => {
+            PassOutcome::Ready {
+                trust_domain,
+                action: Action::Created,
+            } => {
                 format!("federation relationship with {trust_domain} created")
             }
-            PassOutcome::Ready { trust_domain, action: Action::Updated { fields } } => {
-                format!("federation relationship with {trust_domain} updated ({})", fields.join(", "))
+            PassOutcome::Ready {
+                trust_domain,
+                action: Action::Updated { fields },
+            } => {
+                format!(
+                    "federation relationship with {trust_domain} updated ({})",
+                    fields.join(", ")
+                )
             }
-            PassOutcome::Ready { trust_domain, action: Action::Unchanged } => {
+            PassOutcome::Ready {
+                trust_domain,
+                action: Action::Unchanged,
+            } => {
                 format!("federation relationship with {trust_domain} is in place")
             }
-            PassOutcome::ApplyFailed { trust_domain, message } => {
-                format!("failed to apply the federation relationship with {trust_domain}: {message}")
+            PassOutcome::ApplyFailed {
+                trust_domain,
+                message,
+            } => {
+                format!(
+                    "failed to apply the federation relationship with {trust_domain}: {message}"
+                )
             }
-            PassOutcome::Invalid { message, kept: None } => message.clone(),
-            PassOutcome::Invalid { message, kept: Some(td) } => {
-                format!("{message} (the existing federation relationship with {td} is kept until this is fixed)")
+            PassOutcome::Invalid {
+                message,
+                kept: None,
+            } => message.clone(),
+            PassOutcome::Invalid {
+                message,
+                kept: Some(td),
+            } => {
+                format!(
+                    "{message} (the existing federation relationship with {td} is kept until this is fixed)"
+                )
             }
             PassOutcome::Conflict { winner } => {
-                format!("another ClusterFederatedTrustDomain ({winner}) already declares this trust domain")
+                format!(
+                    "another ClusterFederatedTrustDomain ({winner}) already declares this trust domain"
+                )
             }
         }
     }
@@ -194,7 +255,10 @@ impl PassResult {
     /// CRs per [`PassOutcome::metric_label`], all four labels present.
     pub fn outcome_counts(&self) -> BTreeMap<&'static str, usize> {
         let mut out: BTreeMap<&'static str, usize> =
-            ["ready", "apply_failed", "invalid", "conflict"].into_iter().map(|l| (l, 0)).collect();
+            ["ready", "apply_failed", "invalid", "conflict"]
+                .into_iter()
+                .map(|l| (l, 0))
+                .collect();
         for outcome in self.outcomes.values() {
             *out.entry(outcome.metric_label()).or_default() += 1;
         }
@@ -216,7 +280,11 @@ impl FederationReconciler {
     /// `class_name` / `watch_classless`: the controller's `className` and
     /// `watchClassless` settings (compat-spec §3.3).
     pub fn new(class_name: impl Into<String>, watch_classless: bool) -> Self {
-        Self { class_name: class_name.into(), watch_classless, memory: BundleMemory::default() }
+        Self {
+            class_name: class_name.into(),
+            watch_classless,
+            memory: BundleMemory::default(),
+        }
     }
 
     pub fn memory(&self) -> &BundleMemory {
@@ -232,7 +300,11 @@ impl FederationReconciler {
     /// classes; filtering happens here). The caller must pass a complete list: an
     /// incomplete one (cache not synced, a manifest that failed to load) would delete the
     /// relationships of the missing CRs, so skip the pass instead.
-    pub async fn pass(&mut self, client: &Client, crs: &[Arc<ClusterFederatedTrustDomain>]) -> Result<PassResult, Error> {
+    pub async fn pass(
+        &mut self,
+        client: &Client,
+        crs: &[Arc<ClusterFederatedTrustDomain>],
+    ) -> Result<PassResult, Error> {
         self.pass_with(client, crs).await
     }
 
@@ -247,10 +319,16 @@ impl FederationReconciler {
         api: &A,
         crs: &[Arc<ClusterFederatedTrustDomain>],
     ) -> Result<PassResult, Error> {
-        let current = api.list_federation_relationships().await.map_err(Error::List)?;
+        let current = api
+            .list_federation_relationships()
+            .await
+            .map_err(Error::List)?;
         let declared = self.declare(crs);
         let plan = plan_with_memory(&declared, &current, &self.memory);
-        let mut result = PassResult { current: current.len(), ..Default::default() };
+        let mut result = PassResult {
+            current: current.len(),
+            ..Default::default()
+        };
         let mut per_td: BTreeMap<TrustDomain, PassOutcome> = BTreeMap::new();
 
         for (td, cr) in &plan.kept {
@@ -260,10 +338,18 @@ impl FederationReconciler {
         result.kept = plan.kept.clone();
 
         self.apply_deletes(api, &plan, &mut result).await;
-        self.apply_creates(api, &plan, &mut result, &mut per_td).await;
-        self.apply_updates(api, &plan, &mut result, &mut per_td).await;
+        self.apply_creates(api, &plan, &mut result, &mut per_td)
+            .await;
+        self.apply_updates(api, &plan, &mut result, &mut per_td)
+            .await;
         for td in &plan.unchanged {
-            per_td.insert(td.clone(), PassOutcome::Ready { trust_domain: td.clone(), action: Action::Unchanged });
+            per_td.insert(
+                td.clone(),
+                PassOutcome::Ready {
+                    trust_domain: td.clone(),
+                    action: Action::Unchanged,
+                },
+            );
         }
         result.unchanged = plan.unchanged.len();
         for bundle in &plan.adopted {
@@ -280,17 +366,24 @@ impl FederationReconciler {
             .collect();
         self.memory.retain(|td| keep.contains(td));
 
-        let kept_by_cr: BTreeMap<&str, &TrustDomain> = plan.kept.iter().map(|(td, cr)| (cr.as_str(), td)).collect();
-        let declared_by_cr: BTreeMap<&str, &TrustDomain> =
-            declared.relationships.iter().map(|(cr, fr)| (cr.name.as_str(), &fr.trust_domain)).collect();
+        let kept_by_cr: BTreeMap<&str, &TrustDomain> =
+            plan.kept.iter().map(|(td, cr)| (cr.as_str(), td)).collect();
+        let declared_by_cr: BTreeMap<&str, &TrustDomain> = declared
+            .relationships
+            .iter()
+            .map(|(cr, fr)| (cr.name.as_str(), &fr.trust_domain))
+            .collect();
         for (name, outcome) in &declared.outcomes {
             let outcome = match outcome {
                 Outcome::Declared => {
                     let td = declared_by_cr[name.as_str()];
-                    per_td.get(td).cloned().unwrap_or_else(|| PassOutcome::ApplyFailed {
-                        trust_domain: td.clone(),
-                        message: "no outcome recorded".into(),
-                    })
+                    per_td
+                        .get(td)
+                        .cloned()
+                        .unwrap_or_else(|| PassOutcome::ApplyFailed {
+                            trust_domain: td.clone(),
+                            message: "no outcome recorded".into(),
+                        })
                 }
                 Outcome::Invalid(message) => {
                     tracing::debug!(cluster_federated_trust_domain = %name, %message, "Ignoring invalid ClusterFederatedTrustDomain");
@@ -301,7 +394,9 @@ impl FederationReconciler {
                 }
                 Outcome::Conflict { winner } => {
                     tracing::debug!(cluster_federated_trust_domain = %name, %winner, "Ignoring ClusterFederatedTrustDomain with conflicting trust domain");
-                    PassOutcome::Conflict { winner: winner.clone() }
+                    PassOutcome::Conflict {
+                        winner: winner.clone(),
+                    }
                 }
             };
             result.outcomes.insert(name.clone(), outcome);
@@ -309,11 +404,17 @@ impl FederationReconciler {
         Ok(result)
     }
 
-    async fn apply_deletes<A: FederationApi>(&mut self, api: &A, plan: &Plan, result: &mut PassResult) {
+    async fn apply_deletes<A: FederationApi>(
+        &mut self,
+        api: &A,
+        plan: &Plan,
+        result: &mut PassResult,
+    ) {
         if plan.deletes.is_empty() {
             return;
         }
-        let (items, error) = BatchError::split(api.delete_federation_relationships(&plan.deletes).await);
+        let (items, error) =
+            BatchError::split(api.delete_federation_relationships(&plan.deletes).await);
         if let Some(error) = error {
             tracing::error!(%error, "Failed to delete federation relationships");
             result.write_errors.push(error);
@@ -337,7 +438,10 @@ impl FederationReconciler {
                 Err(error) => {
                     tracing::error!(trust_domain = %td, %error, "Failed to delete federation relationship");
                     result.failed += 1;
-                    result.delete_failures.push(DeleteFailure { trust_domain: td.clone(), message: error.to_string() });
+                    result.delete_failures.push(DeleteFailure {
+                        trust_domain: td.clone(),
+                        message: error.to_string(),
+                    });
                 }
             }
         }
@@ -353,14 +457,18 @@ impl FederationReconciler {
         if plan.creates.is_empty() {
             return;
         }
-        let (items, error) = BatchError::split(api.create_federation_relationships(&plan.creates).await);
+        let (items, error) =
+            BatchError::split(api.create_federation_relationships(&plan.creates).await);
         if let Some(error) = error {
             tracing::error!(%error, "Failed to create federation relationships");
             result.write_errors.push(error);
         }
         for (fr, item) in plan.creates.iter().zip(items) {
             let td = &fr.trust_domain;
-            *result.writes.entry(("create", item_code_label(&item))).or_default() += 1;
+            *result
+                .writes
+                .entry(("create", item_code_label(&item)))
+                .or_default() += 1;
             let outcome = match item {
                 Ok(_) => {
                     tracing::info!(trust_domain = %td, bundle = fr.trust_domain_bundle.is_some(), "Created federation relationship");
@@ -369,12 +477,18 @@ impl FederationReconciler {
                         Some(bundle) => self.memory.record(bundle),
                         None => self.memory.forget(td),
                     }
-                    PassOutcome::Ready { trust_domain: td.clone(), action: Action::Created }
+                    PassOutcome::Ready {
+                        trust_domain: td.clone(),
+                        action: Action::Created,
+                    }
                 }
                 Err(error) => {
                     tracing::error!(trust_domain = %td, %error, "Failed to create federation relationship");
                     result.failed += 1;
-                    PassOutcome::ApplyFailed { trust_domain: td.clone(), message: error.to_string() }
+                    PassOutcome::ApplyFailed {
+                        trust_domain: td.clone(),
+                        message: error.to_string(),
+                    }
                 }
             };
             per_td.insert(td.clone(), outcome);
@@ -391,7 +505,8 @@ impl FederationReconciler {
         if plan.updates.is_empty() {
             return;
         }
-        let (items, error) = BatchError::split(api.update_federation_relationships(&plan.updates).await);
+        let (items, error) =
+            BatchError::split(api.update_federation_relationships(&plan.updates).await);
         if let Some(error) = error {
             tracing::error!(%error, "Failed to update federation relationships");
             result.write_errors.push(error);
@@ -399,7 +514,10 @@ impl FederationReconciler {
         for (fr, item) in plan.updates.iter().zip(items) {
             let td = &fr.trust_domain;
             let fields = plan.changed_fields.get(td).cloned().unwrap_or_default();
-            *result.writes.entry(("update", item_code_label(&item))).or_default() += 1;
+            *result
+                .writes
+                .entry(("update", item_code_label(&item)))
+                .or_default() += 1;
             let outcome = match item {
                 Ok(_) => {
                     tracing::info!(trust_domain = %td, fields = ?fields, "Updated federation relationship");
@@ -407,12 +525,18 @@ impl FederationReconciler {
                     if let Some(bundle) = &fr.trust_domain_bundle {
                         self.memory.record(bundle);
                     }
-                    PassOutcome::Ready { trust_domain: td.clone(), action: Action::Updated { fields } }
+                    PassOutcome::Ready {
+                        trust_domain: td.clone(),
+                        action: Action::Updated { fields },
+                    }
                 }
                 Err(error) => {
                     tracing::error!(trust_domain = %td, %error, "Failed to update federation relationship");
                     result.failed += 1;
-                    PassOutcome::ApplyFailed { trust_domain: td.clone(), message: error.to_string() }
+                    PassOutcome::ApplyFailed {
+                        trust_domain: td.clone(),
+                        message: error.to_string(),
+                    }
                 }
             };
             per_td.insert(td.clone(), outcome);

@@ -46,7 +46,11 @@ impl Peers {
         let script = peers_script();
         let required = std::env::var_os("SPIRE_TESTS_REQUIRE_PEERS").is_some_and(|v| !v.is_empty());
         let built = script.exists()
-            && Command::new("bash").arg(&script).args(["path", "spire"]).output().is_ok_and(|o| o.status.success());
+            && Command::new("bash")
+                .arg(&script)
+                .args(["path", "spire"])
+                .output()
+                .is_ok_and(|o| o.status.success());
         if !built {
             let why = format!(
                 "spire-server v1.13.3 is not built or {} is missing (run: e2e/peers.sh build spire)",
@@ -55,12 +59,22 @@ impl Peers {
             if required {
                 panic!("SPIRE_TESTS_REQUIRE_PEERS is set but {why}");
             }
-            eprintln!("\n{bar}\nSKIPPED real_spire: {why}\n{bar}\n", bar = "!".repeat(78));
+            eprintln!(
+                "\n{bar}\nSKIPPED real_spire: {why}\n{bar}\n",
+                bar = "!".repeat(78)
+            );
             return None;
         }
         // /tmp keeps the socket paths short (sun_path is 108 bytes).
-        let dir = tempfile::Builder::new().prefix("scm-fed.").tempdir_in("/tmp").unwrap();
-        let mut peers = Peers { dir, started: Vec::new(), env: BTreeMap::new() };
+        let dir = tempfile::Builder::new()
+            .prefix("scm-fed.")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let mut peers = Peers {
+            dir,
+            started: Vec::new(),
+            env: BTreeMap::new(),
+        };
         peers.spire_up(MAIN, "example.org", false);
         peers.spire_up(PARTNER, PARTNER_TD, true);
         Some(peers)
@@ -68,7 +82,12 @@ impl Peers {
 
     fn spire_up(&mut self, name: &'static str, trust_domain: &str, bundle_endpoint: bool) {
         let mut cmd = Command::new("bash");
-        cmd.arg(peers_script()).args(["spire-up", self.dir.path().to_str().unwrap(), name, trust_domain]);
+        cmd.arg(peers_script()).args([
+            "spire-up",
+            self.dir.path().to_str().unwrap(),
+            name,
+            trust_domain,
+        ]);
         if bundle_endpoint {
             cmd.arg("--bundle-endpoint");
         }
@@ -80,12 +99,15 @@ impl Peers {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let env = parse_env(&std::fs::read_to_string(self.dir.path().join(name).join("env")).unwrap());
+        let env =
+            parse_env(&std::fs::read_to_string(self.dir.path().join(name).join("env")).unwrap());
         self.env.insert(name, env);
     }
 
     fn var(&self, server: &str, name: &str) -> &str {
-        self.env[server].get(name).unwrap_or_else(|| panic!("{name} missing from {server}'s env file"))
+        self.env[server]
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing from {server}'s env file"))
     }
 
     fn socket(&self, server: &str) -> &str {
@@ -122,14 +144,25 @@ impl Peers {
             .map(|a| {
                 a.iter()
                     .map(|fr| {
-                        let (profile, id) = if fr.get("https_spiffe").is_some_and(|p| !p.is_null()) {
-                            ("https_spiffe", fr["https_spiffe"]["endpoint_spiffe_id"].as_str().unwrap().to_owned())
+                        let (profile, id) = if fr.get("https_spiffe").is_some_and(|p| !p.is_null())
+                        {
+                            (
+                                "https_spiffe",
+                                fr["https_spiffe"]["endpoint_spiffe_id"]
+                                    .as_str()
+                                    .unwrap()
+                                    .to_owned(),
+                            )
                         } else {
                             ("https_web", String::new())
                         };
                         (
                             fr["trust_domain"].as_str().unwrap().to_owned(),
-                            (fr["bundle_endpoint_url"].as_str().unwrap().to_owned(), profile, id),
+                            (
+                                fr["bundle_endpoint_url"].as_str().unwrap().to_owned(),
+                                profile,
+                                id,
+                            ),
                         )
                     })
                     .collect()
@@ -149,7 +182,11 @@ impl Peers {
                             .as_array()
                             .unwrap()
                             .iter()
-                            .map(|c| base64::engine::general_purpose::STANDARD.decode(c["asn1"].as_str().unwrap()).unwrap())
+                            .map(|c| {
+                                base64::engine::general_purpose::STANDARD
+                                    .decode(c["asn1"].as_str().unwrap())
+                                    .unwrap()
+                            })
                             .collect();
                         certs.sort();
                         (b["trust_domain"].as_str().unwrap().to_owned(), certs)
@@ -193,13 +230,19 @@ fn parse_env(text: &str) -> BTreeMap<String, String> {
 
 // ---------------------------------------------------------------- CRs
 
-fn cr(name: &str, created: i64, spec: ClusterFederatedTrustDomainSpec) -> Arc<ClusterFederatedTrustDomain> {
+fn cr(
+    name: &str,
+    created: i64,
+    spec: ClusterFederatedTrustDomainSpec,
+) -> Arc<ClusterFederatedTrustDomain> {
     let mut cr = ClusterFederatedTrustDomain::new(name, spec);
     cr.metadata = ObjectMeta {
         name: Some(name.into()),
         uid: Some(format!("uid-{name}")),
         generation: Some(1),
-        creation_timestamp: Some(Time(Timestamp::from_second(1_700_000_000 + created).unwrap())),
+        creation_timestamp: Some(Time(
+            Timestamp::from_second(1_700_000_000 + created).unwrap(),
+        )),
         ..Default::default()
     };
     Arc::new(cr)
@@ -209,13 +252,21 @@ fn web(trust_domain: &str, url: &str) -> ClusterFederatedTrustDomainSpec {
     ClusterFederatedTrustDomainSpec {
         trust_domain: trust_domain.into(),
         bundle_endpoint_url: url.into(),
-        bundle_endpoint_profile: CrProfile { r#type: BundleEndpointProfileType::HttpsWeb, endpoint_spiffe_id: None },
+        bundle_endpoint_profile: CrProfile {
+            r#type: BundleEndpointProfileType::HttpsWeb,
+            endpoint_spiffe_id: None,
+        },
         trust_domain_bundle: None,
         class_name: None,
     }
 }
 
-fn spiffe(trust_domain: &str, url: &str, endpoint_id: &str, bundle: Option<String>) -> ClusterFederatedTrustDomainSpec {
+fn spiffe(
+    trust_domain: &str,
+    url: &str,
+    endpoint_id: &str,
+    bundle: Option<String>,
+) -> ClusterFederatedTrustDomainSpec {
     ClusterFederatedTrustDomainSpec {
         trust_domain: trust_domain.into(),
         bundle_endpoint_url: url.into(),
@@ -248,13 +299,21 @@ fn ca_der(trust_domain: &str) -> Vec<u8> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.subject_alt_names = vec![rcgen::SanType::URI(format!("spiffe://{trust_domain}").try_into().unwrap())];
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        format!("spiffe://{trust_domain}").try_into().unwrap(),
+    )];
     params.self_signed(&key).unwrap().der().to_vec()
 }
 
 fn assert_zero_writes(res: &PassResult, what: &str) {
     assert_eq!(
-        (res.created, res.updated, res.deleted, res.failed, res.write_attempts()),
+        (
+            res.created,
+            res.updated,
+            res.deleted,
+            res.failed,
+            res.write_attempts()
+        ),
         (0, 0, 0, 0, 0),
         "{what}: {res:#?}"
     );
@@ -275,129 +334,347 @@ async fn federation_against_real_spire_servers() {
     let partner_url = peers.var(PARTNER, "SPIRE_BUNDLE_ENDPOINT_URL").to_owned();
     let partner_port = peers.var(PARTNER, "SPIRE_BUNDLE_ENDPOINT_PORT").to_owned();
     let partner_doc = peers.cli(PARTNER, &["bundle", "show", "-format", "spiffe"]);
-    let partner_bundle = Bundle::parse_jwks(TrustDomain::parse(PARTNER_TD).unwrap(), &partner_doc).unwrap();
+    let partner_bundle =
+        Bundle::parse_jwks(TrustDomain::parse(PARTNER_TD).unwrap(), &partner_doc).unwrap();
     assert!(!partner_bundle.x509_authorities.is_empty());
     assert!(peers.federations(MAIN).is_empty());
-    assert!(!peers.federated_bundles(MAIN).contains_key(PARTNER_TD), "main starts without the partner's bundle");
+    assert!(
+        !peers.federated_bundles(MAIN).contains_key(PARTNER_TD),
+        "main starts without the partner's bundle"
+    );
 
     // ---- create: one https_web, one https_spiffe (with the partner's bundle as bootstrap)
-    let web_v1 = cr("web", 1, web("web.example", "https://web.example.invalid/bundle"));
-    let partner_v1 = cr("partner", 2, spiffe(PARTNER_TD, &partner_url, PARTNER_ENDPOINT_ID, Some(partner_doc.clone())));
-    let mut crs = vec![web_v1.clone(), partner_v1.clone()];
+    let web_v1 = cr(
+        "web",
+        1,
+        web("web.example", "https://web.example.invalid/bundle"),
+    );
+    let partner_v1 = cr(
+        "partner",
+        2,
+        spiffe(
+            PARTNER_TD,
+            &partner_url,
+            PARTNER_ENDPOINT_ID,
+            Some(partner_doc.clone()),
+        ),
+    );
+    // https_web with a bootstrap bundle (SPIRE cannot fetch from this URL: it keeps ours).
+    let boot_ca = ca_der("boot.example");
+    let boot_bundle = Bundle {
+        x509_authorities: vec![boot_ca.clone()],
+        ..Bundle::empty(td("boot.example"))
+    };
+    let mut boot_spec = web("boot.example", "https://boot.example.invalid/");
+    boot_spec.trust_domain_bundle = Some(boot_bundle.to_jwks());
+    let mut crs = vec![web_v1.clone(), partner_v1.clone(), cr("boot", 0, boot_spec)];
     let res = reconciler.pass(&client, &crs).await.unwrap();
-    assert_eq!((res.created, res.updated, res.deleted, res.failed), (2, 0, 0, 0), "{res:#?}");
-    assert_eq!(res.outcomes["web"], PassOutcome::Ready { trust_domain: td("web.example"), action: Action::Created });
-    assert_eq!(res.outcomes["partner"], PassOutcome::Ready { trust_domain: td(PARTNER_TD), action: Action::Created });
     assert_eq!(
-        peers.federations(MAIN),
+        (res.created, res.updated, res.deleted, res.failed),
+        (3, 0, 0, 0),
+        "{res:#?}"
+    );
+    assert_eq!(
+        peers.federated_bundles(MAIN).get("boot.example"),
+        Some(&vec![boot_ca.clone()])
+    );
+
+    assert_eq!(
+        res.outcomes["web"],
+        PassOutcome::Ready {
+            trust_domain: td("web.example"),
+            action: Action::Created
+        }
+    );
+    assert_eq!(
+        res.outcomes["partner"],
+        PassOutcome::Ready {
+            trust_domain: td(PARTNER_TD),
+            action: Action::Created
+        }
+    );
+    assert_eq!(
+        peers.federations(MAIN).remove("boot.example").unwrap().1,
+        "https_web"
+    );
+    assert_eq!(
+        peers
+            .federations(MAIN)
+            .into_iter()
+            .filter(|(k, _)| k != "boot.example")
+            .collect::<BTreeMap<_, _>>(),
         BTreeMap::from([
-            ("web.example".to_owned(), ("https://web.example.invalid/bundle".to_owned(), "https_web", String::new())),
-            (PARTNER_TD.to_owned(), (partner_url.clone(), "https_spiffe", PARTNER_ENDPOINT_ID.to_owned())),
+            (
+                "web.example".to_owned(),
+                (
+                    "https://web.example.invalid/bundle".to_owned(),
+                    "https_web",
+                    String::new()
+                )
+            ),
+            (
+                PARTNER_TD.to_owned(),
+                (
+                    partner_url.clone(),
+                    "https_spiffe",
+                    PARTNER_ENDPOINT_ID.to_owned()
+                )
+            ),
         ])
     );
 
     // ---- main now holds the partner's bundle, and fetches it from the partner's endpoint
     let partner_cas = sorted(partner_bundle.x509_authorities.clone());
-    assert_eq!(peers.federated_bundles(MAIN).get(PARTNER_TD), Some(&partner_cas));
+    assert_eq!(
+        peers.federated_bundles(MAIN).get(PARTNER_TD),
+        Some(&partner_cas)
+    );
     assert!(peers.cli(MAIN, &["bundle", "list"]).contains(PARTNER_TD));
     // An authenticated fetch from the https_spiffe endpoint (fails unless the endpoint's
     // SVID verifies against the bootstrap bundle and has the endpoint SPIFFE ID).
-    assert!(peers.cli(MAIN, &["federation", "refresh", "-id", PARTNER_TD]).contains("Bundle refreshed"));
-    assert_eq!(peers.federated_bundles(MAIN).get(PARTNER_TD), Some(&partner_cas));
+    assert!(
+        peers
+            .cli(MAIN, &["federation", "refresh", "-id", PARTNER_TD])
+            .contains("Bundle refreshed")
+    );
+    assert_eq!(
+        peers.federated_bundles(MAIN).get(PARTNER_TD),
+        Some(&partner_cas)
+    );
 
     // ---- no change: zero writes (SPIRE's refreshed bundle differs in metadata from the CR's)
     let res = reconciler.pass(&client, &crs).await.unwrap();
     assert_zero_writes(&res, "second pass");
-    assert_eq!(res.unchanged, 2);
+    assert_eq!(res.unchanged, 3);
+    assert_eq!(
+        reconciler.memory().len(),
+        2,
+        "the partner's and boot's bundles"
+    );
     // A restart (fresh reconciler, empty bundle memory): still zero writes.
-    let res = FederationReconciler::new("", false).pass(&client, &crs).await.unwrap();
+    let res = FederationReconciler::new("", false)
+        .pass(&client, &crs)
+        .await
+        .unwrap();
     assert_zero_writes(&res, "pass after a restart");
+    // The https_web relationship goes with its CR.
+    crs.pop();
+    let res = reconciler.pass(&client, &crs).await.unwrap();
+    assert_eq!(
+        (res.deleted, res.failed, res.write_attempts()),
+        (1, 0, 1),
+        "{res:#?}"
+    );
+    assert_eq!(res.deleted_trust_domains, vec![td("boot.example")]);
+    assert_eq!(reconciler.memory().len(), 1);
 
     // ---- update: URL (https_web)
-    crs[0] = cr("web", 1, web("web.example", "https://web2.example.invalid/bundle"));
+    crs[0] = cr(
+        "web",
+        1,
+        web("web.example", "https://web2.example.invalid/bundle"),
+    );
     let res = reconciler.pass(&client, &crs).await.unwrap();
-    assert_eq!((res.updated, res.failed, res.write_attempts()), (1, 0, 1), "{res:#?}");
+    assert_eq!(
+        (res.updated, res.failed, res.write_attempts()),
+        (1, 0, 1),
+        "{res:#?}"
+    );
     assert_eq!(
         res.outcomes["web"],
-        PassOutcome::Ready { trust_domain: td("web.example"), action: Action::Updated { fields: vec!["bundleEndpointURL"] } }
+        PassOutcome::Ready {
+            trust_domain: td("web.example"),
+            action: Action::Updated {
+                fields: vec!["bundleEndpointURL"]
+            }
+        }
     );
-    assert_eq!(peers.federations(MAIN)["web.example"].0, "https://web2.example.invalid/bundle");
+    assert_eq!(
+        peers.federations(MAIN)["web.example"].0,
+        "https://web2.example.invalid/bundle"
+    );
 
     // ---- update: profile https_web -> https_spiffe, then back
-    crs[0] = cr("web", 1, spiffe("web.example", "https://web2.example.invalid/bundle", "spiffe://web.example/spire/server", None));
+    crs[0] = cr(
+        "web",
+        1,
+        spiffe(
+            "web.example",
+            "https://web2.example.invalid/bundle",
+            "spiffe://web.example/spire/server",
+            None,
+        ),
+    );
     let res = reconciler.pass(&client, &crs).await.unwrap();
     assert_eq!((res.updated, res.failed), (1, 0), "{res:#?}");
     assert_eq!(
         peers.federations(MAIN)["web.example"],
-        ("https://web2.example.invalid/bundle".to_owned(), "https_spiffe", "spiffe://web.example/spire/server".to_owned())
+        (
+            "https://web2.example.invalid/bundle".to_owned(),
+            "https_spiffe",
+            "spiffe://web.example/spire/server".to_owned()
+        )
     );
-    crs[0] = cr("web", 1, web("web.example", "https://web2.example.invalid/bundle"));
+    crs[0] = cr(
+        "web",
+        1,
+        web("web.example", "https://web2.example.invalid/bundle"),
+    );
     let res = reconciler.pass(&client, &crs).await.unwrap();
     assert_eq!(
         res.outcomes["web"],
-        PassOutcome::Ready { trust_domain: td("web.example"), action: Action::Updated { fields: vec!["bundleEndpointProfile"] } }
+        PassOutcome::Ready {
+            trust_domain: td("web.example"),
+            action: Action::Updated {
+                fields: vec!["bundleEndpointProfile"]
+            }
+        }
     );
-    assert_eq!(peers.federations(MAIN)["web.example"], ("https://web2.example.invalid/bundle".to_owned(), "https_web", String::new()));
+    assert_eq!(
+        peers.federations(MAIN)["web.example"],
+        (
+            "https://web2.example.invalid/bundle".to_owned(),
+            "https_web",
+            String::new()
+        )
+    );
 
     // ---- update: URL of the https_spiffe relationship (bundle unchanged: none sent, SPIRE keeps its own)
     let partner_url2 = format!("https://localhost:{partner_port}");
-    crs[1] = cr("partner", 2, spiffe(PARTNER_TD, &partner_url2, PARTNER_ENDPOINT_ID, Some(partner_doc.clone())));
+    crs[1] = cr(
+        "partner",
+        2,
+        spiffe(
+            PARTNER_TD,
+            &partner_url2,
+            PARTNER_ENDPOINT_ID,
+            Some(partner_doc.clone()),
+        ),
+    );
     let res = reconciler.pass(&client, &crs).await.unwrap();
     assert_eq!(
         res.outcomes["partner"],
-        PassOutcome::Ready { trust_domain: td(PARTNER_TD), action: Action::Updated { fields: vec!["bundleEndpointURL"] } }
+        PassOutcome::Ready {
+            trust_domain: td(PARTNER_TD),
+            action: Action::Updated {
+                fields: vec!["bundleEndpointURL"]
+            }
+        }
     );
     assert_eq!(peers.federations(MAIN)[PARTNER_TD].0, partner_url2);
-    assert_eq!(peers.federated_bundles(MAIN).get(PARTNER_TD), Some(&partner_cas), "an update without a bundle keeps SPIRE's");
-    assert!(peers.cli(MAIN, &["federation", "refresh", "-id", PARTNER_TD]).contains("Bundle refreshed"));
+    assert_eq!(
+        peers.federated_bundles(MAIN).get(PARTNER_TD),
+        Some(&partner_cas),
+        "an update without a bundle keeps SPIRE's"
+    );
+    assert!(
+        peers
+            .cli(MAIN, &["federation", "refresh", "-id", PARTNER_TD])
+            .contains("Bundle refreshed")
+    );
 
     // ---- update: the bundle alone (upstream would not push this)
     let extra_ca = ca_der(PARTNER_TD);
     let mut edited = partner_bundle.clone();
     edited.x509_authorities.push(extra_ca.clone());
-    crs[1] = cr("partner", 2, spiffe(PARTNER_TD, &partner_url2, PARTNER_ENDPOINT_ID, Some(edited.to_jwks())));
+    crs[1] = cr(
+        "partner",
+        2,
+        spiffe(
+            PARTNER_TD,
+            &partner_url2,
+            PARTNER_ENDPOINT_ID,
+            Some(edited.to_jwks()),
+        ),
+    );
     crs[1] = {
         let mut c = (*crs[1]).clone();
         c.metadata.generation = Some(2);
         Arc::new(c)
     };
     let res = reconciler.pass(&client, &crs).await.unwrap();
-    assert_eq!((res.updated, res.failed, res.write_attempts()), (1, 0, 1), "{res:#?}");
+    assert_eq!(
+        (res.updated, res.failed, res.write_attempts()),
+        (1, 0, 1),
+        "{res:#?}"
+    );
     assert_eq!(
         res.outcomes["partner"],
-        PassOutcome::Ready { trust_domain: td(PARTNER_TD), action: Action::Updated { fields: vec!["trustDomainBundle"] } }
+        PassOutcome::Ready {
+            trust_domain: td(PARTNER_TD),
+            action: Action::Updated {
+                fields: vec!["trustDomainBundle"]
+            }
+        }
     );
     let with_extra = sorted([partner_cas.clone(), vec![extra_ca.clone()]].concat());
-    assert_eq!(peers.federated_bundles(MAIN).get(PARTNER_TD), Some(&with_extra), "the edited bundle reached SPIRE");
+    assert_eq!(
+        peers.federated_bundles(MAIN).get(PARTNER_TD),
+        Some(&with_extra),
+        "the edited bundle reached SPIRE"
+    );
 
     // Pushed once: SPIRE refreshes from the endpoint (dropping the extra authority) and
     // the pass does not put it back.
-    assert!(peers.cli(MAIN, &["federation", "refresh", "-id", PARTNER_TD]).contains("Bundle refreshed"));
-    assert_eq!(peers.federated_bundles(MAIN).get(PARTNER_TD), Some(&partner_cas), "SPIRE refreshed from the endpoint");
+    assert!(
+        peers
+            .cli(MAIN, &["federation", "refresh", "-id", PARTNER_TD])
+            .contains("Bundle refreshed")
+    );
+    assert_eq!(
+        peers.federated_bundles(MAIN).get(PARTNER_TD),
+        Some(&partner_cas),
+        "SPIRE refreshed from the endpoint"
+    );
     let res = reconciler.pass(&client, &crs).await.unwrap();
     assert_zero_writes(&res, "after SPIRE's refresh");
-    assert_eq!(peers.federated_bundles(MAIN).get(PARTNER_TD), Some(&partner_cas), "no fight with SPIRE's refreshed bundle");
+    assert_eq!(
+        peers.federated_bundles(MAIN).get(PARTNER_TD),
+        Some(&partner_cas),
+        "no fight with SPIRE's refreshed bundle"
+    );
     // After a restart, the CR's status (Ready at its generation, as the runtime writes it)
     // says the bundle was applied: zero writes too.
     let with_status: Vec<_> = crs.iter().map(with_ready_status).collect();
-    let res = FederationReconciler::new("", false).pass(&client, &with_status).await.unwrap();
+    let res = FederationReconciler::new("", false)
+        .pass(&client, &with_status)
+        .await
+        .unwrap();
     assert_zero_writes(&res, "restart with status");
 
     // ---- conflict: a newer CR for the same trust domain loses, nothing is written
-    crs.push(cr("partner-dup", 3, web(PARTNER_TD, "https://elsewhere.invalid")));
+    crs.push(cr(
+        "partner-dup",
+        3,
+        web(PARTNER_TD, "https://elsewhere.invalid"),
+    ));
     let res = reconciler.pass(&client, &crs).await.unwrap();
     assert_zero_writes(&res, "conflict");
-    assert_eq!(res.outcomes["partner-dup"], PassOutcome::Conflict { winner: "partner".into() });
+    assert_eq!(
+        res.outcomes["partner-dup"],
+        PassOutcome::Conflict {
+            winner: "partner".into()
+        }
+    );
     assert_eq!(res.outcomes["partner-dup"].reason(), "Conflict");
     assert_eq!(peers.federations(MAIN)[PARTNER_TD].0, partner_url2);
 
     // ---- invalid: the relationship is kept (upstream would delete it) and reported
-    crs[0] = cr("web", 1, web("web.example", "http://web2.example.invalid/bundle"));
+    crs[0] = cr(
+        "web",
+        1,
+        web("web.example", "http://web2.example.invalid/bundle"),
+    );
     let res = reconciler.pass(&client, &crs).await.unwrap();
     assert_zero_writes(&res, "invalid CR");
     match &res.outcomes["web"] {
         PassOutcome::Invalid { message, kept } => {
-            assert!(message.starts_with("spec.bundleEndpointURL: invalid bundleEndpointURL value: scheme must be https"), "{message}");
+            assert!(
+                message.starts_with(
+                    "spec.bundleEndpointURL: invalid bundleEndpointURL value: scheme must be https"
+                ),
+                "{message}"
+            );
             assert_eq!(kept.as_ref(), Some(&td("web.example")));
         }
         other => panic!("web: {other:?}"),
@@ -409,15 +686,31 @@ async fn federation_against_real_spire_servers() {
     crs.remove(0);
     crs.retain(|c| c.metadata.name.as_deref() != Some("partner"));
     let res = reconciler.pass(&client, &crs).await.unwrap();
-    assert_eq!((res.deleted, res.updated, res.failed), (1, 1, 0), "{res:#?}");
+    assert_eq!(
+        (res.deleted, res.updated, res.failed),
+        (1, 1, 0),
+        "{res:#?}"
+    );
     assert_eq!(res.deleted_trust_domains, vec![td("web.example")]);
-    assert_eq!(res.outcomes["partner-dup"], PassOutcome::Ready {
-        trust_domain: td(PARTNER_TD),
-        action: Action::Updated { fields: vec!["bundleEndpointURL", "bundleEndpointProfile"] },
-    });
+    assert_eq!(
+        res.outcomes["partner-dup"],
+        PassOutcome::Ready {
+            trust_domain: td(PARTNER_TD),
+            action: Action::Updated {
+                fields: vec!["bundleEndpointURL", "bundleEndpointProfile"]
+            },
+        }
+    );
     assert_eq!(
         peers.federations(MAIN),
-        BTreeMap::from([(PARTNER_TD.to_owned(), ("https://elsewhere.invalid".to_owned(), "https_web", String::new()))])
+        BTreeMap::from([(
+            PARTNER_TD.to_owned(),
+            (
+                "https://elsewhere.invalid".to_owned(),
+                "https_web",
+                String::new()
+            )
+        )])
     );
 
     // ---- everything goes
