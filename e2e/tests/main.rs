@@ -5,3 +5,4 @@ mod harness;
 pub mod entries;
 mod ops;
 mod smoke;
+mod webhook;

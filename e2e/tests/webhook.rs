@@ -1,0 +1,251 @@
+//! The admission webhook end to end: the real kube-apiserver calls the controller over TLS
+//! with a certificate minted by the real spire-server; caBundle is filled and repaired by
+//! the controller; the certificate rotates under admission traffic without a failed request.
+//!
+//! The webhook configurations are scoped to objects labelled for this test run (and the
+//! pod observer to this test's namespace), so the other tests are never routed to them.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+const TD: &str = "example.org";
+const WAIT: Duration = Duration::from_secs(45);
+
+struct Configs {
+    client: kube::Client,
+    names: (String, String, String),
+}
+
+impl Drop for Configs {
+    fn drop(&mut self) {
+        // Remove the configurations even when the test failed (failurePolicy Fail).
+        let (v, m, p) = self.names.clone();
+        let out = kubectl(&["delete", "validatingwebhookconfiguration", &v, &p, "--ignore-not-found"]);
+        let _ = out;
+        let _ = kubectl(&["delete", "mutatingwebhookconfiguration", &m, "--ignore-not-found"]);
+        let _ = &self.client;
+    }
+}
+
+fn webhook(name: &str, url: &str, resource: &str, ops: &[&str], failure: &str, selector: Value) -> Value {
+    let mut w = json!({
+        "name": name, "admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": failure,
+        "timeoutSeconds": 5,
+        "clientConfig": {"url": url},
+        "rules": [{"apiGroups": ["spire.spiffe.io"], "apiVersions": ["v1alpha1"], "operations": ops, "resources": [resource], "scope": "Cluster"}],
+    });
+    w.as_object_mut().unwrap().extend(selector.as_object().unwrap().clone());
+    w
+}
+
+async fn install_configs(client: &kube::Client, vwc: &str, port: u16, label: &str, ns: &str) -> Configs {
+    let base = format!("https://localhost:{port}");
+    let sel = json!({"objectSelector": {"matchLabels": {"e2e-webhook": label}}});
+    let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": vwc},
+        "webhooks": [
+            webhook("vclusterspiffeid.kb.io", &format!("{base}/validate-spire-spiffe-io-v1alpha1-clusterspiffeid"), "clusterspiffeids", &["CREATE", "UPDATE"], "Fail", sel.clone()),
+            webhook("vclusterfederatedtrustdomain.kb.io", &format!("{base}/validate-spire-spiffe-io-v1alpha1-clusterfederatedtrustdomain"), "clusterfederatedtrustdomains", &["CREATE", "UPDATE"], "Fail", sel.clone()),
+            webhook("vclusterstaticentry.spire.spiffe.io", &format!("{base}/validate-spire-spiffe-io-v1alpha1-clusterstaticentry"), "clusterstaticentries", &["CREATE", "UPDATE"], "Fail", sel.clone()),
+        ]
+    }))
+    .unwrap();
+    let mutating: MutatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": "spire-controller-manager-mutating-webhook"},
+        "webhooks": [
+            webhook("mclusterspiffeid.spire.spiffe.io", &format!("{base}/mutate-spire-spiffe-io-v1alpha1-clusterspiffeid"), "clusterspiffeids", &["CREATE", "UPDATE"], "Fail", sel.clone()),
+        ]
+    }))
+    .unwrap();
+    let observer: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": "spire-controller-manager-pod-observer"},
+        "webhooks": [{
+            "name": "observe-pods.spire.spiffe.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "failurePolicy": "Ignore", "timeoutSeconds": 2,
+            "clientConfig": {"url": format!("{base}/observe-v1-pod")},
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods", "pods/binding"], "scope": "Namespaced"}]
+        }]
+    }))
+    .unwrap();
+    let v: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let m: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    v.create(&PostParams::default(), &validating).await.expect("create validating configuration");
+    m.create(&PostParams::default(), &mutating).await.expect("create mutating configuration");
+    v.create(&PostParams::default(), &observer).await.expect("create pod observer configuration");
+    Configs {
+        client: client.clone(),
+        names: (vwc.to_owned(), "spire-controller-manager-mutating-webhook".into(), "spire-controller-manager-pod-observer".into()),
+    }
+}
+
+fn bundle_pem(spire: &Spire) -> String {
+    let out = spire.cli(&["bundle", "show", "-format", "pem"]);
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn cas_of(v: &ValidatingWebhookConfiguration) -> Vec<String> {
+    v.webhooks
+        .iter()
+        .flatten()
+        .map(|w| w.client_config.ca_bundle.as_ref().map(|b| String::from_utf8_lossy(&b.0).into_owned()).unwrap_or_default())
+        .collect()
+}
+
+fn pem_certs(pem: &str) -> Vec<String> {
+    pem.split("-----END CERTIFICATE-----")
+        .filter_map(|p| p.split("-----BEGIN CERTIFICATE-----").nth(1))
+        .map(|b| b.split_whitespace().collect::<String>())
+        .collect()
+}
+
+#[tokio::test]
+async fn admission_through_the_real_apiserver() {
+    let client = kube().await;
+    let spire = Spire::start(&unique("webhook"), TD);
+    let class = unique("webhook");
+    let ns = unique("webhook");
+    create_namespace(&client, &ns, &[]).await;
+    let port = free_port();
+    let vwc = format!("{class}-validating");
+    let configs = install_configs(&client, &vwc, port, &class, &ns).await;
+    let config = format!(
+        "trustDomain: {TD}\nclusterName: e2e\nclusterDomain: cluster.local\nspireServerSocketPath: {}\nclassName: {class}\nvalidatingWebhookConfigurationName: {vwc}\nwebhook:\n  host: 127.0.0.1\n  port: {port}\ngcInterval: 2s\n",
+        spire.socket()
+    );
+    let mut ctl = Controller::start_env(&class, &config, &[("ENABLE_WEBHOOKS", "true"), ("SCM_WEBHOOK_CERT_TTL", "20s")]);
+
+    // caBundle filled with SPIRE's X.509 authorities, certificate minted, ready.
+    let want = pem_certs(&bundle_pem(&spire));
+    let vapi: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    eventually(WAIT, "caBundle filled", || async {
+        let v = vapi.get(&vwc).await.ok()?;
+        cas_of(&v).iter().all(|c| pem_certs(c) == want).then_some(())
+    })
+    .await;
+    eventually(WAIT, "ready (certificate loaded)", || async {
+        let (code, _) = http_get(&ctl.health_addr, "/readyz").await?;
+        (code == 200).then_some(())
+    })
+    .await;
+
+    let labels = format!("  labels:\n    e2e-webhook: {class}\n");
+    // Invalid objects are refused by the apiserver, naming the field.
+    let cases = [
+        (
+            "ClusterSPIFFEID",
+            format!("spec:\n  className: {class}\n  spiffeIDTemplate: \"spiffe://{{{{ .TrustDomain }}}}/{{{{ nofunc . }}}}\"\n"),
+            "spec.spiffeIDTemplate",
+        ),
+        (
+            "ClusterSPIFFEID",
+            format!("spec:\n  className: {class}\n  spiffeIDTemplate: \"spiffe://{{{{ .TrustDomain }}}}/{{{{ .PodMeta.Nmae }}}}\"\n"),
+            "Nmae",
+        ),
+        ("ClusterSPIFFEID", format!("spec:\n  className: {class}\n  spiffeIDTemplate: \"spiffe://other.org/x\"\n"), "trust domain"),
+        (
+            "ClusterSPIFFEID",
+            format!("spec:\n  className: {class}\n  spiffeIDTemplate: \"spiffe://{{{{ .TrustDomain }}}}/x\"\n  federatesWith: [\"Bad.Domain\"]\n"),
+            "spec.federatesWith[0]",
+        ),
+        (
+            "ClusterStaticEntry",
+            format!("spec:\n  className: {class}\n  spiffeID: \"spiffe://example.org/a\"\n  parentID: \"spiffe://example.org/spire/server\"\n  selectors: [\"nocolon\"]\n"),
+            "spec.selectors[0]",
+        ),
+        (
+            "ClusterStaticEntry",
+            format!("spec:\n  className: {class}\n  spiffeID: \"not-an-id\"\n  parentID: \"spiffe://example.org/spire/server\"\n  selectors: [\"unix:uid:0\"]\n"),
+            "spec.spiffeID",
+        ),
+        (
+            "ClusterFederatedTrustDomain",
+            format!("spec:\n  className: {class}\n  trustDomain: partner.example\n  bundleEndpointURL: \"http://partner.example:8443\"\n  bundleEndpointProfile:\n    type: https_web\n"),
+            "spec.bundleEndpointURL",
+        ),
+        (
+            "ClusterFederatedTrustDomain",
+            format!("spec:\n  className: {class}\n  trustDomain: partner.example\n  bundleEndpointURL: \"https://partner.example:8443\"\n  bundleEndpointProfile:\n    type: https_spiffe\n"),
+            "endpointSPIFFEID",
+        ),
+    ];
+    for (i, (kind, spec, field)) in cases.iter().enumerate() {
+        let doc = format!("apiVersion: spire.spiffe.io/v1alpha1\nkind: {kind}\nmetadata:\n  name: {class}-bad-{i}\n{labels}{spec}");
+        let (ok, out) = kubectl_apply(&doc);
+        assert!(!ok, "{kind} case {i} must be refused:\n{doc}\n{out}");
+        assert!(out.contains("denied the request") && out.contains(field), "case {i}: message names {field}: {out}");
+    }
+
+    // A valid object passes and its defaults appear (the class label mirrors spec.className).
+    let good = format!(
+        "apiVersion: spire.spiffe.io/v1alpha1\nkind: ClusterSPIFFEID\nmetadata:\n  name: {class}-good\n{labels}spec:\n  className: {class}\n  spiffeIDTemplate: \"spiffe://{{{{ .TrustDomain }}}}/ns/{{{{ .PodMeta.Namespace }}}}/sa/{{{{ .PodSpec.ServiceAccountName }}}}\"\n  namespaceSelector:\n    matchLabels:\n      kubernetes.io/metadata.name: {ns}\n"
+    );
+    let (ok, out) = kubectl_apply(&good);
+    assert!(ok, "{out}");
+    let got = kubectl(&["get", "clusterspiffeid", &format!("{class}-good"), "-o", "json"]);
+    let v: Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(v["metadata"]["labels"]["spire.spiffe.io/class-name"], json!(class), "{v}");
+
+    // Pod observation: a pod bound at creation gets its entry (and creation never fails).
+    let node = unique("webhook-node");
+    create_node(&client, &node).await;
+    create_pod(&client, &ns, "observed", &node, "sa", &[]).await;
+    let sc = spire.client().await;
+    eventually(WAIT, "entry for the observed pod", || async { (sc.list_entries().await.ok()?.len() == 1).then_some(()) }).await;
+
+    // The certificate rotates (TTL 20s) under continuous admission traffic; no request fails.
+    let rotations0 = ctl.metric("spire_controller_manager_webhook_certificate_rotations_total", &[]).await;
+    let dry = PostParams { dry_run: true, ..Default::default() };
+    let api: Api<kube::api::DynamicObject> = Api::all_with(
+        client.clone(),
+        &kube::api::ApiResource {
+            group: "spire.spiffe.io".into(),
+            version: "v1alpha1".into(),
+            api_version: "spire.spiffe.io/v1alpha1".into(),
+            kind: "ClusterSPIFFEID".into(),
+            plural: "clusterspiffeids".into(),
+        },
+    );
+    let (mut ok_n, mut failed) = (0u32, Vec::new());
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        let name = format!("{class}-load-{ok_n}");
+        let obj: kube::api::DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "spire.spiffe.io/v1alpha1", "kind": "ClusterSPIFFEID",
+            "metadata": {"name": name, "labels": {"e2e-webhook": class}},
+            "spec": {"className": class, "spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/load"}
+        }))
+        .unwrap();
+        match api.create(&dry, &obj).await {
+            Ok(_) => ok_n += 1,
+            Err(e) => failed.push(e.to_string()),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rotations = ctl.metric("spire_controller_manager_webhook_certificate_rotations_total", &[]).await - rotations0;
+    eprintln!("admission requests during rotation: {ok_n} ok, {} failed; rotations: {rotations}", failed.len());
+    assert!(failed.is_empty(), "requests failed during rotation: {failed:?}");
+    assert!(rotations >= 1.0, "the certificate rotated at least once (rotations {rotations})\n{}", ctl.logs());
+    assert!(ok_n > 100);
+
+    // Someone edits caBundle: the controller repairs it.
+    let patch = json!({"webhooks": [{"name": "vclusterspiffeid.kb.io", "clientConfig": {"caBundle": "Ym9ndXMK"}}]});
+    vapi.patch(&vwc, &PatchParams::default(), &Patch::Strategic(&patch)).await.expect("tamper caBundle");
+    eventually(WAIT, "caBundle repaired", || async {
+        let v = vapi.get(&vwc).await.ok()?;
+        cas_of(&v).iter().all(|c| pem_certs(c) == want).then_some(())
+    })
+    .await;
+
+    // With the controller stopped, pod creation still succeeds (failurePolicy Ignore).
+    ctl.stop();
+    create_pod(&client, &ns, "while-down", &node, "sa", &[]).await;
+    drop(configs);
+    let _ = vapi.delete(&vwc, &DeleteParams::default()).await;
+}
