@@ -1309,3 +1309,15 @@ async fn delete_of_a_vanished_relationship_counts_as_deleted() {
     assert_eq!((res.deleted, res.failed), (1, 0));
     assert_eq!(res.writes, BTreeMap::from([(("delete", "not_found"), 1)]));
 }
+
+/// Compile-time check: the pass can be spawned on a multi-threaded runtime.
+#[allow(dead_code)]
+fn pass_future_is_send(
+    r: &mut FederationReconciler,
+    client: &scm_spire_api::Client,
+    crs: &[Arc<ClusterFederatedTrustDomain>],
+) {
+    fn send<T: Send>(_: &T) {}
+    let f = r.pass(client, crs);
+    send(&f);
+}
