@@ -4,7 +4,7 @@
 //!   the admission webhook uses it too. Errors are [`FieldError`]s naming the field.
 //! - [`declare`] (pure): class filter, oldest CR first (UID tie-break), invalid CRs
 //!   reported, one CR per trust domain (later ones reported as conflicting).
-//! - [`plan`] / [`plan_with_memory`] (pure): declared vs SPIRE → deletes, creates, updates.
+//! - [`plan()`] / [`plan_with_memory`] (pure): declared vs SPIRE → deletes, creates, updates.
 //! - [`FederationReconciler::pass`]: list, declare, plan, then delete → create → update
 //!   through `scm_spire_api::Client`, returning per-CR [`PassOutcome`]s and counts.
 //!

@@ -268,7 +268,7 @@ impl PassResult {
 
 /// The federation reconciler's state across passes: the class settings and the
 /// [`BundleMemory`]. One per process (leader); a new one (restart) starts with an empty
-/// memory and relies on the first-pass rule of [`crate::plan`].
+/// memory and relies on the first-pass rule of [the `plan` module](mod@crate::plan).
 #[derive(Debug, Clone, Default)]
 pub struct FederationReconciler {
     class_name: String,
