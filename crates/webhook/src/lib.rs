@@ -19,7 +19,6 @@
 pub mod admission;
 pub mod cabundle;
 pub mod cert;
-pub mod cftd_rules;
 mod defaulting;
 pub mod metrics;
 pub mod pods;

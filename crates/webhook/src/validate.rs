@@ -1,7 +1,7 @@
 //! Validation of the three kinds (the validating paths).
 //!
 //! First the parsers the reconcilers use (`scm_core::parse_cluster_spiffe_id`,
-//! `scm_core::parse_static_entry`, the CFTD rules), so the webhook refuses exactly what the
+//! `scm_core::parse_static_entry`, `scm_federation::parse_federated_trust_domain`), so the webhook refuses exactly what the
 //! controller could not process. Then, beyond upstream, each ClusterSPIFFEID template is
 //! rendered against a synthetic pod, node and namespace (`TemplateData::synthetic`):
 //!
@@ -304,10 +304,10 @@ pub fn validate_cluster_static_entry(settings: &AdmissionSettings, spec: &Cluste
 pub fn validate_cluster_federated_trust_domain(settings: &AdmissionSettings, spec: &ClusterFederatedTrustDomainSpec) -> Verdict {
     let mut v = Verdict::default();
     class_warning(settings, spec.class_name.as_deref(), &mut v);
-    let rel = match crate::cftd_rules::parse_federated_trust_domain(spec) {
+    let rel = match scm_federation::parse_federated_trust_domain(spec) {
         Ok(r) => r,
         Err(e) => {
-            v.errors.push(e);
+            v.errors.push(e.into());
             return v;
         }
     };
