@@ -73,20 +73,33 @@ impl Route {
     pub fn path(self) -> &'static str {
         match self {
             Route::ValidateClusterSPIFFEID => "/validate-spire-spiffe-io-v1alpha1-clusterspiffeid",
-            Route::ValidateClusterStaticEntry => "/validate-spire-spiffe-io-v1alpha1-clusterstaticentry",
-            Route::ValidateClusterFederatedTrustDomain => "/validate-spire-spiffe-io-v1alpha1-clusterfederatedtrustdomain",
+            Route::ValidateClusterStaticEntry => {
+                "/validate-spire-spiffe-io-v1alpha1-clusterstaticentry"
+            }
+            Route::ValidateClusterFederatedTrustDomain => {
+                "/validate-spire-spiffe-io-v1alpha1-clusterfederatedtrustdomain"
+            }
             Route::MutateClusterSPIFFEID => "/mutate-spire-spiffe-io-v1alpha1-clusterspiffeid",
-            Route::MutateClusterStaticEntry => "/mutate-spire-spiffe-io-v1alpha1-clusterstaticentry",
-            Route::MutateClusterFederatedTrustDomain => "/mutate-spire-spiffe-io-v1alpha1-clusterfederatedtrustdomain",
+            Route::MutateClusterStaticEntry => {
+                "/mutate-spire-spiffe-io-v1alpha1-clusterstaticentry"
+            }
+            Route::MutateClusterFederatedTrustDomain => {
+                "/mutate-spire-spiffe-io-v1alpha1-clusterfederatedtrustdomain"
+            }
             Route::ObservePod => "/observe-v1-pod",
         }
     }
 
     fn crd_kind(self) -> Option<CrdKind> {
         match self {
-            Route::ValidateClusterSPIFFEID | Route::MutateClusterSPIFFEID => Some(CrdKind::ClusterSPIFFEID),
-            Route::ValidateClusterStaticEntry | Route::MutateClusterStaticEntry => Some(CrdKind::ClusterStaticEntry),
-            Route::ValidateClusterFederatedTrustDomain | Route::MutateClusterFederatedTrustDomain => {
+            Route::ValidateClusterSPIFFEID | Route::MutateClusterSPIFFEID => {
+                Some(CrdKind::ClusterSPIFFEID)
+            }
+            Route::ValidateClusterStaticEntry | Route::MutateClusterStaticEntry => {
+                Some(CrdKind::ClusterStaticEntry)
+            }
+            Route::ValidateClusterFederatedTrustDomain
+            | Route::MutateClusterFederatedTrustDomain => {
                 Some(CrdKind::ClusterFederatedTrustDomain)
             }
             Route::ObservePod => None,
@@ -94,7 +107,12 @@ impl Route {
     }
 
     fn is_mutating(self) -> bool {
-        matches!(self, Route::MutateClusterSPIFFEID | Route::MutateClusterStaticEntry | Route::MutateClusterFederatedTrustDomain)
+        matches!(
+            self,
+            Route::MutateClusterSPIFFEID
+                | Route::MutateClusterStaticEntry
+                | Route::MutateClusterFederatedTrustDomain
+        )
     }
 }
 
@@ -103,7 +121,11 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
     for route in Route::ALL {
         router = router.route(
             route.path(),
-            post(move |State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Body| handle(inner, route, headers, body)),
+            post(
+                move |State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Body| {
+                    handle(inner, route, headers, body)
+                },
+            ),
         );
     }
     router.with_state(inner)
@@ -123,10 +145,16 @@ impl Decision {
         Self::default()
     }
     pub fn forbidden(message: String) -> Self {
-        Self { denial: Some((403, "Forbidden", message)), ..Self::default() }
+        Self {
+            denial: Some((403, "Forbidden", message)),
+            ..Self::default()
+        }
     }
     pub fn bad_request(message: String) -> Self {
-        Self { denial: Some((400, "BadRequest", message)), ..Self::default() }
+        Self {
+            denial: Some((400, "BadRequest", message)),
+            ..Self::default()
+        }
     }
 }
 
@@ -134,13 +162,20 @@ async fn handle(inner: Arc<Inner>, route: Route, headers: HeaderMap, body: Body)
     let start = Instant::now();
     let path = route.path();
     let response = handle_inner(&inner, route, headers, body).await;
-    inner.metrics.request_duration.with_label_values(&[path]).observe(start.elapsed().as_secs_f64());
+    inner
+        .metrics
+        .request_duration
+        .with_label_values(&[path])
+        .observe(start.elapsed().as_secs_f64());
     response
 }
 
 async fn handle_inner(inner: &Inner, route: Route, headers: HeaderMap, body: Body) -> Response {
     let path = route.path();
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim();
     if !media_type.eq_ignore_ascii_case("application/json") {
         return errored(
@@ -157,22 +192,51 @@ async fn handle_inner(inner: &Inner, route: Route, headers: HeaderMap, body: Bod
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
                 || err.to_string().contains("length limit");
             return if too_large {
-                errored(inner, path, StatusCode::PAYLOAD_TOO_LARGE, format!("request body exceeds {MAX_BODY_BYTES} bytes"))
+                errored(
+                    inner,
+                    path,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+                )
             } else {
-                errored(inner, path, StatusCode::BAD_REQUEST, format!("reading request body: {err}"))
+                errored(
+                    inner,
+                    path,
+                    StatusCode::BAD_REQUEST,
+                    format!("reading request body: {err}"),
+                )
             };
         }
     };
     if bytes.is_empty() {
-        return errored(inner, path, StatusCode::BAD_REQUEST, "request body is empty".into());
+        return errored(
+            inner,
+            path,
+            StatusCode::BAD_REQUEST,
+            "request body is empty".into(),
+        );
     }
     let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&bytes) {
         Ok(r) => r,
-        Err(err) => return errored(inner, path, StatusCode::BAD_REQUEST, format!("unable to decode the request: {err}")),
+        Err(err) => {
+            return errored(
+                inner,
+                path,
+                StatusCode::BAD_REQUEST,
+                format!("unable to decode the request: {err}"),
+            );
+        }
     };
     let req: AdmissionRequest<DynamicObject> = match review.try_into() {
         Ok(r) => r,
-        Err(_) => return errored(inner, path, StatusCode::BAD_REQUEST, "AdmissionReview has no request".into()),
+        Err(_) => {
+            return errored(
+                inner,
+                path,
+                StatusCode::BAD_REQUEST,
+                "AdmissionReview has no request".into(),
+            );
+        }
     };
 
     let decision = decide(inner, route, &req);
@@ -197,9 +261,16 @@ fn decide(inner: &Inner, route: Route, req: &AdmissionRequest<DynamicObject>) ->
         ));
     }
     let Some(object) = req.object.as_ref() else {
-        return Decision::bad_request(format!("{} request without an object", operation_str(&req.operation)));
+        return Decision::bad_request(format!(
+            "{} request without an object",
+            operation_str(&req.operation)
+        ));
     };
-    let old = if matches!(req.operation, Operation::Update) { req.old_object.as_ref() } else { None };
+    let old = if matches!(req.operation, Operation::Update) {
+        req.old_object.as_ref()
+    } else {
+        None
+    };
     if route.is_mutating() {
         defaulting::default_object(&inner.settings, kind, object, old)
     } else {
@@ -207,7 +278,12 @@ fn decide(inner: &Inner, route: Route, req: &AdmissionRequest<DynamicObject>) ->
     }
 }
 
-fn respond(inner: &Inner, route: Route, req: &AdmissionRequest<DynamicObject>, decision: Decision) -> Response {
+fn respond(
+    inner: &Inner,
+    route: Route,
+    req: &AdmissionRequest<DynamicObject>,
+    decision: Decision,
+) -> Response {
     let path = route.path();
     let mut res = AdmissionResponse::from(req);
     let allowed = decision.denial.is_none();
@@ -219,27 +295,44 @@ fn respond(inner: &Inner, route: Route, req: &AdmissionRequest<DynamicObject>, d
         res.warnings = Some(decision.warnings.clone());
     }
     let mut patched = false;
-    if let Some(patch) = decision.patch.filter(|p| !p.0.is_empty()).filter(|_| allowed) {
+    if let Some(patch) = decision
+        .patch
+        .filter(|p| !p.0.is_empty())
+        .filter(|_| allowed)
+    {
         patched = true;
         res = match res.with_patch(patch) {
             Ok(r) => r,
             Err(err) => {
                 let mut r = AdmissionResponse::from(req);
                 r.allowed = false;
-                r.result = Status::failure(&format!("encoding patch: {err}"), "InternalError").with_code(500);
+                r.result = Status::failure(&format!("encoding patch: {err}"), "InternalError")
+                    .with_code(500);
                 r
             }
         };
     }
     let allowed = res.allowed;
     let operation = operation_str(&req.operation);
-    let kind = if req.kind.kind.is_empty() { "unknown" } else { req.kind.kind.as_str() };
-    inner.metrics.requests.with_label_values(&[path, operation, if allowed { "true" } else { "false" }]).inc();
+    let kind = if req.kind.kind.is_empty() {
+        "unknown"
+    } else {
+        req.kind.kind.as_str()
+    };
+    inner
+        .metrics
+        .requests
+        .with_label_values(&[path, operation, if allowed { "true" } else { "false" }])
+        .inc();
     if !allowed {
         inner.metrics.denials.with_label_values(&[path, kind]).inc();
     }
     let name = display_name(req);
-    let message = if allowed { "" } else { res.result.message.as_str() };
+    let message = if allowed {
+        ""
+    } else {
+        res.result.message.as_str()
+    };
     if route == Route::ObservePod {
         tracing::debug!(uid = %req.uid, kind, name = %name, namespace = ?req.namespace, sub_resource = ?req.sub_resource, operation, allowed, "pod admission observed");
     } else {
@@ -264,7 +357,11 @@ fn review_json(res: AdmissionResponse) -> serde_json::Value {
     if let Some(patch) = v.pointer_mut("/response/patch")
         && let Some(items) = patch.as_array()
     {
-        let bytes: Vec<u8> = items.iter().filter_map(|b| b.as_u64()).map(|b| b as u8).collect();
+        let bytes: Vec<u8> = items
+            .iter()
+            .filter_map(|b| b.as_u64())
+            .map(|b| b as u8)
+            .collect();
         *patch = serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
     }
     v
@@ -274,9 +371,14 @@ fn review_json(res: AdmissionResponse) -> serde_json::Value {
 /// body with `allowed=false` and the same code.
 fn errored(inner: &Inner, path: &'static str, status: StatusCode, message: String) -> Response {
     tracing::warn!(path, status = status.as_u16(), %message, "admission request rejected before decoding");
-    inner.metrics.requests.with_label_values(&[path, "UNKNOWN", "false"]).inc();
+    inner
+        .metrics
+        .requests
+        .with_label_values(&[path, "UNKNOWN", "false"])
+        .inc();
     let mut res = AdmissionResponse::invalid(&message);
-    res.result = Status::failure(&message, status.canonical_reason().unwrap_or("BadRequest")).with_code(status.as_u16());
+    res.result = Status::failure(&message, status.canonical_reason().unwrap_or("BadRequest"))
+        .with_code(status.as_u16());
     (status, axum::Json(res.into_review())).into_response()
 }
 
@@ -294,11 +396,19 @@ fn display_name(req: &AdmissionRequest<DynamicObject>) -> String {
     if !req.name.is_empty() {
         return req.name.clone();
     }
-    for obj in [req.object.as_ref(), req.old_object.as_ref()].into_iter().flatten() {
+    for obj in [req.object.as_ref(), req.old_object.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         if let Some(n) = obj.metadata.name.as_ref().filter(|n| !n.is_empty()) {
             return n.clone();
         }
-        if let Some(g) = obj.metadata.generate_name.as_ref().filter(|n| !n.is_empty()) {
+        if let Some(g) = obj
+            .metadata
+            .generate_name
+            .as_ref()
+            .filter(|n| !n.is_empty())
+        {
             return format!("{g}*");
         }
     }

@@ -91,9 +91,21 @@ impl CaBundleParams {
     pub fn new(validating_name: impl Into<String>) -> Self {
         Self {
             configs: vec![
-                WebhookConfigRef { kind: ConfigKind::Validating, name: validating_name.into(), required: true },
-                WebhookConfigRef { kind: ConfigKind::Mutating, name: DEFAULT_MUTATING_NAME.into(), required: false },
-                WebhookConfigRef { kind: ConfigKind::Validating, name: DEFAULT_POD_OBSERVER_NAME.into(), required: false },
+                WebhookConfigRef {
+                    kind: ConfigKind::Validating,
+                    name: validating_name.into(),
+                    required: true,
+                },
+                WebhookConfigRef {
+                    kind: ConfigKind::Mutating,
+                    name: DEFAULT_MUTATING_NAME.into(),
+                    required: false,
+                },
+                WebhookConfigRef {
+                    kind: ConfigKind::Validating,
+                    name: DEFAULT_POD_OBSERVER_NAME.into(),
+                    required: false,
+                },
             ],
             refresh_interval: Duration::from_secs(5),
             check_interval: Duration::from_secs(5),
@@ -145,7 +157,11 @@ impl CaBundleManager {
         let (hosts_tx, hosts) = watch::channel(None);
         let (synced_tx, synced) = watch::channel(false);
         let task = tokio::spawn(run(client, params, bundles, cancel, hosts_tx, synced_tx));
-        CaBundleHandle { task, hosts, synced }
+        CaBundleHandle {
+            task,
+            hosts,
+            synced,
+        }
     }
 }
 
@@ -170,7 +186,11 @@ fn hooks_of<'a>(configs: impl Iterator<Item = (&'a str, &'a WebhookClientConfig)
     configs
         .map(|(name, cc)| Hook {
             name: name.to_owned(),
-            ca_bundle: cc.ca_bundle.as_ref().map(|b| b.0.clone()).unwrap_or_default(),
+            ca_bundle: cc
+                .ca_bundle
+                .as_ref()
+                .map(|b| b.0.clone())
+                .unwrap_or_default(),
             host: host_of(cc),
         })
         .collect()
@@ -190,17 +210,32 @@ pub fn host_of(cc: &WebhookClientConfig) -> Option<String> {
 }
 
 fn vwc_hooks(o: &ValidatingWebhookConfiguration) -> Vec<Hook> {
-    hooks_of(o.webhooks.iter().flatten().map(|w| (w.name.as_str(), &w.client_config)))
+    hooks_of(
+        o.webhooks
+            .iter()
+            .flatten()
+            .map(|w| (w.name.as_str(), &w.client_config)),
+    )
 }
 
 fn mwc_hooks(o: &MutatingWebhookConfiguration) -> Vec<Hook> {
-    hooks_of(o.webhooks.iter().flatten().map(|w| (w.name.as_str(), &w.client_config)))
+    hooks_of(
+        o.webhooks
+            .iter()
+            .flatten()
+            .map(|w| (w.name.as_str(), &w.client_config)),
+    )
 }
 
 fn watch_one(client: &kube::Client, r: &WebhookConfigRef) -> BoxStream<'static, Ev> {
     let key: Key = (r.kind, r.name.clone());
     let cfg = watcher::Config::default().fields(&format!("metadata.name={}", r.name));
-    fn map<K>(key: Key, ev: Result<watcher::Event<K>, watcher::Error>, hooks: fn(&K) -> Vec<Hook>, seen: &mut bool) -> Option<Ev> {
+    fn map<K>(
+        key: Key,
+        ev: Result<watcher::Event<K>, watcher::Error>,
+        hooks: fn(&K) -> Vec<Hook>,
+        seen: &mut bool,
+    ) -> Option<Ev> {
         match ev {
             Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
                 *seen = true;
@@ -259,10 +294,15 @@ async fn run(
     hosts_tx: watch::Sender<Option<Vec<String>>>,
     synced_tx: watch::Sender<bool>,
 ) -> Result<(), CaBundleError> {
-    let mut events = futures::stream::select_all(params.configs.iter().map(|r| watch_one(&client, r)));
+    let mut events =
+        futures::stream::select_all(params.configs.iter().map(|r| watch_one(&client, r)));
     let mut state = State {
         objects: BTreeMap::new(),
-        listed: params.configs.iter().map(|r| ((r.kind, r.name.clone()), false)).collect(),
+        listed: params
+            .configs
+            .iter()
+            .map(|r| ((r.kind, r.name.clone()), false))
+            .collect(),
         desired_pem: None,
     };
     let mut next_bundle = Instant::now();
@@ -326,7 +366,10 @@ async fn run(
                 }
                 if r.required {
                     tracing::error!(kind = r.kind.as_str(), name = %r.name, "required webhook configuration does not exist");
-                    return Err(CaBundleError::Missing { kind: r.kind.as_str(), name: r.name.clone() });
+                    return Err(CaBundleError::Missing {
+                        kind: r.kind.as_str(),
+                        name: r.name.clone(),
+                    });
                 }
                 tracing::info!(kind = r.kind.as_str(), name = %r.name, "optional webhook configuration does not exist; not managing it");
             }
@@ -347,15 +390,22 @@ async fn run(
             let mut all_ok = true;
             for (key, obj) in &state.objects {
                 let Some(hooks) = obj else { continue };
-                let stale: Vec<&str> =
-                    hooks.iter().filter(|h| h.ca_bundle != pem.as_bytes()).map(|h| h.name.as_str()).collect();
+                let stale: Vec<&str> = hooks
+                    .iter()
+                    .filter(|h| h.ca_bundle != pem.as_bytes())
+                    .map(|h| h.name.as_str())
+                    .collect();
                 if stale.is_empty() {
                     continue;
                 }
                 all_ok = false;
                 match patch(&client, key, &stale, &pem, &params.field_manager).await {
-                    Ok(()) => tracing::info!(kind = key.0.as_str(), name = %key.1, webhooks = ?stale, "caBundle updated"),
-                    Err(err) => tracing::warn!(kind = key.0.as_str(), name = %key.1, %err, "patching caBundle failed; will retry"),
+                    Ok(()) => {
+                        tracing::info!(kind = key.0.as_str(), name = %key.1, webhooks = ?stale, "caBundle updated")
+                    }
+                    Err(err) => {
+                        tracing::warn!(kind = key.0.as_str(), name = %key.1, %err, "patching caBundle failed; will retry")
+                    }
                 }
             }
             if all_ok {
@@ -366,8 +416,13 @@ async fn run(
 }
 
 fn collect_hosts(state: &State) -> Vec<String> {
-    let mut hosts: Vec<String> =
-        state.objects.values().flatten().flatten().filter_map(|h| h.host.clone()).collect();
+    let mut hosts: Vec<String> = state
+        .objects
+        .values()
+        .flatten()
+        .flatten()
+        .filter_map(|h| h.host.clone())
+        .collect();
     hosts.sort();
     hosts.dedup();
     hosts
@@ -382,15 +437,28 @@ pub fn ca_bundle_patch(webhooks: &[&str], pem: &str) -> serde_json::Value {
     })
 }
 
-async fn patch(client: &kube::Client, key: &Key, webhooks: &[&str], pem: &str, manager: &str) -> Result<(), kube::Error> {
+async fn patch(
+    client: &kube::Client,
+    key: &Key,
+    webhooks: &[&str],
+    pem: &str,
+    manager: &str,
+) -> Result<(), kube::Error> {
     let body = ca_bundle_patch(webhooks, pem);
-    let pp = PatchParams { field_manager: Some(manager.to_owned()), ..Default::default() };
+    let pp = PatchParams {
+        field_manager: Some(manager.to_owned()),
+        ..Default::default()
+    };
     match key.0 {
         ConfigKind::Validating => {
-            Api::<ValidatingWebhookConfiguration>::all(client.clone()).patch(&key.1, &pp, &Patch::Strategic(body)).await?;
+            Api::<ValidatingWebhookConfiguration>::all(client.clone())
+                .patch(&key.1, &pp, &Patch::Strategic(body))
+                .await?;
         }
         ConfigKind::Mutating => {
-            Api::<MutatingWebhookConfiguration>::all(client.clone()).patch(&key.1, &pp, &Patch::Strategic(body)).await?;
+            Api::<MutatingWebhookConfiguration>::all(client.clone())
+                .patch(&key.1, &pp, &Patch::Strategic(body))
+                .await?;
         }
     }
     Ok(())
@@ -404,13 +472,26 @@ mod tests {
     #[test]
     fn hosts_from_client_configs() {
         let svc = WebhookClientConfig {
-            service: Some(ServiceReference { name: "scm-webhook".into(), namespace: "spire-system".into(), ..Default::default() }),
+            service: Some(ServiceReference {
+                name: "scm-webhook".into(),
+                namespace: "spire-system".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        assert_eq!(host_of(&svc).as_deref(), Some("scm-webhook.spire-system.svc"));
-        let url = WebhookClientConfig { url: Some("https://localhost:9443/validate-x".into()), ..Default::default() };
+        assert_eq!(
+            host_of(&svc).as_deref(),
+            Some("scm-webhook.spire-system.svc")
+        );
+        let url = WebhookClientConfig {
+            url: Some("https://localhost:9443/validate-x".into()),
+            ..Default::default()
+        };
         assert_eq!(host_of(&url).as_deref(), Some("localhost"));
-        let ip = WebhookClientConfig { url: Some("https://127.0.0.1:9443/x".into()), ..Default::default() };
+        let ip = WebhookClientConfig {
+            url: Some("https://127.0.0.1:9443/x".into()),
+            ..Default::default()
+        };
         assert_eq!(host_of(&ip).as_deref(), Some("127.0.0.1"));
         assert_eq!(host_of(&WebhookClientConfig::default()), None);
     }

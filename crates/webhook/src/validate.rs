@@ -42,7 +42,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -59,7 +62,10 @@ impl From<scm_core::FieldError> for FieldError {
         } else {
             format!("spec.{}", e.field)
         };
-        Self { field, message: e.message }
+        Self {
+            field,
+            message: e.message,
+        }
     }
 }
 
@@ -79,29 +85,54 @@ impl Verdict {
     }
 }
 
-pub(crate) fn validate_object(settings: &AdmissionSettings, kind: CrdKind, object: &DynamicObject, name: &str) -> Decision {
+pub(crate) fn validate_object(
+    settings: &AdmissionSettings,
+    kind: CrdKind,
+    object: &DynamicObject,
+    name: &str,
+) -> Decision {
     let Some(spec) = object.data.get("spec") else {
-        return Decision::forbidden(format!("{} {name:?} is invalid: spec: Required value", kind.as_str()));
+        return Decision::forbidden(format!(
+            "{} {name:?} is invalid: spec: Required value",
+            kind.as_str()
+        ));
     };
     let verdict = match kind {
-        CrdKind::ClusterSPIFFEID => decode::<ClusterSPIFFEIDSpec>(spec).map(|s| validate_cluster_spiffe_id(settings, &s)),
-        CrdKind::ClusterStaticEntry => decode::<ClusterStaticEntrySpec>(spec).map(|s| validate_cluster_static_entry(settings, &s)),
-        CrdKind::ClusterFederatedTrustDomain => {
-            precheck_profile_type(spec).and_then(|()| decode::<ClusterFederatedTrustDomainSpec>(spec)).map(|s| validate_cluster_federated_trust_domain(settings, &s))
+        CrdKind::ClusterSPIFFEID => {
+            decode::<ClusterSPIFFEIDSpec>(spec).map(|s| validate_cluster_spiffe_id(settings, &s))
         }
+        CrdKind::ClusterStaticEntry => decode::<ClusterStaticEntrySpec>(spec)
+            .map(|s| validate_cluster_static_entry(settings, &s)),
+        CrdKind::ClusterFederatedTrustDomain => precheck_profile_type(spec)
+            .and_then(|()| decode::<ClusterFederatedTrustDomainSpec>(spec))
+            .map(|s| validate_cluster_federated_trust_domain(settings, &s)),
     };
     let verdict = match verdict {
         Ok(v) => v,
-        Err(Rejection::Field(e)) => Verdict { errors: vec![e], warnings: vec![] },
+        Err(Rejection::Field(e)) => Verdict {
+            errors: vec![e],
+            warnings: vec![],
+        },
         Err(Rejection::Decode(msg)) => {
-            return Decision::bad_request(format!("{} {name:?} could not be decoded: spec: {msg}", kind.as_str()));
+            return Decision::bad_request(format!(
+                "{} {name:?} could not be decoded: spec: {msg}",
+                kind.as_str()
+            ));
         }
     };
     if verdict.errors.is_empty() {
-        Decision { denial: None, warnings: verdict.warnings, patch: None }
+        Decision {
+            denial: None,
+            warnings: verdict.warnings,
+            patch: None,
+        }
     } else {
         let errors: Vec<String> = verdict.errors.iter().map(ToString::to_string).collect();
-        let mut d = Decision::forbidden(format!("{} {name:?} is invalid: {}", kind.as_str(), errors.join("; ")));
+        let mut d = Decision::forbidden(format!(
+            "{} {name:?} is invalid: {}",
+            kind.as_str(),
+            errors.join("; ")
+        ));
         d.warnings = verdict.warnings;
         d
     }
@@ -123,7 +154,9 @@ fn precheck_profile_type(spec: &Value) -> Result<(), Rejection> {
         Some(Value::String(t)) if t == "https_spiffe" || t == "https_web" => Ok(()),
         Some(Value::String(t)) => Err(Rejection::Field(FieldError::new(
             "spec.bundleEndpointProfile.type",
-            format!("unknown bundle endpoint profile type {t:?}; expected https_spiffe or https_web"),
+            format!(
+                "unknown bundle endpoint profile type {t:?}; expected https_spiffe or https_web"
+            ),
         ))),
         _ => Ok(()), // absent or not a string: the decoder reports it
     }
@@ -131,7 +164,10 @@ fn precheck_profile_type(spec: &Value) -> Result<(), Rejection> {
 
 // ------------------------------------------------------------------- ClusterSPIFFEID
 
-pub fn validate_cluster_spiffe_id(settings: &AdmissionSettings, spec: &ClusterSPIFFEIDSpec) -> Verdict {
+pub fn validate_cluster_spiffe_id(
+    settings: &AdmissionSettings,
+    spec: &ClusterSPIFFEIDSpec,
+) -> Verdict {
     let mut v = Verdict::default();
     class_warning(settings, spec.class_name.as_deref(), &mut v);
     let parsed = match scm_core::parse_cluster_spiffe_id(spec) {
@@ -193,7 +229,9 @@ pub fn validate_cluster_spiffe_id(settings: &AdmissionSettings, spec: &ClusterSP
             Err(e) => render_failure(&field, src, &e, &mut v),
             Ok(rendered) => {
                 if let Err(e) = Selector::parse(&rendered) {
-                    let msg = format!("renders to an invalid selector {rendered:?}: {e} (rendered against a synthetic pod)");
+                    let msg = format!(
+                        "renders to an invalid selector {rendered:?}: {e} (rendered against a synthetic pod)"
+                    );
                     if reads_unknowable_data(src) {
                         v.warn(format!("{field}: {msg}"));
                     } else {
@@ -205,7 +243,12 @@ pub fn validate_cluster_spiffe_id(settings: &AdmissionSettings, spec: &ClusterSP
     }
 
     // DNS names: render errors are errors; bad names only warnings.
-    for (i, (tmpl, src)) in parsed.dns_name_templates.iter().zip(spec.dns_name_templates.iter().flatten()).enumerate() {
+    for (i, (tmpl, src)) in parsed
+        .dns_name_templates
+        .iter()
+        .zip(spec.dns_name_templates.iter().flatten())
+        .enumerate()
+    {
         let field = format!("spec.dnsNameTemplates[{i}]");
         match render(tmpl, &data) {
             Err(e) => render_failure(&field, src, &e, &mut v),
@@ -224,12 +267,19 @@ pub fn validate_cluster_spiffe_id(settings: &AdmissionSettings, spec: &ClusterSP
 type Data = scm_template::TemplateData<'static>;
 
 fn synthetic_data(s: &AdmissionSettings) -> Option<Data> {
-    Some(Data::synthetic(s.trust_domain.name(), &s.cluster_name, &s.cluster_domain))
+    Some(Data::synthetic(
+        s.trust_domain.name(),
+        &s.cluster_name,
+        &s.cluster_domain,
+    ))
 }
 
 /// Renders; errors carry whether they come from the template's shape or from data.
 fn render(t: &scm_template::Template, data: &Data) -> Result<String, RenderError> {
-    t.render(data).map_err(|e| RenderError { unsupported: e.kind() == scm_template::ErrorKind::Unsupported, message: e.to_string() })
+    t.render(data).map_err(|e| RenderError {
+        unsupported: e.kind() == scm_template::ErrorKind::Unsupported,
+        message: e.to_string(),
+    })
 }
 
 struct RenderError {
@@ -240,20 +290,34 @@ struct RenderError {
 
 /// Templates whose output depends on values a synthetic pod cannot have.
 fn reads_unknowable_data(src: &str) -> bool {
-    src.contains(".Labels") || src.contains(".Annotations") || src.contains("index ") || src.contains("OwnerReferences")
+    src.contains(".Labels")
+        || src.contains(".Annotations")
+        || src.contains("index ")
+        || src.contains("OwnerReferences")
 }
 
 /// Execution failures that depend on the pod's data rather than the template's shape.
 fn is_data_dependent(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    ["index out of range", "out of range", "nil pointer", "error calling index", "nil map"].iter().any(|p| m.contains(p))
+    [
+        "index out of range",
+        "out of range",
+        "nil pointer",
+        "error calling index",
+        "nil map",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
 }
 
 fn render_failure(field: &str, src: &str, e: &RenderError, v: &mut Verdict) {
     let message = &e.message;
     if e.unsupported {
         // The controller renders with the same engine, so it would fail on every pod.
-        v.error(field, format!("uses a template construct this implementation cannot render: {message}"));
+        v.error(
+            field,
+            format!("uses a template construct this implementation cannot render: {message}"),
+        );
     } else if is_data_dependent(message) && reads_unknowable_data(src) {
         v.warn(format!("{field}: does not render for a synthetic pod ({message}); pods with the data it reads may still render"));
     } else {
@@ -263,7 +327,10 @@ fn render_failure(field: &str, src: &str, e: &RenderError, v: &mut Verdict) {
 
 // ------------------------------------------------------------------- ClusterStaticEntry
 
-pub fn validate_cluster_static_entry(settings: &AdmissionSettings, spec: &ClusterStaticEntrySpec) -> Verdict {
+pub fn validate_cluster_static_entry(
+    settings: &AdmissionSettings,
+    spec: &ClusterStaticEntrySpec,
+) -> Verdict {
     let mut v = Verdict::default();
     class_warning(settings, spec.class_name.as_deref(), &mut v);
     let entry = match scm_core::parse_static_entry(spec) {
@@ -293,7 +360,9 @@ pub fn validate_cluster_static_entry(settings: &AdmissionSettings, spec: &Cluste
     ttl_warning("spec.jwtSVIDTTL", entry.jwt_svid_ttl, &mut v);
     for (i, name) in entry.dns_names.iter().enumerate() {
         if !is_dns_name(name) {
-            v.warn(format!("spec.dnsNames[{i}]: {name:?} is not a DNS name; SPIRE will refuse the entry"));
+            v.warn(format!(
+                "spec.dnsNames[{i}]: {name:?} is not a DNS name; SPIRE will refuse the entry"
+            ));
         }
     }
     v
@@ -301,7 +370,10 @@ pub fn validate_cluster_static_entry(settings: &AdmissionSettings, spec: &Cluste
 
 // ------------------------------------------------------------------- ClusterFederatedTrustDomain
 
-pub fn validate_cluster_federated_trust_domain(settings: &AdmissionSettings, spec: &ClusterFederatedTrustDomainSpec) -> Verdict {
+pub fn validate_cluster_federated_trust_domain(
+    settings: &AdmissionSettings,
+    spec: &ClusterFederatedTrustDomainSpec,
+) -> Verdict {
     let mut v = Verdict::default();
     class_warning(settings, spec.class_name.as_deref(), &mut v);
     let rel = match scm_federation::parse_federated_trust_domain(spec) {
@@ -343,9 +415,14 @@ fn class_warning(settings: &AdmissionSettings, class: Option<&str>, v: &mut Verd
             settings.class_name
         )
     } else if settings.class_name.is_empty() {
-        format!("spec.className {class:?} is set but this install has no className and processes only classless objects; this controller will ignore the object")
+        format!(
+            "spec.className {class:?} is set but this install has no className and processes only classless objects; this controller will ignore the object"
+        )
     } else {
-        format!("spec.className {class:?} is not this install's class {:?}; this controller will ignore the object", settings.class_name)
+        format!(
+            "spec.className {class:?} is not this install's class {:?}; this controller will ignore the object",
+            settings.class_name
+        )
     };
     v.warn(msg);
 }
@@ -382,10 +459,27 @@ mod tests {
 
     #[test]
     fn dns_names() {
-        for ok in ["a", "svc.ns.svc", "x-y.example.org", "*.example.org", "1.2.3.4"] {
+        for ok in [
+            "a",
+            "svc.ns.svc",
+            "x-y.example.org",
+            "*.example.org",
+            "1.2.3.4",
+        ] {
             assert!(is_dns_name(ok), "{ok}");
         }
-        for bad in ["", "-a", "a-", "a..b", "a b", "<no value>", "a.*.b", "*", "a_b", &"x".repeat(64)] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "a..b",
+            "a b",
+            "<no value>",
+            "a.*.b",
+            "*",
+            "a_b",
+            &"x".repeat(64),
+        ] {
             assert!(!is_dns_name(bad), "{bad}");
         }
     }

@@ -24,7 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
@@ -33,8 +35,8 @@ use scm_spiffe::TrustDomain;
 use scm_spire_api::{Client as SpireClient, ClientOptions};
 use scm_webhook::cabundle::{BundleSource, ConfigKind, WebhookConfigRef};
 use scm_webhook::{
-    AdmissionSettings, CaBundleManager, CaBundleParams, CertManager, CertManagerParams, CertResolver, Metrics,
-    ObservedPod, Route, Server, ServerConfig, Webhook,
+    AdmissionSettings, CaBundleManager, CaBundleParams, CertManager, CertManagerParams,
+    CertResolver, Metrics, ObservedPod, Route, Server, ServerConfig, Webhook,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -78,35 +80,67 @@ impl Peers {
         let script = root().join("e2e/peers.sh");
         let required = std::env::var_os("SPIRE_TESTS_REQUIRE_PEERS").is_some_and(|v| !v.is_empty());
         let built = ["etcd", "spire", "kubernetes"].iter().all(|p| {
-            Command::new("bash").arg(&script).args(["path", p]).output().is_ok_and(|o| o.status.success())
+            Command::new("bash")
+                .arg(&script)
+                .args(["path", p])
+                .output()
+                .is_ok_and(|o| o.status.success())
         });
         if !built {
             let why = "etcd, spire-server or kube-apiserver is not built (run: e2e/peers.sh build)";
             if required {
                 panic!("SPIRE_TESTS_REQUIRE_PEERS is set but {why}");
             }
-            eprintln!("\n{bar}\nSKIPPED real_cluster: {why}\n{bar}\n", bar = "!".repeat(78));
+            eprintln!(
+                "\n{bar}\nSKIPPED real_cluster: {why}\n{bar}\n",
+                bar = "!".repeat(78)
+            );
             return None;
         }
-        let dir = tempfile::Builder::new().prefix("scm-webhook-peers.").tempdir_in("/tmp").unwrap();
-        let out = Command::new("bash").arg(&script).args(["up", dir.path().to_str().unwrap()]).output().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("scm-webhook-peers.")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let out = Command::new("bash")
+            .arg(&script)
+            .args(["up", dir.path().to_str().unwrap()])
+            .output()
+            .unwrap();
         if !out.status.success() {
-            let _ = Command::new("bash").arg(&script).args(["down", dir.path().to_str().unwrap()]).status();
-            panic!("peers.sh up failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            let _ = Command::new("bash")
+                .arg(&script)
+                .args(["down", dir.path().to_str().unwrap()])
+                .status();
+            panic!(
+                "peers.sh up failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let env = parse_env(&std::fs::read_to_string(dir.path().join("env")).unwrap());
-        Some(Peers { env, own: Some(dir) })
+        Some(Peers {
+            env,
+            own: Some(dir),
+        })
     }
 
     fn kubectl(&self, args: &[&str]) -> std::process::Output {
-        Command::new(&self.env["KUBECTL"]).arg("--kubeconfig").arg(&self.env["KUBECONFIG"]).args(args).output().unwrap()
+        Command::new(&self.env["KUBECTL"])
+            .arg("--kubeconfig")
+            .arg(&self.env["KUBECONFIG"])
+            .args(args)
+            .output()
+            .unwrap()
     }
 }
 
 impl Drop for Peers {
     fn drop(&mut self) {
         if let Some(dir) = &self.own {
-            let _ = Command::new("bash").arg(root().join("e2e/peers.sh")).args(["down", dir.path().to_str().unwrap()]).status();
+            let _ = Command::new("bash")
+                .arg(root().join("e2e/peers.sh"))
+                .args(["down", dir.path().to_str().unwrap()])
+                .status();
         }
     }
 }
@@ -126,7 +160,14 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-fn crd_webhook(name: &str, port: u16, route: Route, resource: &str, run: &str, fail: bool) -> Value {
+fn crd_webhook(
+    name: &str,
+    port: u16,
+    route: Route,
+    resource: &str,
+    run: &str,
+    fail: bool,
+) -> Value {
     json!({
         "name": name,
         "admissionReviewVersions": ["v1"],
@@ -160,27 +201,78 @@ async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut f: im
 async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
     let Some(peers) = Peers::get() else { return };
     let run = format!("r{}", std::process::id());
-    let (vwc, mwc, pod_vwc, ns) = (format!("scmwh-{run}-validating"), format!("scmwh-{run}-mutating"), format!("scmwh-{run}-pods"), format!("scmwh-{run}"));
+    let (vwc, mwc, pod_vwc, ns) = (
+        format!("scmwh-{run}-validating"),
+        format!("scmwh-{run}-mutating"),
+        format!("scmwh-{run}-pods"),
+        format!("scmwh-{run}"),
+    );
     let _cleanup = Cleanup {
         peers: &peers,
         args: vec![
-            vec!["delete".into(), "validatingwebhookconfiguration".into(), vwc.clone(), pod_vwc.clone(), "--ignore-not-found".into()],
-            vec!["delete".into(), "mutatingwebhookconfiguration".into(), mwc.clone(), "--ignore-not-found".into()],
-            vec!["delete".into(), "clusterspiffeids,clusterstaticentries,clusterfederatedtrustdomains".into(), "-l".into(), format!("scm-webhook-test={run}"), "--ignore-not-found".into()],
-            vec!["delete".into(), "namespace".into(), ns.clone(), "--ignore-not-found".into(), "--wait=false".into()],
+            vec![
+                "delete".into(),
+                "validatingwebhookconfiguration".into(),
+                vwc.clone(),
+                pod_vwc.clone(),
+                "--ignore-not-found".into(),
+            ],
+            vec![
+                "delete".into(),
+                "mutatingwebhookconfiguration".into(),
+                mwc.clone(),
+                "--ignore-not-found".into(),
+            ],
+            vec![
+                "delete".into(),
+                "clusterspiffeids,clusterstaticentries,clusterfederatedtrustdomains".into(),
+                "-l".into(),
+                format!("scm-webhook-test={run}"),
+                "--ignore-not-found".into(),
+            ],
+            vec![
+                "delete".into(),
+                "namespace".into(),
+                ns.clone(),
+                "--ignore-not-found".into(),
+                "--wait=false".into(),
+            ],
         ],
     };
 
     // CRDs (idempotent).
     let out = peers.kubectl(&["apply", "-f", root().join("crds").to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = peers.kubectl(&["wait", "--for=condition=established", "--timeout=60s", "crd/clusterspiffeids.spire.spiffe.io", "crd/clusterstaticentries.spire.spiffe.io", "crd/clusterfederatedtrustdomains.spire.spiffe.io"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = peers.kubectl(&[
+        "wait",
+        "--for=condition=established",
+        "--timeout=60s",
+        "crd/clusterspiffeids.spire.spiffe.io",
+        "crd/clusterstaticentries.spire.spiffe.io",
+        "crd/clusterfederatedtrustdomains.spire.spiffe.io",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let kubeconfig = kube::config::Kubeconfig::read_from(&peers.env["KUBECONFIG"]).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
     let client = kube::Client::try_from(config).unwrap();
-    let spire = Arc::new(SpireClient::connect_lazy(format!("unix://{}", peers.env["SPIRE_SERVER_SOCKET"]), ClientOptions::default()).unwrap());
+    let spire = Arc::new(
+        SpireClient::connect_lazy(
+            format!("unix://{}", peers.env["SPIRE_SERVER_SOCKET"]),
+            ClientOptions::default(),
+        )
+        .unwrap(),
+    );
     spire.wait_ready(Duration::from_secs(30)).await.unwrap();
     let td = TrustDomain::parse(&peers.env["SPIRE_TRUST_DOMAIN"]).unwrap();
 
@@ -191,7 +283,15 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
     settings.class_name = "blue".into();
     let webhook = Webhook::new(settings, Arc::new(pod_tx), metrics.clone());
     let resolver = Arc::new(CertResolver::with_metrics(&metrics));
-    let server = Server::bind(ServerConfig { addr: "127.0.0.1:0".parse().unwrap(), ..Default::default() }, resolver.clone()).await.unwrap();
+    let server = Server::bind(
+        ServerConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        },
+        resolver.clone(),
+    )
+    .await
+    .unwrap();
     let port = server.local_addr().unwrap().port();
 
     let vwc_api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
@@ -236,50 +336,150 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
     let cancel = CancellationToken::new();
     let mut cab_params = CaBundleParams::new(vwc.clone());
     cab_params.configs = vec![
-        WebhookConfigRef { kind: ConfigKind::Validating, name: vwc.clone(), required: true },
-        WebhookConfigRef { kind: ConfigKind::Mutating, name: mwc.clone(), required: false },
-        WebhookConfigRef { kind: ConfigKind::Validating, name: pod_vwc.clone(), required: false },
-        WebhookConfigRef { kind: ConfigKind::Mutating, name: format!("scmwh-{run}-absent"), required: false },
+        WebhookConfigRef {
+            kind: ConfigKind::Validating,
+            name: vwc.clone(),
+            required: true,
+        },
+        WebhookConfigRef {
+            kind: ConfigKind::Mutating,
+            name: mwc.clone(),
+            required: false,
+        },
+        WebhookConfigRef {
+            kind: ConfigKind::Validating,
+            name: pod_vwc.clone(),
+            required: false,
+        },
+        WebhookConfigRef {
+            kind: ConfigKind::Mutating,
+            name: format!("scmwh-{run}-absent"),
+            required: false,
+        },
     ];
     cab_params.refresh_interval = Duration::from_secs(1);
     cab_params.check_interval = Duration::from_secs(1);
     let cab = CaBundleManager::spawn(client.clone(), cab_params, spire.clone(), cancel.clone());
-    let certs = CertManager::spawn(CertManagerParams::new(td.clone()), spire.clone(), cab.hosts(), resolver.clone(), cancel.clone());
+    let certs = CertManager::spawn(
+        CertManagerParams::new(td.clone()),
+        spire.clone(),
+        cab.hosts(),
+        resolver.clone(),
+        cancel.clone(),
+    );
     let serving = tokio::spawn(server.serve(webhook.router(), cancel.clone()));
 
-    assert!(tokio::time::timeout(Duration::from_secs(30), certs.wait_minted()).await.unwrap());
-    assert_eq!(cab.hosts().borrow().clone(), Some(vec!["localhost".to_owned()]), "hosts come from the URL clientConfigs");
-    assert!(resolver.info().unwrap().dns_names.contains(&"localhost".to_owned()));
-    assert!(tokio::time::timeout(Duration::from_secs(30), cab.wait_synced()).await.unwrap());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(30), certs.wait_minted())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        cab.hosts().borrow().clone(),
+        Some(vec!["localhost".to_owned()]),
+        "hosts come from the URL clientConfigs"
+    );
+    assert!(
+        resolver
+            .info()
+            .unwrap()
+            .dns_names
+            .contains(&"localhost".to_owned())
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_secs(30), cab.wait_synced())
+            .await
+            .unwrap()
+    );
 
-    let pem = BundleSource::get_bundle(spire.as_ref()).await.unwrap().x509_authorities_pem();
+    let pem = BundleSource::get_bundle(spire.as_ref())
+        .await
+        .unwrap()
+        .x509_authorities_pem();
     let vwc_bundles = |o: &ValidatingWebhookConfiguration| -> Vec<Vec<u8>> {
-        o.webhooks.iter().flatten().map(|w| w.client_config.ca_bundle.clone().unwrap_or_default().0).collect()
+        o.webhooks
+            .iter()
+            .flatten()
+            .map(|w| w.client_config.ca_bundle.clone().unwrap_or_default().0)
+            .collect()
     };
     for name in [&vwc, &pod_vwc] {
         let o = vwc_api.get(name).await.unwrap();
-        assert!(vwc_bundles(&o).iter().all(|b| b == pem.as_bytes()), "{name}: caBundle is not SPIRE's bundle");
+        assert!(
+            vwc_bundles(&o).iter().all(|b| b == pem.as_bytes()),
+            "{name}: caBundle is not SPIRE's bundle"
+        );
     }
     let o = mwc_api.get(&mwc).await.unwrap();
-    assert!(o.webhooks.iter().flatten().all(|w| w.client_config.ca_bundle.as_ref().unwrap().0 == pem.as_bytes()));
+    assert!(
+        o.webhooks
+            .iter()
+            .flatten()
+            .all(|w| w.client_config.ca_bundle.as_ref().unwrap().0 == pem.as_bytes())
+    );
 
     // The apiserver now calls the webhook. Invalid objects are refused, naming the field.
     let labels = json!({"scm-webhook-test": run});
-    let ar = |kind: &str, plural: &str| {
-        ApiResource { group: "spire.spiffe.io".into(), version: "v1alpha1".into(), api_version: "spire.spiffe.io/v1alpha1".into(), kind: kind.into(), plural: plural.into() }
+    let ar = |kind: &str, plural: &str| ApiResource {
+        group: "spire.spiffe.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "spire.spiffe.io/v1alpha1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
     };
-    let csid_api: Api<DynamicObject> = Api::all_with(client.clone(), &ar("ClusterSPIFFEID", "clusterspiffeids"));
-    let cse_api: Api<DynamicObject> = Api::all_with(client.clone(), &ar("ClusterStaticEntry", "clusterstaticentries"));
-    let cftd_api: Api<DynamicObject> = Api::all_with(client.clone(), &ar("ClusterFederatedTrustDomain", "clusterfederatedtrustdomains"));
+    let csid_api: Api<DynamicObject> =
+        Api::all_with(client.clone(), &ar("ClusterSPIFFEID", "clusterspiffeids"));
+    let cse_api: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ar("ClusterStaticEntry", "clusterstaticentries"),
+    );
+    let cftd_api: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ar(
+            "ClusterFederatedTrustDomain",
+            "clusterfederatedtrustdomains",
+        ),
+    );
     let obj = |kind: &str, name: &str, spec: Value| -> DynamicObject {
         serde_json::from_value(json!({"apiVersion": "spire.spiffe.io/v1alpha1", "kind": kind, "metadata": {"name": name, "labels": labels}, "spec": spec})).unwrap()
     };
 
-    let msg = api_error(csid_api.create(&pp, &obj("ClusterSPIFFEID", &format!("{run}-bad"), json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/{{ .PodMeta.Nmae }}"}))).await);
+    let msg = api_error(
+        csid_api
+            .create(
+                &pp,
+                &obj(
+                    "ClusterSPIFFEID",
+                    &format!("{run}-bad"),
+                    json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/{{ .PodMeta.Nmae }}"}),
+                ),
+            )
+            .await,
+    );
     eprintln!("real_cluster: {msg}");
-    assert!(msg.contains("vclusterspiffeid.kb.io") && msg.contains("denied the request") && msg.contains("spec.spiffeIDTemplate") && msg.contains("Nmae"), "{msg}");
-    let msg = api_error(csid_api.create(&pp, &obj("ClusterSPIFFEID", &format!("{run}-bad"), json!({"spiffeIDTemplate": "spiffe://other.org/{{ .PodMeta.Name }}"}))).await);
-    assert!(msg.contains("spec.spiffeIDTemplate") && msg.contains("trust domain"), "{msg}");
+    assert!(
+        msg.contains("vclusterspiffeid.kb.io")
+            && msg.contains("denied the request")
+            && msg.contains("spec.spiffeIDTemplate")
+            && msg.contains("Nmae"),
+        "{msg}"
+    );
+    let msg = api_error(
+        csid_api
+            .create(
+                &pp,
+                &obj(
+                    "ClusterSPIFFEID",
+                    &format!("{run}-bad"),
+                    json!({"spiffeIDTemplate": "spiffe://other.org/{{ .PodMeta.Name }}"}),
+                ),
+            )
+            .await,
+    );
+    assert!(
+        msg.contains("spec.spiffeIDTemplate") && msg.contains("trust domain"),
+        "{msg}"
+    );
     let msg = api_error(
         cse_api
             .create(&pp, &obj("ClusterStaticEntry", &format!("{run}-bad"), json!({"spiffeID": "spiffe://example.org/a", "parentID": "spiffe://example.org/b", "selectors": ["nocolon"]})))
@@ -300,7 +500,17 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
         .create(&pp, &obj("ClusterSPIFFEID", &format!("{run}-good"), json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Namespace }}/sa/{{ .PodSpec.ServiceAccountName }}", "className": "blue"})))
         .await
         .unwrap();
-    assert_eq!(created.metadata.labels.as_ref().unwrap().get("spire.spiffe.io/class-name").map(String::as_str), Some("blue"), "{created:?}");
+    assert_eq!(
+        created
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .get("spire.spiffe.io/class-name")
+            .map(String::as_str),
+        Some("blue"),
+        "{created:?}"
+    );
 
     // Someone edits caBundle: repaired.
     let garbage = base64::engine::general_purpose::STANDARD.encode("garbage");
@@ -311,13 +521,23 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
     eventually("caBundle repaired", || {
         let api = vwc_api.clone();
         let (vwc, pem) = (vwc.clone(), pem.clone());
-        async move { api.get(&vwc).await.is_ok_and(|o| vwc_bundles(&o).iter().all(|b| b == pem.as_bytes())) }
+        async move {
+            api.get(&vwc)
+                .await
+                .is_ok_and(|o| vwc_bundles(&o).iter().all(|b| b == pem.as_bytes()))
+        }
     })
     .await;
 
     // Pods: creation and binding are observed.
     let ns_api: Api<Namespace> = Api::all(client.clone());
-    ns_api.create(&pp, &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap()).await.unwrap();
+    ns_api
+        .create(
+            &pp,
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"generateName": "web-", "labels": {"app": "web"}},
@@ -326,26 +546,67 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
     .unwrap();
     let created = pods.create(&pp, &pod).await.unwrap();
     let name = created.metadata.name.clone().unwrap();
-    let ev = tokio::time::timeout(Duration::from_secs(10), pod_rx.recv()).await.unwrap().unwrap();
-    let ObservedPod::Created(seen) = ev else { panic!("{ev:?}") };
-    assert_eq!(seen.metadata.name.as_deref(), Some(name.as_str()), "validating webhooks see the generated name");
+    let ev = tokio::time::timeout(Duration::from_secs(10), pod_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let ObservedPod::Created(seen) = ev else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(
+        seen.metadata.name.as_deref(),
+        Some(name.as_str()),
+        "validating webhooks see the generated name"
+    );
     assert_eq!(seen.metadata.uid, created.metadata.uid, "and the UID");
     let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": {"apiVersion": "v1", "kind": "Node", "name": "node-a"}});
-    let _: Value = pods.create_subresource("binding", &name, &pp, &binding).await.unwrap();
-    let ev = tokio::time::timeout(Duration::from_secs(10), pod_rx.recv()).await.unwrap().unwrap();
-    assert_eq!(ev, ObservedPod::Bound { namespace: ns.clone(), name: name.clone(), node_name: "node-a".into() });
+    let _: Value = pods
+        .create_subresource("binding", &name, &pp, &binding)
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), pod_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ev,
+        ObservedPod::Bound {
+            namespace: ns.clone(),
+            name: name.clone(),
+            node_name: "node-a".into()
+        }
+    );
 
     // Stop the webhook: pods are still created (failurePolicy Ignore, 2 s timeout).
     cancel.cancel();
     serving.await.unwrap().unwrap();
     let started = std::time::Instant::now();
-    pods.create(&pp, &pod).await.expect("pod creation must not depend on the webhook");
-    assert!(started.elapsed() < Duration::from_secs(5), "pod creation waited {:?}", started.elapsed());
+    pods.create(&pp, &pod)
+        .await
+        .expect("pod creation must not depend on the webhook");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "pod creation waited {:?}",
+        started.elapsed()
+    );
     // ... while CRD writes fail closed (failurePolicy Fail), as upstream's shipped configuration.
-    let msg = api_error(csid_api.create(&pp, &obj("ClusterSPIFFEID", &format!("{run}-down"), json!({"spiffeIDTemplate": "spiffe://example.org/x"}))).await);
+    let msg = api_error(
+        csid_api
+            .create(
+                &pp,
+                &obj(
+                    "ClusterSPIFFEID",
+                    &format!("{run}-down"),
+                    json!({"spiffeIDTemplate": "spiffe://example.org/x"}),
+                ),
+            )
+            .await,
+    );
     assert!(msg.contains("failed calling webhook"), "{msg}");
 
-    let _ = csid_api.delete(&format!("{run}-good"), &DeleteParams::default()).await;
+    let _ = csid_api
+        .delete(&format!("{run}-good"), &DeleteParams::default())
+        .await;
     cab.task.await.unwrap().unwrap();
     certs.task.await.unwrap();
 }

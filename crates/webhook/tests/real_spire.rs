@@ -21,8 +21,8 @@ use scm_spiffe::TrustDomain;
 use scm_spire_api::{Client, ClientOptions};
 use scm_webhook::cabundle::BundleSource;
 use scm_webhook::{
-    AdmissionSettings, CertManager, CertManagerParams, CertResolver, Metrics, NoPodSink, Route, Server, ServerConfig,
-    Webhook,
+    AdmissionSettings, CertManager, CertManagerParams, CertResolver, Metrics, NoPodSink, Route,
+    Server, ServerConfig, Webhook,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -43,19 +43,34 @@ impl SpireServer {
         let script = peers_script();
         let required = std::env::var_os("SPIRE_TESTS_REQUIRE_PEERS").is_some_and(|v| !v.is_empty());
         let built = script.exists()
-            && Command::new("bash").arg(&script).args(["path", "spire"]).output().is_ok_and(|o| o.status.success());
+            && Command::new("bash")
+                .arg(&script)
+                .args(["path", "spire"])
+                .output()
+                .is_ok_and(|o| o.status.success());
         if !built {
             let why = "spire-server is not built (run: e2e/peers.sh build spire)";
             if required {
                 panic!("SPIRE_TESTS_REQUIRE_PEERS is set but {why}");
             }
-            eprintln!("\n{bar}\nSKIPPED real_spire: {why}\n{bar}\n", bar = "!".repeat(78));
+            eprintln!(
+                "\n{bar}\nSKIPPED real_spire: {why}\n{bar}\n",
+                bar = "!".repeat(78)
+            );
             return None;
         }
-        let dir = tempfile::Builder::new().prefix("scm-webhook.").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("scm-webhook.")
+            .tempdir_in("/tmp")
+            .unwrap();
         let out = Command::new("bash")
             .arg(&script)
-            .args(["spire-up", dir.path().to_str().unwrap(), NAME, "example.org"])
+            .args([
+                "spire-up",
+                dir.path().to_str().unwrap(),
+                NAME,
+                "example.org",
+            ])
             .output()
             .unwrap();
         assert!(
@@ -71,7 +86,10 @@ impl SpireServer {
 
 impl Drop for SpireServer {
     fn drop(&mut self) {
-        let _ = Command::new("bash").arg(peers_script()).args(["spire-down", self.dir.path().to_str().unwrap(), NAME]).status();
+        let _ = Command::new("bash")
+            .arg(peers_script())
+            .args(["spire-down", self.dir.path().to_str().unwrap(), NAME])
+            .status();
     }
 }
 
@@ -103,29 +121,39 @@ fn client_trusting(pem: &str) -> tokio_rustls::TlsConnector {
         roots.add(der.unwrap()).unwrap();
     }
     assert!(!roots.is_empty());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
 
 async fn connect(addr: std::net::SocketAddr, tls: &tokio_rustls::TlsConnector) -> (Conn, String) {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let stream = tls.connect(ServerName::try_from("localhost").unwrap(), tcp).await.expect("TLS verification against SPIRE's bundle");
+    let stream = tls
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS verification against SPIRE's bundle");
     let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].to_vec();
-    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     (Conn::H1(send), serial(&leaf))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spire_minted_certificate_serves_and_rotates() {
-    let Some(server) = SpireServer::start() else { return };
+    let Some(server) = SpireServer::start() else {
+        return;
+    };
     let socket = server.env["SPIRE_SERVER_SOCKET"].clone();
-    let client = Client::connect_lazy(format!("unix://{socket}"), ClientOptions::default()).unwrap();
+    let client =
+        Client::connect_lazy(format!("unix://{socket}"), ClientOptions::default()).unwrap();
     client.wait_ready(Duration::from_secs(30)).await.unwrap();
     let client = Arc::new(client);
 
@@ -137,16 +165,45 @@ async fn spire_minted_certificate_serves_and_rotates() {
     params.ttl = Duration::from_secs(20);
     // localhost (DNS SAN, kept by SPIRE), a service name, and 127.0.0.1 (IP SAN, dropped by
     // SPIRE: the manager must neither fail nor re-mint in a loop because of it).
-    let hosts = vec!["127.0.0.1".to_owned(), "localhost".to_owned(), "scm-webhook.spire-system.svc".to_owned()];
+    let hosts = vec![
+        "127.0.0.1".to_owned(),
+        "localhost".to_owned(),
+        "scm-webhook.spire-system.svc".to_owned(),
+    ];
     let (_hosts_tx, hosts_rx) = watch::channel(Some(hosts));
-    let handle = CertManager::spawn(params, client.clone(), hosts_rx, resolver.clone(), cancel.clone());
-    assert!(tokio::time::timeout(Duration::from_secs(30), handle.wait_minted()).await.unwrap());
+    let handle = CertManager::spawn(
+        params,
+        client.clone(),
+        hosts_rx,
+        resolver.clone(),
+        cancel.clone(),
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_secs(30), handle.wait_minted())
+            .await
+            .unwrap()
+    );
     let first = resolver.info().unwrap();
-    assert_eq!(first.uris, vec!["spiffe://example.org/spire-controller-manager-webhook".to_owned()]);
-    assert_eq!(first.dns_names, vec!["localhost".to_owned(), "scm-webhook.spire-system.svc".to_owned()]);
+    assert_eq!(
+        first.uris,
+        vec!["spiffe://example.org/spire-controller-manager-webhook".to_owned()]
+    );
+    assert_eq!(
+        first.dns_names,
+        vec![
+            "localhost".to_owned(),
+            "scm-webhook.spire-system.svc".to_owned()
+        ]
+    );
     let lifetime = first.not_after.duration_since(SystemTime::now()).unwrap();
-    assert!(lifetime <= Duration::from_secs(21), "TTL 20s requested, got {lifetime:?}");
-    eprintln!("real_spire: first SVID serial {} lifetime {lifetime:?}, IP SANs kept: {:?}", first.serial, first.ip_addresses);
+    assert!(
+        lifetime <= Duration::from_secs(21),
+        "TTL 20s requested, got {lifetime:?}"
+    );
+    eprintln!(
+        "real_spire: first SVID serial {} lifetime {lifetime:?}, IP SANs kept: {:?}",
+        first.serial, first.ip_addresses
+    );
 
     let bundle = BundleSource::get_bundle(client.as_ref()).await.unwrap();
     let tls = client_trusting(&bundle.x509_authorities_pem());
@@ -156,7 +213,15 @@ async fn spire_minted_certificate_serves_and_rotates() {
         Arc::new(NoPodSink),
         Metrics::unregistered().unwrap(),
     );
-    let srv = Server::bind(ServerConfig { addr: "127.0.0.1:0".parse().unwrap(), ..Default::default() }, resolver.clone()).await.unwrap();
+    let srv = Server::bind(
+        ServerConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        },
+        resolver.clone(),
+    )
+    .await
+    .unwrap();
     let addr = srv.local_addr().unwrap();
     let serving = tokio::spawn(srv.serve(webhook.router(), cancel.clone()));
 
@@ -168,7 +233,10 @@ async fn spire_minted_certificate_serves_and_rotates() {
         tokio::spawn(async move {
             let (mut ok, mut failed) = (0usize, Vec::new());
             while !stop.load(Ordering::Relaxed) {
-                match conn.post(Route::ValidateClusterSPIFFEID.path(), valid_review()).await {
+                match conn
+                    .post(Route::ValidateClusterSPIFFEID.path(), valid_review())
+                    .await
+                {
                     Ok((200, _)) => ok += 1,
                     other => failed.push(format!("{other:?}")),
                 }
@@ -179,22 +247,38 @@ async fn spire_minted_certificate_serves_and_rotates() {
     };
 
     let mut minted = handle.subscribe();
-    tokio::time::timeout(Duration::from_secs(40), minted.wait_for(|i| i.as_ref().is_some_and(|i| i.serial != first.serial)))
-        .await
-        .expect("no rotation within 40 s")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(40),
+        minted.wait_for(|i| i.as_ref().is_some_and(|i| i.serial != first.serial)),
+    )
+    .await
+    .expect("no rotation within 40 s")
+    .unwrap();
     let second = resolver.info().unwrap();
     let (mut fresh, s) = connect(addr, &tls).await;
     assert_eq!(s, second.serial, "a new connection gets the rotated SVID");
-    assert_eq!(fresh.post(Route::ObservePod.path(), valid_review()).await.unwrap().0, 200);
+    assert_eq!(
+        fresh
+            .post(Route::ObservePod.path(), valid_review())
+            .await
+            .unwrap()
+            .0,
+        200
+    );
 
     stop.store(true, Ordering::Relaxed);
     let (ok, failed) = traffic.await.unwrap();
-    assert!(failed.is_empty(), "requests failed across the rotation: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "requests failed across the rotation: {failed:?}"
+    );
     assert!(ok > 20, "too little traffic: {ok}");
     // One mint plus one rotation (not a loop caused by the dropped IP SAN).
     let rotations = metrics.certificate_rotations.get();
-    assert!((2.0..=3.0).contains(&rotations), "unexpected number of mints: {rotations}");
+    assert!(
+        (2.0..=3.0).contains(&rotations),
+        "unexpected number of mints: {rotations}"
+    );
 
     cancel.cancel();
     serving.await.unwrap().unwrap();

@@ -27,7 +27,11 @@ impl TestCa {
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
         let cert = params.self_signed(&key).unwrap();
-        Self { der: cert.der().clone(), pem: cert.pem(), issuer: Issuer::new(params, key) }
+        Self {
+            der: cert.der().clone(),
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
     }
 
     /// A leaf for `sans` (DNS names or IPs) valid for `validity` from now; PEM chain + key.
@@ -53,7 +57,8 @@ impl TestCa {
 
     /// What a SPIRE server does with MintX509SVID: sign the CSR's key and SANs, TTL `ttl`.
     pub fn sign_csr(&self, csr_der: &[u8], ttl: Duration) -> Vec<Vec<u8>> {
-        let csr = rcgen::CertificateSigningRequestParams::from_der(&csr_der.to_vec().into()).unwrap();
+        let csr =
+            rcgen::CertificateSigningRequestParams::from_der(&csr_der.to_vec().into()).unwrap();
         let mut csr = csr;
         csr.params.not_before = time_now() - time::Duration::seconds(1);
         csr.params.not_after = time_now() + ttl;
@@ -81,11 +86,13 @@ pub fn connector(cas: &[&TestCa], alpn: &[&[u8]]) -> TlsConnector {
     for ca in cas {
         roots.add(ca.der.clone()).unwrap();
     }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     TlsConnector::from(Arc::new(cfg))
 }
@@ -96,16 +103,25 @@ pub enum Conn {
 }
 
 /// Connects, handshakes, and returns the HTTP sender, the served leaf and the ALPN result.
-pub async fn connect(addr: SocketAddr, tls: &TlsConnector, h2: bool) -> (Conn, CertificateDer<'static>, Option<Vec<u8>>) {
+pub async fn connect(
+    addr: SocketAddr,
+    tls: &TlsConnector,
+    h2: bool,
+) -> (Conn, CertificateDer<'static>, Option<Vec<u8>>) {
     let tcp = TcpStream::connect(addr).await.unwrap();
     tcp.set_nodelay(true).unwrap();
-    let stream = tls.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    let stream = tls
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
     let (_, session) = stream.get_ref();
     let leaf = session.peer_certificates().unwrap()[0].clone().into_owned();
     let alpn = session.alpn_protocol().map(|p| p.to_vec());
     let io = TokioIo::new(stream);
     let conn = if h2 {
-        let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
+        let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .unwrap();
         tokio::spawn(conn);
         Conn::H2(send)
     } else {
@@ -136,7 +152,12 @@ impl Conn {
         }
         .map_err(|e| e.to_string())?;
         let status = res.status().as_u16();
-        let body = res.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
         Ok((status, body))
     }
 }
