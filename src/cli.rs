@@ -413,19 +413,24 @@ async fn spawn_webhook(
         health.add_ready_check("webhook-certificate", move || if r.cert_loaded() { Ok(()) } else { Err("no serving certificate yet".into()) });
     }
     let spire = Arc::new(spire.clone());
-    let cab = CaBundleManager::spawn(client.clone(), CaBundleParams::new(config.validating_webhook_configuration_name.clone()), spire.clone(), cancel.clone());
+    // SPIRE-minted certificate (upstream's way): caBundle is kept equal to SPIRE's trust
+    // bundle. Files from webhook.certDir (e.g. cert-manager): caBundle is left to whoever
+    // issues them, since SPIRE's CA would not verify that certificate.
+    let mut cab_task = None;
     match &config.webhook.cert_dir {
         Some(dir) if !dir.is_empty() => {
             let dir = PathBuf::from(dir);
-            tracing::info!(dir = %dir.display(), "webhook certificate from files (tls.crt, tls.key)");
+            tracing::info!(dir = %dir.display(), "webhook certificate from files (tls.crt, tls.key); caBundle is not managed");
             FileCertSource::spawn(FileCertParams::new(dir.join("tls.crt"), dir.join("tls.key")), resolver.clone(), cancel.clone());
         }
         _ => {
+            let cab = CaBundleManager::spawn(client.clone(), CaBundleParams::new(config.validating_webhook_configuration_name.clone()), spire.clone(), cancel.clone());
             let mut params = CertManagerParams::new(config.trust_domain.clone());
             if let Ok(ttl) = std::env::var("SCM_WEBHOOK_CERT_TTL") {
                 params.ttl = scm_config::parse_go_duration_std(&ttl).map_err(|e| anyhow::anyhow!("SCM_WEBHOOK_CERT_TTL: {}", e.go_message()))?;
             }
             CertManager::spawn(params, spire, cab.hosts(), resolver.clone(), cancel.clone());
+            cab_task = Some(cab.task);
         }
     }
     let host = if config.webhook.host.is_empty() { "0.0.0.0" } else { config.webhook.host.as_str() };
@@ -435,14 +440,15 @@ async fn spawn_webhook(
     tracing::info!(addr = %server.local_addr()?, "serving admission webhooks");
     let c = cancel.clone();
     servers.spawn(async move { server.serve(webhook.router(), c).await.context("webhook server") });
-    let cab_task = cab.task;
-    servers.spawn(async move {
-        match cab_task.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(anyhow::anyhow!(e).context("webhook caBundle manager")),
-            Err(e) => Err(anyhow::anyhow!("caBundle manager panicked: {e}")),
-        }
-    });
+    if let Some(cab_task) = cab_task {
+        servers.spawn(async move {
+            match cab_task.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(anyhow::anyhow!(e).context("webhook caBundle manager")),
+                Err(e) => Err(anyhow::anyhow!("caBundle manager panicked: {e}")),
+            }
+        });
+    }
     Ok(())
 }
 
