@@ -230,6 +230,7 @@ pub fn show_id(v: &serde_json::Value) -> String {
 /// The controller binary running as a child process with a config file.
 pub struct Controller {
     child: Option<Child>,
+    last_exit: Option<bool>,
     pub dir: PathBuf,
     pub config_path: PathBuf,
     pub log: PathBuf,
@@ -264,7 +265,7 @@ impl Controller {
         );
         std::fs::write(&config_path, text).unwrap();
         let log = dir.join("controller.log");
-        let mut ctl = Controller { child: None, dir, config_path, log, metrics_addr, health_addr };
+        let mut ctl = Controller { child: None, last_exit: None, dir, config_path, log, metrics_addr, health_addr };
         ctl.spawn(env);
         ctl
     }
@@ -286,18 +287,26 @@ impl Controller {
         self.spawn(&[("ENABLE_WEBHOOKS", "false")]);
     }
 
+    /// SIGTERM, then up to 10 s for a clean exit, then SIGKILL.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             unsafe_sigterm(child.id());
-            for _ in 0..100 {
-                if child.try_wait().ok().flatten().is_some() {
+            for _ in 0..200 {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.last_exit = Some(status.success());
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
             let _ = child.kill();
             let _ = child.wait();
+            self.last_exit = Some(false);
         }
+    }
+
+    /// Whether the last `stop` ended in a clean, successful exit (no SIGKILL needed).
+    pub fn exited_cleanly(&self) -> bool {
+        self.last_exit == Some(true)
     }
 
     pub fn logs(&self) -> String {

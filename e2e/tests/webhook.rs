@@ -249,3 +249,145 @@ async fn admission_through_the_real_apiserver() {
     drop(configs);
     let _ = vapi.delete(&vwc, &DeleteParams::default()).await;
 }
+
+/// A TCP front end playing the part of the webhook Service: new connections go round-robin
+/// to the backends still listed (Kubernetes removes a terminating pod's endpoint).
+struct Front {
+    port: u16,
+    backends: std::sync::Arc<std::sync::Mutex<Vec<u16>>>,
+}
+
+impl Front {
+    async fn start(backends: Vec<u16>) -> Front {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let backends = std::sync::Arc::new(std::sync::Mutex::new(backends));
+        let list = backends.clone();
+        tokio::spawn(async move {
+            let mut n = 0usize;
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = {
+                    let b = list.lock().unwrap();
+                    if b.is_empty() {
+                        continue;
+                    }
+                    let t = b[n % b.len()];
+                    n += 1;
+                    t
+                };
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Front { port, backends }
+    }
+
+    fn remove(&self, port: u16) {
+        self.backends.lock().unwrap().retain(|p| *p != port);
+    }
+}
+
+/// SIGTERM to one of two replicas during admission traffic fails no request: the
+/// terminating replica finishes what it accepted and stops taking connections; the
+/// apiserver's next requests reach the other replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_during_admission_traffic_fails_no_request() {
+    let client = kube().await;
+    let spire = Spire::start(&unique("drain"), TD);
+    let class = unique("drain");
+    let (port_a, port_b) = (free_port(), free_port());
+    let front = Front::start(vec![port_a, port_b]).await;
+    let vwc = format!("{class}-validating");
+    let sel = json!({"objectSelector": {"matchLabels": {"e2e-webhook": class}}});
+    let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": vwc},
+        "webhooks": [webhook("vclusterspiffeid.kb.io", &format!("https://localhost:{}/validate-spire-spiffe-io-v1alpha1-clusterspiffeid", front.port), "clusterspiffeids", &["CREATE", "UPDATE"], "Fail", sel)]
+    }))
+    .unwrap();
+    let vapi: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    vapi.create(&PostParams::default(), &validating).await.unwrap();
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = kubectl(&["delete", "validatingwebhookconfiguration", &self.0, "--ignore-not-found"]);
+        }
+    }
+    let _cleanup = Cleanup(vwc.clone());
+    let config = |port: u16| {
+        format!(
+            "trustDomain: {TD}\nclusterName: e2e\nclusterDomain: cluster.local\nspireServerSocketPath: {}\nclassName: {class}\nvalidatingWebhookConfigurationName: {vwc}\nwebhook:\n  host: 127.0.0.1\n  port: {port}\nentryIDPrefix: {class}\n",
+            spire.socket()
+        )
+    };
+    let dbg = [("ENABLE_WEBHOOKS", "true")];
+    let mut a = Controller::start_env(&format!("{class}-a"), &config(port_a), &dbg);
+    let mut b = Controller::start_env(&format!("{class}-b"), &config(port_b), &dbg);
+    for c in [&a, &b] {
+        eventually(WAIT, "replica ready", || async {
+            let (code, _) = http_get(&c.health_addr, "/readyz").await?;
+            (code == 200).then_some(())
+        })
+        .await;
+    }
+    let api: Api<kube::api::DynamicObject> = Api::all_with(
+        client.clone(),
+        &kube::api::ApiResource {
+            group: "spire.spiffe.io".into(),
+            version: "v1alpha1".into(),
+            api_version: "spire.spiffe.io/v1alpha1".into(),
+            kind: "ClusterSPIFFEID".into(),
+            plural: "clusterspiffeids".into(),
+        },
+    );
+    // Four concurrent clients for 12 s; after 4 s the replica serving them is terminated.
+    let stop_at = Instant::now() + Duration::from_secs(12);
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let api = api.clone();
+        let class = class.clone();
+        tasks.push(tokio::spawn(async move {
+            let dry = PostParams { dry_run: true, ..Default::default() };
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            let mut i = 0;
+            while Instant::now() < stop_at {
+                i += 1;
+                let obj: kube::api::DynamicObject = serde_json::from_value(json!({
+                    "apiVersion": "spire.spiffe.io/v1alpha1", "kind": "ClusterSPIFFEID",
+                    "metadata": {"name": format!("{class}-w{w}-{i}"), "labels": {"e2e-webhook": class}},
+                    "spec": {"className": class, "spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/drain"}
+                }))
+                .unwrap();
+                match api.create(&dry, &obj).await {
+                    Ok(_) => ok += 1,
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let requests = "spire_controller_manager_webhook_requests_total";
+    // The apiserver keeps one (h2) connection: terminate the replica it landed on.
+    let (victim, survivor, victim_port) =
+        if a.metric(requests, &[]).await > 0.0 { (&mut a, &mut b, port_a) } else { (&mut b, &mut a, port_b) };
+    let served_by_victim = victim.metric(requests, &[]).await;
+    front.remove(victim_port);
+    // SIGTERM, then wait for the exit without blocking the front end's tasks.
+    tokio::task::block_in_place(|| victim.stop());
+    let (mut ok, mut failed) = (0, Vec::new());
+    for t in tasks {
+        let (o, f) = t.await.unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    eprintln!("admission during SIGTERM: {ok} ok, {} failed; the terminated replica had served {served_by_victim}", failed.len());
+    assert!(served_by_victim > 0.0, "the terminated replica took traffic before SIGTERM");
+    assert!(failed.is_empty(), "requests failed: {failed:?}\n--- terminated replica:\n{}", victim.logs());
+    assert!(ok > 100);
+    assert!(survivor.metric(requests, &[]).await > 0.0, "the other replica took over");
+    assert!(victim.logs().contains("shutting down"), "{}", victim.logs());
+    assert!(victim.exited_cleanly(), "the terminated replica exited by itself:\n{}", victim.logs());
+}
