@@ -14,6 +14,11 @@ use serde_json::{Value, json};
 use crate::harness::*;
 
 const TD: &str = "example.org";
+
+/// The webhook tests run one at a time: each controller keeps the (cluster-wide, fixed
+/// name) mutating and pod-observer configurations' caBundle equal to its own SPIRE
+/// server's CA, and every test has its own SPIRE server.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const WAIT: Duration = Duration::from_secs(45);
 
 struct Configs {
@@ -107,6 +112,7 @@ fn pem_certs(pem: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn admission_through_the_real_apiserver() {
+    let _serial = SERIAL.lock().await;
     let client = kube().await;
     let spire = Spire::start(&unique("webhook"), TD);
     let class = unique("webhook");
@@ -295,6 +301,7 @@ impl Front {
 /// apiserver's next requests reach the other replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_during_admission_traffic_fails_no_request() {
+    let _serial = SERIAL.lock().await;
     let client = kube().await;
     let spire = Spire::start(&unique("drain"), TD);
     let class = unique("drain");
