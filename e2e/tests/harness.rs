@@ -9,131 +9,39 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::ops::Deref;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::Once;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::Client;
+pub use scm_testkit::{eventually, free_port, peers_sh, Peers, SpireServer};
+/// Exports read from a `peers.sh` env file (the harness's name for it).
+#[allow(unused_imports)]
+pub use scm_testkit::PeersEnv as Env;
 use serde_json::json;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Exports read from a `peers.sh` env file.
-#[derive(Clone, Debug)]
-pub struct Env(pub BTreeMap<String, String>);
-
-impl Env {
-    pub fn read(path: &Path) -> Env {
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        let mut map = BTreeMap::new();
-        for line in text.lines() {
-            let Some(rest) = line.strip_prefix("export ") else { continue };
-            let Some((k, v)) = rest.split_once('=') else { continue };
-            map.insert(k.to_owned(), unquote(v));
-        }
-        Env(map)
-    }
-
-    pub fn get(&self, key: &str) -> &str {
-        self.0.get(key).unwrap_or_else(|| panic!("{key} missing from peers env"))
-    }
-}
-
-/// Undoes bash `printf %q` for the simple values peers.sh writes.
-fn unquote(v: &str) -> String {
-    if let Some(inner) = v.strip_prefix("$'").and_then(|s| s.strip_suffix('\'')) {
-        return inner.replace("\\'", "'").replace("\\\\", "\\");
-    }
-    if let Some(inner) = v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
-        return inner.to_owned();
-    }
-    let mut out = String::new();
-    let mut chars = v.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(n) = chars.next() {
-                out.push(n);
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-pub struct Peers {
-    pub env: Env,
-    pub dir: PathBuf,
-}
-
-static PEERS: OnceLock<Peers> = OnceLock::new();
-
-/// The shared peers, started on first use when `make test` did not start them.
+/// The shared peers (`PEERS_ENV`'s, or started on first use), with the CRDs installed.
 pub fn peers() -> &'static Peers {
-    PEERS.get_or_init(|| {
-        let env_file = match std::env::var("PEERS_ENV") {
-            Ok(p) => PathBuf::from(p),
-            Err(_) => start_own_peers(),
-        };
-        let env = Env::read(&env_file);
-        let dir = PathBuf::from(env.get("PEERS_DIR"));
-        let peers = Peers { env, dir };
-        install_crds(&peers);
-        peers
-    })
-}
-
-fn start_own_peers() -> PathBuf {
-    let dir = root().join("target").join(format!("e2e-peers-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let script = root().join("e2e/peers.sh");
-    let status = Command::new(&script).arg("up").arg(&dir).status().expect("run e2e/peers.sh up");
-    assert!(status.success(), "e2e/peers.sh up {} failed", dir.display());
-    // Stop the peers when this process exits, however it exits.
-    let watchdog = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; '{script}' down '{dir}' >/dev/null 2>&1",
-        pid = std::process::id(),
-        script = script.display(),
-        dir = dir.display()
-    );
-    Command::new("sh").arg("-c").arg(watchdog).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("watchdog");
-    dir.join("env")
-}
-
-fn install_crds(peers: &Peers) {
-    let kubectl = peers.env.get("KUBECTL");
-    let out = Command::new(kubectl)
-        .env("KUBECONFIG", peers.env.get("KUBECONFIG"))
-        .args(["apply", "--server-side", "--force-conflicts", "-f"])
-        .arg(root().join("crds"))
-        .output()
-        .expect("kubectl apply crds");
-    assert!(out.status.success(), "installing CRDs failed: {}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new(kubectl)
-        .env("KUBECONFIG", peers.env.get("KUBECONFIG"))
-        .args(["wait", "--for=condition=Established", "--timeout=60s", "-f"])
-        .arg(root().join("crds"))
-        .output()
-        .expect("kubectl wait");
-    assert!(out.status.success(), "CRDs not established: {}", String::from_utf8_lossy(&out.stderr));
+    static CRDS: Once = Once::new();
+    let peers = Peers::shared();
+    CRDS.call_once(|| peers.install_crds());
+    peers
 }
 
 pub async fn kube() -> Client {
-    let peers = peers();
-    let kubeconfig = kube::config::Kubeconfig::read_from(peers.env.get("KUBECONFIG")).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("kube config");
-    Client::try_from(config).expect("kube client")
+    peers().env.kube_client().await
 }
 
 pub fn kubectl(args: &[&str]) -> std::process::Output {
-    let peers = peers();
-    Command::new(peers.env.get("KUBECTL")).env("KUBECONFIG", peers.env.get("KUBECONFIG")).args(args).output().expect("kubectl")
+    peers().env.kubectl(args)
 }
 
 /// `kubectl apply -f -` with the given YAML/JSON; returns (success, stdout+stderr).
@@ -161,12 +69,8 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{n}", std::process::id() % 100000)
 }
 
-/// A spire-server of its own for one test (fresh state).
-pub struct Spire {
-    pub env: Env,
-    dir: PathBuf,
-    name: String,
-}
+/// A spire-server of its own for one test (fresh state), under the shared peers' directory.
+pub struct Spire(pub SpireServer);
 
 impl Spire {
     pub fn start(name: &str, trust_domain: &str) -> Spire {
@@ -174,51 +78,19 @@ impl Spire {
     }
 
     pub fn start_with(name: &str, trust_domain: &str, extra: &[&str]) -> Spire {
-        let peers = peers();
-        let dir = peers.dir.join("t");
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = Command::new(root().join("e2e/peers.sh"))
-            .arg("spire-up")
-            .arg(&dir)
-            .arg(name)
-            .arg(trust_domain)
-            .args(extra)
-            .output()
-            .expect("peers.sh spire-up");
-        assert!(out.status.success(), "spire-up {name}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        let env = Env::read(&dir.join(name).join("env"));
-        Spire { env, dir, name: name.to_owned() }
-    }
-
-    pub fn socket(&self) -> &str {
-        self.env.get("SPIRE_SERVER_SOCKET")
+        Spire(SpireServer::start_in(&peers().dir.join("t"), name, trust_domain, extra))
     }
 
     pub async fn client(&self) -> scm_spire_api::Client {
         scm_spire_api::Client::connect_lazy(self.socket(), Default::default()).expect("spire client")
     }
-
-    /// `spire-server entry show -output json`, as (spiffe_id, parent_id, selectors, entry id) tuples.
-    pub fn entry_show(&self) -> Vec<serde_json::Value> {
-        let out = Command::new(self.env.get("SPIRE_SERVER_BIN"))
-            .args(["entry", "show", "-output", "json", "-socketPath", self.socket()])
-            .output()
-            .expect("spire-server entry show");
-        assert!(out.status.success(), "entry show: {}", String::from_utf8_lossy(&out.stderr));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("entry show json");
-        v["entries"].as_array().cloned().unwrap_or_default()
-    }
-
-    pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        let mut full: Vec<&str> = args.to_vec();
-        full.extend(["-socketPath", self.socket()]);
-        Command::new(self.env.get("SPIRE_SERVER_BIN")).args(full).output().expect("spire-server")
-    }
 }
 
-impl Drop for Spire {
-    fn drop(&mut self) {
-        let _ = Command::new(root().join("e2e/peers.sh")).arg("spire-down").arg(&self.dir).arg(&self.name).output();
+impl Deref for Spire {
+    type Target = SpireServer;
+
+    fn deref(&self) -> &SpireServer {
+        &self.0
     }
 }
 
@@ -236,10 +108,6 @@ pub struct Controller {
     pub log: PathBuf,
     pub metrics_addr: String,
     pub health_addr: String,
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn controller_bin() -> PathBuf {
@@ -358,24 +226,6 @@ pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let code = text.split_whitespace().nth(1)?.parse().ok()?;
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     Some((code, body))
-}
-
-/// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 // ---------------------------------------------------------------- objects

@@ -72,12 +72,11 @@ async fn readiness_follows_spire() {
     eventually(WAIT, "ready", || ready(200)).await;
     let (code, _) = http_get(&ctl.health_addr, "/healthz").await.unwrap();
     assert_eq!(code, 200);
-    let script = root().join("e2e/peers.sh");
-    let stop = std::process::Command::new(&script).arg("spire-stop").arg(&peers.dir).output().unwrap();
+    let stop = peers_sh().arg("spire-stop").arg(&peers.dir).output().unwrap();
     assert!(stop.status.success(), "{}", String::from_utf8_lossy(&stop.stderr));
     let body = eventually(WAIT, "not ready while SPIRE is down", || ready(503)).await;
     assert!(body.contains("spire"), "{body}");
-    let start = std::process::Command::new(&script).arg("spire-start").arg(&peers.dir).output().unwrap();
+    let start = peers_sh().arg("spire-start").arg(&peers.dir).output().unwrap();
     assert!(start.status.success(), "{}", String::from_utf8_lossy(&start.stderr));
     eventually(WAIT, "ready again", || ready(200)).await;
     // Liveness never failed: the loop kept beating while SPIRE was down.

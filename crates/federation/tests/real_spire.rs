@@ -7,8 +7,6 @@
 //! is set (as under `make test`): then it fails.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,210 +20,80 @@ use scm_api::{
 use scm_federation::{Action, FederationReconciler, PassOutcome, PassResult};
 use scm_spiffe::{Bundle, TrustDomain};
 use scm_spire_api::{Client, ClientOptions};
-use serde_json::Value;
+use scm_testkit::{SpireServer, require_peers};
 
 const MAIN: &str = "main";
 const PARTNER: &str = "partner";
 const PARTNER_TD: &str = "partner.example";
 const PARTNER_ENDPOINT_ID: &str = "spiffe://partner.example/spire/server";
 
-fn peers_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../e2e/peers.sh")
+/// `main` and `partner`, each started by `peers.sh spire-up` (see [`SpireServer`]).
+fn start_servers() -> Option<(SpireServer, SpireServer)> {
+    if !require_peers("real_spire", &["spire"]) {
+        return None;
+    }
+    let main = SpireServer::start(MAIN, "example.org");
+    let partner = SpireServer::start_with(PARTNER, PARTNER_TD, &["--bundle-endpoint"]);
+    Some((main, partner))
 }
 
-/// The spire-servers started by `peers.sh spire-up` in one temp dir; stopped on drop.
-struct Peers {
-    dir: tempfile::TempDir,
-    started: Vec<&'static str>,
-    env: BTreeMap<&'static str, BTreeMap<String, String>>,
-}
-
-impl Peers {
-    /// `None` (after a loud message) when the peers are not built and not required.
-    fn start() -> Option<Self> {
-        let script = peers_script();
-        let required = std::env::var_os("SPIRE_TESTS_REQUIRE_PEERS").is_some_and(|v| !v.is_empty());
-        let built = script.exists()
-            && Command::new("bash")
-                .arg(&script)
-                .args(["path", "spire"])
-                .output()
-                .is_ok_and(|o| o.status.success());
-        if !built {
-            let why = format!(
-                "spire-server v1.13.3 is not built or {} is missing (run: e2e/peers.sh build spire)",
-                script.display()
-            );
-            if required {
-                panic!("SPIRE_TESTS_REQUIRE_PEERS is set but {why}");
-            }
-            eprintln!(
-                "\n{bar}\nSKIPPED real_spire: {why}\n{bar}\n",
-                bar = "!".repeat(78)
-            );
-            return None;
-        }
-        // /tmp keeps the socket paths short (sun_path is 108 bytes).
-        let dir = tempfile::Builder::new()
-            .prefix("scm-fed.")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let mut peers = Peers {
-            dir,
-            started: Vec::new(),
-            env: BTreeMap::new(),
-        };
-        peers.spire_up(MAIN, "example.org", false);
-        peers.spire_up(PARTNER, PARTNER_TD, true);
-        Some(peers)
-    }
-
-    fn spire_up(&mut self, name: &'static str, trust_domain: &str, bundle_endpoint: bool) {
-        let mut cmd = Command::new("bash");
-        cmd.arg(peers_script()).args([
-            "spire-up",
-            self.dir.path().to_str().unwrap(),
-            name,
-            trust_domain,
-        ]);
-        if bundle_endpoint {
-            cmd.arg("--bundle-endpoint");
-        }
-        let out = cmd.output().unwrap();
-        self.started.push(name);
-        assert!(
-            out.status.success(),
-            "peers.sh spire-up {name} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env =
-            parse_env(&std::fs::read_to_string(self.dir.path().join(name).join("env")).unwrap());
-        self.env.insert(name, env);
-    }
-
-    fn var(&self, server: &str, name: &str) -> &str {
-        self.env[server]
-            .get(name)
-            .unwrap_or_else(|| panic!("{name} missing from {server}'s env file"))
-    }
-
-    fn socket(&self, server: &str) -> &str {
-        self.var(server, "SPIRE_SERVER_SOCKET")
-    }
-
-    /// Runs the spire-server CLI against `server`; stdout, asserting success.
-    fn cli(&self, server: &str, args: &[&str]) -> String {
-        let out = Command::new(self.var(server, "SPIRE_SERVER_BIN"))
-            .args(args)
-            .args(["-socketPath", self.socket(server)])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "spire-server {args:?} ({server}): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn cli_json(&self, server: &str, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.extend(["-output", "json"]);
-        serde_json::from_str(&self.cli(server, &args)).unwrap()
-    }
-
-    /// `federation list` of `server`: trust domain → (URL, profile, endpoint SPIFFE ID).
-    fn federations(&self, server: &str) -> BTreeMap<String, (String, &'static str, String)> {
-        let v = self.cli_json(server, &["federation", "list"]);
-        v["federation_relationships"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|fr| {
-                        let (profile, id) = if fr.get("https_spiffe").is_some_and(|p| !p.is_null())
-                        {
-                            (
-                                "https_spiffe",
-                                fr["https_spiffe"]["endpoint_spiffe_id"]
-                                    .as_str()
-                                    .unwrap()
-                                    .to_owned(),
-                            )
-                        } else {
-                            ("https_web", String::new())
-                        };
+/// `federation list` of `server`: trust domain → (URL, profile, endpoint SPIFFE ID).
+fn federations(server: &SpireServer) -> BTreeMap<String, (String, &'static str, String)> {
+    let v = server.cli_json(&["federation", "list"]);
+    v["federation_relationships"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|fr| {
+                    let (profile, id) = if fr.get("https_spiffe").is_some_and(|p| !p.is_null()) {
                         (
-                            fr["trust_domain"].as_str().unwrap().to_owned(),
-                            (
-                                fr["bundle_endpoint_url"].as_str().unwrap().to_owned(),
-                                profile,
-                                id,
-                            ),
+                            "https_spiffe",
+                            fr["https_spiffe"]["endpoint_spiffe_id"]
+                                .as_str()
+                                .unwrap()
+                                .to_owned(),
                         )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// `bundle list` of `server`: federated trust domain → X.509 authorities (DER).
-    fn federated_bundles(&self, server: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
-        let v = self.cli_json(server, &["bundle", "list"]);
-        v["bundles"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|b| {
-                        let mut certs: Vec<Vec<u8>> = b["x509_authorities"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .map(|c| {
-                                base64::engine::general_purpose::STANDARD
-                                    .decode(c["asn1"].as_str().unwrap())
-                                    .unwrap()
-                            })
-                            .collect();
-                        certs.sort();
-                        (b["trust_domain"].as_str().unwrap().to_owned(), certs)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Peers {
-    fn drop(&mut self) {
-        for name in self.started.iter().rev() {
-            let _ = Command::new("bash")
-                .arg(peers_script())
-                .args(["spire-down", self.dir.path().to_str().unwrap(), name])
-                .status();
-        }
-    }
-}
-
-/// `export NAME=value` lines as written by peers.sh (bash `printf %q` quoting).
-fn parse_env(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            let mut out = String::new();
-            let mut chars = v.chars();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => out.extend(chars.next()),
-                    '\'' => {}
-                    c => out.push(c),
-                }
-            }
-            (k.to_owned(), out)
+                    } else {
+                        ("https_web", String::new())
+                    };
+                    (
+                        fr["trust_domain"].as_str().unwrap().to_owned(),
+                        (
+                            fr["bundle_endpoint_url"].as_str().unwrap().to_owned(),
+                            profile,
+                            id,
+                        ),
+                    )
+                })
+                .collect()
         })
-        .collect()
+        .unwrap_or_default()
+}
+
+/// `bundle list` of `server`: federated trust domain → X.509 authorities (DER).
+fn federated_bundles(server: &SpireServer) -> BTreeMap<String, Vec<Vec<u8>>> {
+    let v = server.cli_json(&["bundle", "list"]);
+    v["bundles"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|b| {
+                    let mut certs: Vec<Vec<u8>> = b["x509_authorities"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|c| {
+                            base64::engine::general_purpose::STANDARD
+                                .decode(c["asn1"].as_str().unwrap())
+                                .unwrap()
+                        })
+                        .collect();
+                    certs.sort();
+                    (b["trust_domain"].as_str().unwrap().to_owned(), certs)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------- CRs
@@ -326,20 +194,22 @@ fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 
 #[tokio::test]
 async fn federation_against_real_spire_servers() {
-    let Some(peers) = Peers::start() else { return };
-    let client = Client::connect_lazy(peers.socket(MAIN), ClientOptions::default()).unwrap();
+    let Some((main, partner)) = start_servers() else {
+        return;
+    };
+    let client = Client::connect_lazy(main.socket(), ClientOptions::default()).unwrap();
     client.wait_ready(Duration::from_secs(30)).await.unwrap();
     let mut reconciler = FederationReconciler::new("", false);
 
-    let partner_url = peers.var(PARTNER, "SPIRE_BUNDLE_ENDPOINT_URL").to_owned();
-    let partner_port = peers.var(PARTNER, "SPIRE_BUNDLE_ENDPOINT_PORT").to_owned();
-    let partner_doc = peers.cli(PARTNER, &["bundle", "show", "-format", "spiffe"]);
+    let partner_url = partner.var("SPIRE_BUNDLE_ENDPOINT_URL").to_owned();
+    let partner_port = partner.var("SPIRE_BUNDLE_ENDPOINT_PORT").to_owned();
+    let partner_doc = partner.cli_ok(&["bundle", "show", "-format", "spiffe"]);
     let partner_bundle =
         Bundle::parse_jwks(TrustDomain::parse(PARTNER_TD).unwrap(), &partner_doc).unwrap();
     assert!(!partner_bundle.x509_authorities.is_empty());
-    assert!(peers.federations(MAIN).is_empty());
+    assert!(federations(&main).is_empty());
     assert!(
-        !peers.federated_bundles(MAIN).contains_key(PARTNER_TD),
+        !federated_bundles(&main).contains_key(PARTNER_TD),
         "main starts without the partner's bundle"
     );
 
@@ -375,7 +245,7 @@ async fn federation_against_real_spire_servers() {
         "{res:#?}"
     );
     assert_eq!(
-        peers.federated_bundles(MAIN).get("boot.example"),
+        federated_bundles(&main).get("boot.example"),
         Some(&vec![boot_ca.clone()])
     );
 
@@ -394,12 +264,11 @@ async fn federation_against_real_spire_servers() {
         }
     );
     assert_eq!(
-        peers.federations(MAIN).remove("boot.example").unwrap().1,
+        federations(&main).remove("boot.example").unwrap().1,
         "https_web"
     );
     assert_eq!(
-        peers
-            .federations(MAIN)
+        federations(&main)
             .into_iter()
             .filter(|(k, _)| k != "boot.example")
             .collect::<BTreeMap<_, _>>(),
@@ -425,22 +294,15 @@ async fn federation_against_real_spire_servers() {
 
     // ---- main now holds the partner's bundle, and fetches it from the partner's endpoint
     let partner_cas = sorted(partner_bundle.x509_authorities.clone());
-    assert_eq!(
-        peers.federated_bundles(MAIN).get(PARTNER_TD),
-        Some(&partner_cas)
-    );
-    assert!(peers.cli(MAIN, &["bundle", "list"]).contains(PARTNER_TD));
+    assert_eq!(federated_bundles(&main).get(PARTNER_TD), Some(&partner_cas));
+    assert!(main.cli_ok(&["bundle", "list"]).contains(PARTNER_TD));
     // An authenticated fetch from the https_spiffe endpoint (fails unless the endpoint's
     // SVID verifies against the bootstrap bundle and has the endpoint SPIFFE ID).
     assert!(
-        peers
-            .cli(MAIN, &["federation", "refresh", "-id", PARTNER_TD])
+        main.cli_ok(&["federation", "refresh", "-id", PARTNER_TD])
             .contains("Bundle refreshed")
     );
-    assert_eq!(
-        peers.federated_bundles(MAIN).get(PARTNER_TD),
-        Some(&partner_cas)
-    );
+    assert_eq!(federated_bundles(&main).get(PARTNER_TD), Some(&partner_cas));
 
     // ---- no change: zero writes (SPIRE's refreshed bundle differs in metadata from the CR's)
     let res = reconciler.pass(&client, &crs).await.unwrap();
@@ -490,7 +352,7 @@ async fn federation_against_real_spire_servers() {
         }
     );
     assert_eq!(
-        peers.federations(MAIN)["web.example"].0,
+        federations(&main)["web.example"].0,
         "https://web2.example.invalid/bundle"
     );
 
@@ -508,7 +370,7 @@ async fn federation_against_real_spire_servers() {
     let res = reconciler.pass(&client, &crs).await.unwrap();
     assert_eq!((res.updated, res.failed), (1, 0), "{res:#?}");
     assert_eq!(
-        peers.federations(MAIN)["web.example"],
+        federations(&main)["web.example"],
         (
             "https://web2.example.invalid/bundle".to_owned(),
             "https_spiffe",
@@ -531,7 +393,7 @@ async fn federation_against_real_spire_servers() {
         }
     );
     assert_eq!(
-        peers.federations(MAIN)["web.example"],
+        federations(&main)["web.example"],
         (
             "https://web2.example.invalid/bundle".to_owned(),
             "https_web",
@@ -561,15 +423,14 @@ async fn federation_against_real_spire_servers() {
             }
         }
     );
-    assert_eq!(peers.federations(MAIN)[PARTNER_TD].0, partner_url2);
+    assert_eq!(federations(&main)[PARTNER_TD].0, partner_url2);
     assert_eq!(
-        peers.federated_bundles(MAIN).get(PARTNER_TD),
+        federated_bundles(&main).get(PARTNER_TD),
         Some(&partner_cas),
         "an update without a bundle keeps SPIRE's"
     );
     assert!(
-        peers
-            .cli(MAIN, &["federation", "refresh", "-id", PARTNER_TD])
+        main.cli_ok(&["federation", "refresh", "-id", PARTNER_TD])
             .contains("Bundle refreshed")
     );
 
@@ -609,7 +470,7 @@ async fn federation_against_real_spire_servers() {
     );
     let with_extra = sorted([partner_cas.clone(), vec![extra_ca.clone()]].concat());
     assert_eq!(
-        peers.federated_bundles(MAIN).get(PARTNER_TD),
+        federated_bundles(&main).get(PARTNER_TD),
         Some(&with_extra),
         "the edited bundle reached SPIRE"
     );
@@ -617,19 +478,18 @@ async fn federation_against_real_spire_servers() {
     // Pushed once: SPIRE refreshes from the endpoint (dropping the extra authority) and
     // the pass does not put it back.
     assert!(
-        peers
-            .cli(MAIN, &["federation", "refresh", "-id", PARTNER_TD])
+        main.cli_ok(&["federation", "refresh", "-id", PARTNER_TD])
             .contains("Bundle refreshed")
     );
     assert_eq!(
-        peers.federated_bundles(MAIN).get(PARTNER_TD),
+        federated_bundles(&main).get(PARTNER_TD),
         Some(&partner_cas),
         "SPIRE refreshed from the endpoint"
     );
     let res = reconciler.pass(&client, &crs).await.unwrap();
     assert_zero_writes(&res, "after SPIRE's refresh");
     assert_eq!(
-        peers.federated_bundles(MAIN).get(PARTNER_TD),
+        federated_bundles(&main).get(PARTNER_TD),
         Some(&partner_cas),
         "no fight with SPIRE's refreshed bundle"
     );
@@ -657,7 +517,7 @@ async fn federation_against_real_spire_servers() {
         }
     );
     assert_eq!(res.outcomes["partner-dup"].reason(), "Conflict");
-    assert_eq!(peers.federations(MAIN)[PARTNER_TD].0, partner_url2);
+    assert_eq!(federations(&main)[PARTNER_TD].0, partner_url2);
 
     // ---- invalid: the relationship is kept (upstream would delete it) and reported
     crs[0] = cr(
@@ -680,7 +540,7 @@ async fn federation_against_real_spire_servers() {
         other => panic!("web: {other:?}"),
     }
     assert_eq!(res.kept, vec![(td("web.example"), "web".to_owned())]);
-    assert!(peers.federations(MAIN).contains_key("web.example"));
+    assert!(federations(&main).contains_key("web.example"));
 
     // ---- delete: the CR goes, so does the relationship; the loser of the conflict takes over
     crs.remove(0);
@@ -702,7 +562,7 @@ async fn federation_against_real_spire_servers() {
         }
     );
     assert_eq!(
-        peers.federations(MAIN),
+        federations(&main),
         BTreeMap::from([(
             PARTNER_TD.to_owned(),
             (
@@ -716,7 +576,7 @@ async fn federation_against_real_spire_servers() {
     // ---- everything goes
     let res = reconciler.pass(&client, &[]).await.unwrap();
     assert_eq!((res.deleted, res.failed), (1, 0));
-    assert!(peers.federations(MAIN).is_empty());
+    assert!(federations(&main).is_empty());
     let res = reconciler.pass(&client, &[]).await.unwrap();
     assert_zero_writes(&res, "empty");
     assert!(reconciler.memory().is_empty());

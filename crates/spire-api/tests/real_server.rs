@@ -6,8 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use scm_spiffe::{
@@ -15,6 +13,7 @@ use scm_spiffe::{
 };
 use scm_spire_api::proto::spire::api::server::entry::v1 as entryv1;
 use scm_spire_api::{Client, ClientOptions, ItemErrorKind, SpireError};
+use scm_testkit::{SpireServer, require_peers};
 use serde_json::Value;
 use tonic::Code;
 use x509_parser::extensions::GeneralName;
@@ -22,117 +21,9 @@ use x509_parser::extensions::GeneralName;
 const TRUST_DOMAIN: &str = "example.org";
 const NAME: &str = "scm-api";
 
-fn peers_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../e2e/peers.sh")
-}
-
-/// A spire-server started by `peers.sh spire-up`; stopped on drop.
-struct SpireServer {
-    dir: tempfile::TempDir,
-    env: BTreeMap<String, String>,
-}
-
-impl SpireServer {
-    /// `None` (after a loud message) when the peers are not built and not required.
-    fn start() -> Option<Self> {
-        let script = peers_script();
-        let required = std::env::var_os("SPIRE_TESTS_REQUIRE_PEERS").is_some_and(|v| !v.is_empty());
-        let built = script.exists()
-            && Command::new("bash").arg(&script).args(["path", "spire"]).output().is_ok_and(|o| o.status.success());
-        if !built {
-            let why = format!(
-                "spire-server v1.13.3 is not built or {} is missing (run: e2e/peers.sh build spire)",
-                script.display()
-            );
-            if required {
-                panic!("SPIRE_TESTS_REQUIRE_PEERS is set but {why}");
-            }
-            eprintln!("\n{bar}\nSKIPPED real_server: {why}\n{bar}\n", bar = "!".repeat(78));
-            return None;
-        }
-        // /tmp keeps the socket path short (sun_path is 108 bytes).
-        let dir = tempfile::Builder::new().prefix("scm-spire-api.").tempdir_in("/tmp").unwrap();
-        let out = Command::new("bash")
-            .arg(&script)
-            .args(["spire-up", dir.path().to_str().unwrap(), NAME, TRUST_DOMAIN])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "peers.sh spire-up failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = parse_env(&std::fs::read_to_string(dir.path().join(NAME).join("env")).unwrap());
-        Some(Self { dir, env })
-    }
-
-    fn var(&self, name: &str) -> &str {
-        self.env.get(name).unwrap_or_else(|| panic!("{name} missing from the env file"))
-    }
-
-    fn socket(&self) -> &str {
-        self.var("SPIRE_SERVER_SOCKET")
-    }
-
-    /// Runs the spire-server CLI against this server; stdout as JSON.
-    fn cli_json(&self, args: &[&str]) -> Value {
-        let out = Command::new(self.var("SPIRE_SERVER_BIN"))
-            .args(args)
-            .args(["-socketPath", self.socket(), "-output", "json"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "spire-server {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn cli_text(&self, args: &[&str]) -> String {
-        let out = Command::new(self.var("SPIRE_SERVER_BIN"))
-            .args(args)
-            .args(["-socketPath", self.socket()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "spire-server {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// `entry show -output json`, keyed by entry ID.
-    fn cli_entries(&self) -> BTreeMap<String, Value> {
-        let v = self.cli_json(&["entry", "show"]);
-        v["entries"]
-            .as_array()
-            .map(|a| a.iter().map(|e| (e["id"].as_str().unwrap().to_owned(), e.clone())).collect())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for SpireServer {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(peers_script())
-            .args(["spire-down", self.dir.path().to_str().unwrap(), NAME])
-            .status();
-    }
-}
-
-/// `export NAME=value` lines as written by peers.sh (bash `printf %q` quoting).
-fn parse_env(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            let mut out = String::new();
-            let mut chars = v.chars();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => out.extend(chars.next()),
-                    '\'' => {}
-                    c => out.push(c),
-                }
-            }
-            (k.to_owned(), out)
-        })
-        .collect()
+/// `entry show -output json`, keyed by entry ID.
+fn cli_entries(server: &SpireServer) -> BTreeMap<String, Value> {
+    server.entry_show().into_iter().map(|e| (e["id"].as_str().unwrap().to_owned(), e)).collect()
 }
 
 fn id(s: &str) -> SpiffeId {
@@ -223,7 +114,10 @@ async fn raw_page_sizes(socket: &str, page_size: i32) -> Vec<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_spire_server() {
-    let Some(server) = SpireServer::start() else { return };
+    if !require_peers("real_server", &["spire"]) {
+        return;
+    }
+    let server = SpireServer::start(NAME, TRUST_DOMAIN);
     let options = ClientOptions {
         timeout: Duration::from_secs(20),
         entry_list_page_size: 2,
@@ -250,7 +144,7 @@ async fn unsupported_fields_probe(server: &SpireServer, client: &Client) {
     let unsupported = client.get_unsupported_fields(&td(TRUST_DOMAIN)).await.unwrap();
     assert!(unsupported.is_empty(), "SPIRE 1.13 supports every probed field: {unsupported:?}");
     assert_eq!(client.count_entries().await.unwrap(), 0, "the probe entry is deleted again");
-    assert!(server.cli_entries().is_empty());
+    assert!(cli_entries(server).is_empty());
 }
 
 async fn federation(server: &SpireServer, client: &Client) {
@@ -309,7 +203,7 @@ async fn federation(server: &SpireServer, client: &Client) {
     assert_eq!(cli_tds, BTreeSet::from(["other.org", "web.org"]));
 
     // The bundle reached the server's federated bundles.
-    let fb = server.cli_text(&["bundle", "list", "-id", "spiffe://other.org", "-format", "spiffe"]);
+    let fb = server.cli_ok(&["bundle", "list", "-id", "spiffe://other.org", "-format", "spiffe"]);
     let parsed = Bundle::parse_jwks(td("other.org"), fb.trim()).unwrap();
     assert_eq!(parsed.x509_authorities, sent.x509_authorities);
     assert_eq!(parsed.jwt_authorities[0].public_key, sent.jwt_authorities[0].public_key);
@@ -391,7 +285,7 @@ async fn entries(server: &SpireServer, client: &Client) {
     assert_eq!(sorted(listed.clone()), sorted(created.clone()));
     assert_eq!(client.count_entries().await.unwrap(), 7);
 
-    let cli = server.cli_entries();
+    let cli = cli_entries(server);
     assert_eq!(cli.len(), 7);
     for e in &created {
         assert_cli_entry(&cli[&e.id], e);
@@ -437,7 +331,7 @@ async fn entries(server: &SpireServer, client: &Client) {
         assert_eq!(sorted(vec![got.clone().unwrap()]), sorted(vec![sent.clone()]));
     }
     assert_eq!(results[3].as_ref().unwrap_err().code, Code::NotFound);
-    let cli = server.cli_entries();
+    let cli = cli_entries(server);
     for u in &updates[..3] {
         assert_cli_entry(&cli[&u.id], u);
     }
@@ -456,7 +350,7 @@ async fn entries(server: &SpireServer, client: &Client) {
     assert_eq!(results[8].as_ref().unwrap_err().code, Code::NotFound);
     assert_eq!(client.count_entries().await.unwrap(), 0);
     assert!(client.list_entries().await.unwrap().is_empty());
-    assert!(server.cli_entries().is_empty());
+    assert!(cli_entries(server).is_empty());
 }
 
 async fn bundle(server: &SpireServer, client: &Client) {
@@ -465,7 +359,7 @@ async fn bundle(server: &SpireServer, client: &Client) {
     assert!(!b.x509_authorities.is_empty());
     assert!(!b.jwt_authorities.is_empty(), "SPIRE publishes a JWT key");
     // The same bundle through the CLI in SPIFFE format, read by our JWKS parser.
-    let cli = server.cli_text(&["bundle", "show", "-format", "spiffe"]);
+    let cli = server.cli_ok(&["bundle", "show", "-format", "spiffe"]);
     let parsed = Bundle::parse_jwks(td(TRUST_DOMAIN), cli.trim()).unwrap();
     assert_eq!(parsed.x509_authorities, b.x509_authorities);
     let keys = |b: &Bundle| {

@@ -17,9 +17,6 @@
 //! stopped at the end. Without built peers: loud SKIP, or failure when
 //! `SPIRE_TESTS_REQUIRE_PEERS` is set.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +30,7 @@ use kube::core::DynamicObject;
 use kube::discovery::ApiResource;
 use scm_spiffe::TrustDomain;
 use scm_spire_api::{Client as SpireClient, ClientOptions};
+use scm_testkit::{Peers, eventually, require_peers};
 use scm_webhook::cabundle::{BundleSource, ConfigKind, WebhookConfigRef};
 use scm_webhook::{
     AdmissionSettings, CaBundleManager, CaBundleParams, CertManager, CertManagerParams,
@@ -41,109 +39,6 @@ use scm_webhook::{
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn parse_env(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            let mut out = String::new();
-            let mut chars = v.chars();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => out.extend(chars.next()),
-                    '\'' => {}
-                    c => out.push(c),
-                }
-            }
-            (k.to_owned(), out)
-        })
-        .collect()
-}
-
-/// Peers to use; stops them on drop if this test started them.
-struct Peers {
-    env: BTreeMap<String, String>,
-    own: Option<tempfile::TempDir>,
-}
-
-impl Peers {
-    fn get() -> Option<Peers> {
-        if let Some(path) = std::env::var_os("PEERS_ENV").filter(|p| !p.is_empty()) {
-            let env = parse_env(&std::fs::read_to_string(&path).expect("PEERS_ENV file"));
-            return Some(Peers { env, own: None });
-        }
-        let script = root().join("e2e/peers.sh");
-        let required = std::env::var_os("SPIRE_TESTS_REQUIRE_PEERS").is_some_and(|v| !v.is_empty());
-        let built = ["etcd", "spire", "kubernetes"].iter().all(|p| {
-            Command::new("bash")
-                .arg(&script)
-                .args(["path", p])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-        if !built {
-            let why = "etcd, spire-server or kube-apiserver is not built (run: e2e/peers.sh build)";
-            if required {
-                panic!("SPIRE_TESTS_REQUIRE_PEERS is set but {why}");
-            }
-            eprintln!(
-                "\n{bar}\nSKIPPED real_cluster: {why}\n{bar}\n",
-                bar = "!".repeat(78)
-            );
-            return None;
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("scm-webhook-peers.")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let out = Command::new("bash")
-            .arg(&script)
-            .args(["up", dir.path().to_str().unwrap()])
-            .output()
-            .unwrap();
-        if !out.status.success() {
-            let _ = Command::new("bash")
-                .arg(&script)
-                .args(["down", dir.path().to_str().unwrap()])
-                .status();
-            panic!(
-                "peers.sh up failed:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let env = parse_env(&std::fs::read_to_string(dir.path().join("env")).unwrap());
-        Some(Peers {
-            env,
-            own: Some(dir),
-        })
-    }
-
-    fn kubectl(&self, args: &[&str]) -> std::process::Output {
-        Command::new(&self.env["KUBECTL"])
-            .arg("--kubeconfig")
-            .arg(&self.env["KUBECONFIG"])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for Peers {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.own {
-            let _ = Command::new("bash")
-                .arg(root().join("e2e/peers.sh"))
-                .args(["down", dir.path().to_str().unwrap()])
-                .status();
-        }
-    }
-}
 
 /// Deletes this run's cluster objects even when the test panics.
 struct Cleanup<'a> {
@@ -155,7 +50,7 @@ impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         for a in &self.args {
             let a: Vec<&str> = a.iter().map(String::as_str).collect();
-            let _ = self.peers.kubectl(&a);
+            let _ = self.peers.env.kubectl(&a);
         }
     }
 }
@@ -187,19 +82,13 @@ fn api_error(r: Result<impl std::fmt::Debug, kube::Error>) -> String {
     }
 }
 
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
-    for _ in 0..150 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out: {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
-    let Some(peers) = Peers::get() else { return };
+    let Some(peers) = Peers::from_env().or_else(|| {
+        require_peers("real_cluster", &["etcd", "spire", "kubernetes"]).then(Peers::up)
+    }) else {
+        return;
+    };
     let run = format!("r{}", std::process::id());
     let (vwc, mwc, pod_vwc, ns) = (
         format!("scmwh-{run}-validating"),
@@ -241,40 +130,18 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
     };
 
     // CRDs (idempotent).
-    let out = peers.kubectl(&["apply", "-f", root().join("crds").to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = peers.kubectl(&[
-        "wait",
-        "--for=condition=established",
-        "--timeout=60s",
-        "crd/clusterspiffeids.spire.spiffe.io",
-        "crd/clusterstaticentries.spire.spiffe.io",
-        "crd/clusterfederatedtrustdomains.spire.spiffe.io",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    peers.install_crds();
 
-    let kubeconfig = kube::config::Kubeconfig::read_from(&peers.env["KUBECONFIG"]).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    let client = kube::Client::try_from(config).unwrap();
+    let client = peers.env.kube_client().await;
     let spire = Arc::new(
         SpireClient::connect_lazy(
-            format!("unix://{}", peers.env["SPIRE_SERVER_SOCKET"]),
+            format!("unix://{}", peers.env.get("SPIRE_SERVER_SOCKET")),
             ClientOptions::default(),
         )
         .unwrap(),
     );
     spire.wait_ready(Duration::from_secs(30)).await.unwrap();
-    let td = TrustDomain::parse(&peers.env["SPIRE_TRUST_DOMAIN"]).unwrap();
+    let td = TrustDomain::parse(peers.env.get("SPIRE_TRUST_DOMAIN")).unwrap();
 
     // The webhook, bound first so the configurations can name its port.
     let metrics = Metrics::unregistered().unwrap();
@@ -518,13 +385,14 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
         .patch(&vwc, &PatchParams::default(), &Patch::Strategic(json!({"webhooks": [{"name": "vclusterspiffeid.kb.io", "clientConfig": {"caBundle": garbage}}]})))
         .await
         .unwrap();
-    eventually("caBundle repaired", || {
+    eventually(Duration::from_secs(15), "caBundle repaired", || {
         let api = vwc_api.clone();
         let (vwc, pem) = (vwc.clone(), pem.clone());
         async move {
             api.get(&vwc)
                 .await
                 .is_ok_and(|o| vwc_bundles(&o).iter().all(|b| b == pem.as_bytes()))
+                .then_some(())
         }
     })
     .await;

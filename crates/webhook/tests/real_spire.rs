@@ -8,17 +8,15 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use common::{Conn, serial, valid_review};
+use common::{Conn, connector_with_roots, serial, valid_review};
 use rustls_pki_types::{CertificateDer, ServerName};
 use scm_spiffe::TrustDomain;
 use scm_spire_api::{Client, ClientOptions};
+use scm_testkit::{SpireServer, require_peers};
 use scm_webhook::cabundle::BundleSource;
 use scm_webhook::{
     AdmissionSettings, CertManager, CertManagerParams, CertResolver, Metrics, NoPodSink, Route,
@@ -29,89 +27,6 @@ use tokio_util::sync::CancellationToken;
 
 const NAME: &str = "scm-webhook";
 
-fn peers_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../e2e/peers.sh")
-}
-
-struct SpireServer {
-    dir: tempfile::TempDir,
-    env: BTreeMap<String, String>,
-}
-
-impl SpireServer {
-    fn start() -> Option<Self> {
-        let script = peers_script();
-        let required = std::env::var_os("SPIRE_TESTS_REQUIRE_PEERS").is_some_and(|v| !v.is_empty());
-        let built = script.exists()
-            && Command::new("bash")
-                .arg(&script)
-                .args(["path", "spire"])
-                .output()
-                .is_ok_and(|o| o.status.success());
-        if !built {
-            let why = "spire-server is not built (run: e2e/peers.sh build spire)";
-            if required {
-                panic!("SPIRE_TESTS_REQUIRE_PEERS is set but {why}");
-            }
-            eprintln!(
-                "\n{bar}\nSKIPPED real_spire: {why}\n{bar}\n",
-                bar = "!".repeat(78)
-            );
-            return None;
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("scm-webhook.")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let out = Command::new("bash")
-            .arg(&script)
-            .args([
-                "spire-up",
-                dir.path().to_str().unwrap(),
-                NAME,
-                "example.org",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "peers.sh spire-up failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = parse_env(&std::fs::read_to_string(dir.path().join(NAME).join("env")).unwrap());
-        Some(Self { dir, env })
-    }
-}
-
-impl Drop for SpireServer {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(peers_script())
-            .args(["spire-down", self.dir.path().to_str().unwrap(), NAME])
-            .status();
-    }
-}
-
-fn parse_env(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            let mut out = String::new();
-            let mut chars = v.chars();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => out.extend(chars.next()),
-                    '\'' => {}
-                    c => out.push(c),
-                }
-            }
-            (k.to_owned(), out)
-        })
-        .collect()
-}
-
 /// A TLS client trusting exactly SPIRE's X.509 authorities (parsed back from the PEM that
 /// the caBundle manager would write into caBundle).
 fn client_trusting(pem: &str) -> tokio_rustls::TlsConnector {
@@ -121,15 +36,7 @@ fn client_trusting(pem: &str) -> tokio_rustls::TlsConnector {
         roots.add(der.unwrap()).unwrap();
     }
     assert!(!roots.is_empty());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    connector_with_roots(roots, &[b"http/1.1"])
 }
 
 async fn connect(addr: std::net::SocketAddr, tls: &tokio_rustls::TlsConnector) -> (Conn, String) {
@@ -148,12 +55,15 @@ async fn connect(addr: std::net::SocketAddr, tls: &tokio_rustls::TlsConnector) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spire_minted_certificate_serves_and_rotates() {
-    let Some(server) = SpireServer::start() else {
+    if !require_peers("real_spire", &["spire"]) {
         return;
-    };
-    let socket = server.env["SPIRE_SERVER_SOCKET"].clone();
-    let client =
-        Client::connect_lazy(format!("unix://{socket}"), ClientOptions::default()).unwrap();
+    }
+    let server = SpireServer::start(NAME, "example.org");
+    let client = Client::connect_lazy(
+        format!("unix://{}", server.socket()),
+        ClientOptions::default(),
+    )
+    .unwrap();
     client.wait_ready(Duration::from_secs(30)).await.unwrap();
     let client = Arc::new(client);
 

@@ -86,6 +86,11 @@ pub fn connector(cas: &[&TestCa], alpn: &[&[u8]]) -> TlsConnector {
     for ca in cas {
         roots.add(ca.der.clone()).unwrap();
     }
+    connector_with_roots(roots, alpn)
+}
+
+/// A TLS client trusting `roots`, offering `alpn`.
+pub fn connector_with_roots(roots: rustls::RootCertStore, alpn: &[&[u8]]) -> TlsConnector {
     let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
