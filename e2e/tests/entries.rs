@@ -38,6 +38,12 @@ impl Fixture {
         let node = unique(&format!("{name}-node"));
         let n = create_node(&client, &node).await;
         let ctl = Controller::start(&class, &base_config(&spire, &class, extra_config));
+        // The first entry pass runs the controller's unsupported-fields probe, which creates
+        // and deletes a dummy entry: let it be over before a test counts entries.
+        eventually(WAIT, "the controller's first entry pass", || async {
+            (ctl.metric("spire_controller_manager_reconcile_passes_total", &["entry", "ok"]).await >= 1.0).then_some(())
+        })
+        .await;
         Fixture { spire, ctl, client, ns, node, node_uid: n.metadata.uid.unwrap(), class }
     }
 
