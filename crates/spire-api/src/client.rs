@@ -298,17 +298,16 @@ impl Client {
     pub async fn create_entries(&self, entries: &[Entry]) -> Result<Vec<BatchResult<Entry>>, BatchError<Entry>> {
         const METHOD: &str = "BatchCreateEntry";
         let prepared = entries.iter().map(|e| Ok(convert::entry_to_api(e))).collect();
-        run_batches(prepared, self.options.entry_create_batch_size, |batch: Vec<(usize, api::Entry)>| async move {
-            let (indexes, wire): (Vec<usize>, Vec<api::Entry>) = batch.into_iter().unzip();
-            let request = entryv1::BatchCreateEntryRequest { entries: wire, output_mask: None };
-            let response = self.call(METHOD, self.entry.clone().batch_create_entry(self.request(request))).await?;
-            check_result_count(METHOD, indexes.len(), response.results.len())?;
-            Ok(indexes
-                .iter()
-                .zip(response.results)
-                .map(|(&i, r)| entry_item(METHOD, &entries[i], r.status, r.entry))
-                .collect())
-        })
+        run_batches(
+            METHOD,
+            prepared,
+            self.options.entry_create_batch_size,
+            |wire| async move {
+                let request = entryv1::BatchCreateEntryRequest { entries: wire, output_mask: None };
+                Ok(self.call(METHOD, self.entry.clone().batch_create_entry(self.request(request))).await?.results)
+            },
+            |i, r| entry_item(METHOD, &entries[i], r.status, r.entry),
+        )
         .await
     }
 
@@ -326,17 +325,16 @@ impl Client {
                 }
             })
             .collect();
-        run_batches(prepared, self.options.entry_update_batch_size, |batch: Vec<(usize, api::Entry)>| async move {
-            let (indexes, wire): (Vec<usize>, Vec<api::Entry>) = batch.into_iter().unzip();
-            let request = entryv1::BatchUpdateEntryRequest { entries: wire, input_mask: None, output_mask: None };
-            let response = self.call(METHOD, self.entry.clone().batch_update_entry(self.request(request))).await?;
-            check_result_count(METHOD, indexes.len(), response.results.len())?;
-            Ok(indexes
-                .iter()
-                .zip(response.results)
-                .map(|(&i, r)| entry_item(METHOD, &entries[i], r.status, r.entry))
-                .collect())
-        })
+        run_batches(
+            METHOD,
+            prepared,
+            self.options.entry_update_batch_size,
+            |wire| async move {
+                let request = entryv1::BatchUpdateEntryRequest { entries: wire, input_mask: None, output_mask: None };
+                Ok(self.call(METHOD, self.entry.clone().batch_update_entry(self.request(request))).await?.results)
+            },
+            |i, r| entry_item(METHOD, &entries[i], r.status, r.entry),
+        )
         .await
     }
 
@@ -344,17 +342,16 @@ impl Client {
     pub async fn delete_entries(&self, ids: &[String]) -> Result<Vec<BatchResult<String>>, BatchError<String>> {
         const METHOD: &str = "BatchDeleteEntry";
         let prepared = ids.iter().map(|id| Ok(id.clone())).collect();
-        run_batches(prepared, self.options.entry_delete_batch_size, |batch: Vec<(usize, String)>| async move {
-            let (indexes, batch_ids): (Vec<usize>, Vec<String>) = batch.into_iter().unzip();
-            let request = entryv1::BatchDeleteEntryRequest { ids: batch_ids };
-            let response = self.call(METHOD, self.entry.clone().batch_delete_entry(self.request(request))).await?;
-            check_result_count(METHOD, indexes.len(), response.results.len())?;
-            Ok(indexes
-                .iter()
-                .zip(response.results)
-                .map(|(&i, r)| status_item(r.status).map(|()| ids[i].clone()))
-                .collect())
-        })
+        run_batches(
+            METHOD,
+            prepared,
+            self.options.entry_delete_batch_size,
+            |wire| async move {
+                let request = entryv1::BatchDeleteEntryRequest { ids: wire };
+                Ok(self.call(METHOD, self.entry.clone().batch_delete_entry(self.request(request))).await?.results)
+            },
+            |i, r| status_item(r.status).map(|()| ids[i].clone()),
+        )
         .await
     }
 
@@ -457,24 +454,20 @@ impl Client {
         const METHOD: &str = "BatchCreateFederationRelationship";
         let prepared = prepare_relationships(relationships);
         run_batches(
+            METHOD,
             prepared,
             self.options.federation_create_batch_size,
-            |batch: Vec<(usize, api::FederationRelationship)>| async move {
-                let (indexes, wire): (Vec<usize>, Vec<_>) = batch.into_iter().unzip();
+            |wire| async move {
                 let request = trustdomainv1::BatchCreateFederationRelationshipRequest {
                     federation_relationships: wire,
                     output_mask: None,
                 };
-                let response = self
+                Ok(self
                     .call(METHOD, self.trust_domain.clone().batch_create_federation_relationship(self.request(request)))
-                    .await?;
-                check_result_count(METHOD, indexes.len(), response.results.len())?;
-                Ok(indexes
-                    .iter()
-                    .zip(response.results)
-                    .map(|(&i, r)| relationship_item(METHOD, &relationships[i], r.status, r.federation_relationship))
-                    .collect())
+                    .await?
+                    .results)
             },
+            |i, r| relationship_item(METHOD, &relationships[i], r.status, r.federation_relationship),
         )
         .await
     }
@@ -488,25 +481,21 @@ impl Client {
         const METHOD: &str = "BatchUpdateFederationRelationship";
         let prepared = prepare_relationships(relationships);
         run_batches(
+            METHOD,
             prepared,
             self.options.federation_update_batch_size,
-            |batch: Vec<(usize, api::FederationRelationship)>| async move {
-                let (indexes, wire): (Vec<usize>, Vec<_>) = batch.into_iter().unzip();
+            |wire| async move {
                 let request = trustdomainv1::BatchUpdateFederationRelationshipRequest {
                     federation_relationships: wire,
                     input_mask: None,
                     output_mask: None,
                 };
-                let response = self
+                Ok(self
                     .call(METHOD, self.trust_domain.clone().batch_update_federation_relationship(self.request(request)))
-                    .await?;
-                check_result_count(METHOD, indexes.len(), response.results.len())?;
-                Ok(indexes
-                    .iter()
-                    .zip(response.results)
-                    .map(|(&i, r)| relationship_item(METHOD, &relationships[i], r.status, r.federation_relationship))
-                    .collect())
+                    .await?
+                    .results)
             },
+            |i, r| relationship_item(METHOD, &relationships[i], r.status, r.federation_relationship),
         )
         .await
     }
@@ -519,19 +508,19 @@ impl Client {
     ) -> Result<Vec<BatchResult<TrustDomain>>, BatchError<TrustDomain>> {
         const METHOD: &str = "BatchDeleteFederationRelationship";
         let prepared = trust_domains.iter().map(|td| Ok(td.name().to_owned())).collect();
-        run_batches(prepared, self.options.federation_delete_batch_size, |batch: Vec<(usize, String)>| async move {
-            let (indexes, names): (Vec<usize>, Vec<String>) = batch.into_iter().unzip();
-            let request = trustdomainv1::BatchDeleteFederationRelationshipRequest { trust_domains: names };
-            let response = self
-                .call(METHOD, self.trust_domain.clone().batch_delete_federation_relationship(self.request(request)))
-                .await?;
-            check_result_count(METHOD, indexes.len(), response.results.len())?;
-            Ok(indexes
-                .iter()
-                .zip(response.results)
-                .map(|(&i, r)| status_item(r.status).map(|()| trust_domains[i].clone()))
-                .collect())
-        })
+        run_batches(
+            METHOD,
+            prepared,
+            self.options.federation_delete_batch_size,
+            |wire| async move {
+                let request = trustdomainv1::BatchDeleteFederationRelationshipRequest { trust_domains: wire };
+                Ok(self
+                    .call(METHOD, self.trust_domain.clone().batch_delete_federation_relationship(self.request(request)))
+                    .await?
+                    .results)
+            },
+            |i, r| status_item(r.status).map(|()| trust_domains[i].clone()),
+        )
         .await
     }
 
@@ -655,19 +644,23 @@ fn prepare_relationships(
 }
 
 /// Sends the valid items of `prepared` in batches of `batch_size`, serially. `send`
-/// gets `(input index, wire item)` pairs and returns one outcome per pair, in order.
-/// An RPC-level failure stops the run: the failed batch's items become `RpcFailed`,
-/// the unsent ones `NotAttempted`, and everything is handed back with the error.
+/// makes one `method` call with a batch of wire items and returns the server's results,
+/// which must be one per item, in order; `outcome` turns the result for the input at an
+/// index into that input's outcome. An RPC-level failure (or a wrong result count) stops
+/// the run: the failed batch's items become `RpcFailed`, the unsent ones `NotAttempted`,
+/// and everything is handed back with the error.
 // A plain closure returning a future (not an `async` closure): the futures of async
 // closures are not provably `Send` for every lifetime, which callers spawning the pass
 // on a multi-threaded runtime need.
-async fn run_batches<P, T, Fut>(
+async fn run_batches<P, R, T, Fut>(
+    method: &'static str,
     prepared: Vec<Result<P, ItemError>>,
     batch_size: usize,
-    mut send: impl FnMut(Vec<(usize, P)>) -> Fut,
+    mut send: impl FnMut(Vec<P>) -> Fut,
+    mut outcome: impl FnMut(usize, R) -> BatchResult<T>,
 ) -> Result<Vec<BatchResult<T>>, BatchError<T>>
 where
-    Fut: std::future::Future<Output = Result<Vec<BatchResult<T>>, SpireError>>,
+    Fut: std::future::Future<Output = Result<Vec<R>, SpireError>>,
 {
     let batch_size = batch_size.max(1);
     let mut results: Vec<Option<BatchResult<T>>> = Vec::with_capacity(prepared.len());
@@ -684,13 +677,12 @@ where
     let mut pending = pending.into_iter().peekable();
     let mut failure = None;
     while pending.peek().is_some() {
-        let batch: Vec<(usize, P)> = pending.by_ref().take(batch_size).collect();
-        let indexes: Vec<usize> = batch.iter().map(|(i, _)| *i).collect();
-        match send(batch).await {
-            Ok(outcomes) => {
-                debug_assert_eq!(outcomes.len(), indexes.len());
-                for (i, outcome) in indexes.into_iter().zip(outcomes) {
-                    results[i] = Some(outcome);
+        let (indexes, wire): (Vec<usize>, Vec<P>) = pending.by_ref().take(batch_size).unzip();
+        let sent = send(wire).await.and_then(|got| check_result_count(method, indexes.len(), got.len()).map(|()| got));
+        match sent {
+            Ok(got) => {
+                for (i, r) in indexes.into_iter().zip(got) {
+                    results[i] = Some(outcome(i, r));
                 }
             }
             Err(error) => {
