@@ -252,6 +252,39 @@ impl PassResult {
         self.writes.values().sum()
     }
 
+    /// The per-item outcomes of an `op` (`delete`, `create`, `update`) write, each
+    /// counted in `writes`; an RPC-level failure is logged and kept in `write_errors`.
+    fn record_writes<T>(
+        &mut self,
+        op: &'static str,
+        written: Result<Vec<BatchResult<T>>, BatchError<T>>,
+    ) -> Vec<BatchResult<T>> {
+        let (items, error) = BatchError::split(written);
+        if let Some(error) = error {
+            tracing::error!(%error, "Failed to {op} federation relationships");
+            self.write_errors.push(error);
+        }
+        for item in &items {
+            *self.writes.entry((op, item_code_label(item))).or_default() += 1;
+        }
+        items
+    }
+
+    /// A create or update (`op`) of the relationship of `td` that failed.
+    fn write_failed(
+        &mut self,
+        op: &'static str,
+        td: &TrustDomain,
+        error: &dyn fmt::Display,
+    ) -> PassOutcome {
+        tracing::error!(trust_domain = %td, %error, "Failed to {op} federation relationship");
+        self.failed += 1;
+        PassOutcome::ApplyFailed {
+            trust_domain: td.clone(),
+            message: error.to_string(),
+        }
+    }
+
     /// CRs per [`PassOutcome::metric_label`], all four labels present.
     pub fn outcome_counts(&self) -> BTreeMap<&'static str, usize> {
         let mut out: BTreeMap<&'static str, usize> =
@@ -413,15 +446,10 @@ impl FederationReconciler {
         if plan.deletes.is_empty() {
             return;
         }
-        let (items, error) =
-            BatchError::split(api.delete_federation_relationships(&plan.deletes).await);
-        if let Some(error) = error {
-            tracing::error!(%error, "Failed to delete federation relationships");
-            result.write_errors.push(error);
-        }
+        let written = api.delete_federation_relationships(&plan.deletes).await;
+        let items = result.record_writes("delete", written);
         for (td, item) in plan.deletes.iter().zip(items) {
             let label = item_code_label(&item);
-            *result.writes.entry(("delete", label)).or_default() += 1;
             match item {
                 Ok(_) => {
                     tracing::info!(trust_domain = %td, "Deleted federation relationship");
@@ -457,18 +485,10 @@ impl FederationReconciler {
         if plan.creates.is_empty() {
             return;
         }
-        let (items, error) =
-            BatchError::split(api.create_federation_relationships(&plan.creates).await);
-        if let Some(error) = error {
-            tracing::error!(%error, "Failed to create federation relationships");
-            result.write_errors.push(error);
-        }
+        let written = api.create_federation_relationships(&plan.creates).await;
+        let items = result.record_writes("create", written);
         for (fr, item) in plan.creates.iter().zip(items) {
             let td = &fr.trust_domain;
-            *result
-                .writes
-                .entry(("create", item_code_label(&item)))
-                .or_default() += 1;
             let outcome = match item {
                 Ok(_) => {
                     tracing::info!(trust_domain = %td, bundle = fr.trust_domain_bundle.is_some(), "Created federation relationship");
@@ -482,14 +502,7 @@ impl FederationReconciler {
                         action: Action::Created,
                     }
                 }
-                Err(error) => {
-                    tracing::error!(trust_domain = %td, %error, "Failed to create federation relationship");
-                    result.failed += 1;
-                    PassOutcome::ApplyFailed {
-                        trust_domain: td.clone(),
-                        message: error.to_string(),
-                    }
-                }
+                Err(error) => result.write_failed("create", td, &error),
             };
             per_td.insert(td.clone(), outcome);
         }
@@ -505,19 +518,11 @@ impl FederationReconciler {
         if plan.updates.is_empty() {
             return;
         }
-        let (items, error) =
-            BatchError::split(api.update_federation_relationships(&plan.updates).await);
-        if let Some(error) = error {
-            tracing::error!(%error, "Failed to update federation relationships");
-            result.write_errors.push(error);
-        }
+        let written = api.update_federation_relationships(&plan.updates).await;
+        let items = result.record_writes("update", written);
         for (fr, item) in plan.updates.iter().zip(items) {
             let td = &fr.trust_domain;
             let fields = plan.changed_fields.get(td).cloned().unwrap_or_default();
-            *result
-                .writes
-                .entry(("update", item_code_label(&item)))
-                .or_default() += 1;
             let outcome = match item {
                 Ok(_) => {
                     tracing::info!(trust_domain = %td, fields = ?fields, "Updated federation relationship");
@@ -530,14 +535,7 @@ impl FederationReconciler {
                         action: Action::Updated { fields },
                     }
                 }
-                Err(error) => {
-                    tracing::error!(trust_domain = %td, %error, "Failed to update federation relationship");
-                    result.failed += 1;
-                    PassOutcome::ApplyFailed {
-                        trust_domain: td.clone(),
-                        message: error.to_string(),
-                    }
-                }
+                Err(error) => result.write_failed("update", td, &error),
             };
             per_td.insert(td.clone(), outcome);
         }
