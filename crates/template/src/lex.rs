@@ -539,6 +539,12 @@ impl<'s> Lexer<'s> {
     }
 
     fn lex_char(&mut self) -> Option<State> {
+        self.lex_escaped('\'', ItemType::CharConstant, "unterminated character constant")
+    }
+
+    /// The rest of a quoted item that ends at `close` and may hold backslash escapes but no
+    /// newline (Go's lexChar and lexQuote).
+    fn lex_escaped(&mut self, close: char, item: ItemType, unterminated: &str) -> Option<State> {
         loop {
             match self.next() {
                 Some('\\') => {
@@ -546,14 +552,14 @@ impl<'s> Lexer<'s> {
                     if r.is_some() && r != Some('\n') {
                         continue;
                     }
-                    return self.errorf("unterminated character constant".into());
+                    return self.errorf(unterminated.into());
                 }
-                None | Some('\n') => return self.errorf("unterminated character constant".into()),
-                Some('\'') => break,
+                None | Some('\n') => return self.errorf(unterminated.into()),
+                Some(c) if c == close => break,
                 _ => {}
             }
         }
-        self.emit(ItemType::CharConstant)
+        self.emit(item)
     }
 
     fn lex_number(&mut self) -> Option<State> {
@@ -605,21 +611,7 @@ impl<'s> Lexer<'s> {
     }
 
     fn lex_quote(&mut self) -> Option<State> {
-        loop {
-            match self.next() {
-                Some('\\') => {
-                    let r = self.next();
-                    if r.is_some() && r != Some('\n') {
-                        continue;
-                    }
-                    return self.errorf("unterminated quoted string".into());
-                }
-                None | Some('\n') => return self.errorf("unterminated quoted string".into()),
-                Some('"') => break,
-                _ => {}
-            }
-        }
-        self.emit(ItemType::String)
+        self.lex_escaped('"', ItemType::String, "unterminated quoted string")
     }
 
     fn lex_raw_quote(&mut self) -> Option<State> {

@@ -201,13 +201,9 @@ impl<'a> TemplateData<'a> {
         node_spec: &'a NodeSpec,
     ) -> Self {
         TemplateData {
-            trust_domain: Cow::Borrowed(trust_domain),
-            cluster_name: Cow::Borrowed(cluster_name),
-            cluster_domain: Cow::Borrowed(cluster_domain),
             pod_meta: Some(Cow::Borrowed(pod_meta)),
             pod_spec: Some(Cow::Borrowed(pod_spec)),
-            node_meta: Some(Cow::Borrowed(node_meta)),
-            node_spec: Some(Cow::Borrowed(node_spec)),
+            ..Self::for_node(trust_domain, cluster_name, cluster_domain, node_meta, node_spec)
         }
     }
 
@@ -240,13 +236,9 @@ impl<'a> TemplateData<'a> {
         node: &'a Node,
     ) -> Self {
         TemplateData {
-            trust_domain: Cow::Borrowed(trust_domain),
-            cluster_name: Cow::Borrowed(cluster_name),
-            cluster_domain: Cow::Borrowed(cluster_domain),
             pod_meta: Some(Cow::Borrowed(&pod.metadata)),
             pod_spec: Some(pod.spec.as_ref().map(Cow::Borrowed).unwrap_or_default()),
-            node_meta: Some(Cow::Borrowed(&node.metadata)),
-            node_spec: Some(node.spec.as_ref().map(Cow::Borrowed).unwrap_or_default()),
+            ..Self::from_node(trust_domain, cluster_name, cluster_domain, node)
         }
     }
 
