@@ -12,8 +12,10 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::iter::Peekable;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::str::Chars;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -116,76 +118,74 @@ impl PeersEnv {
 fn unquote(v: &str) -> String {
     let mut out = Vec::new();
     let mut chars = v.chars().peekable();
-    let push = |out: &mut Vec<u8>, c: char| out.extend(c.encode_utf8(&mut [0; 4]).as_bytes());
     while let Some(c) = chars.next() {
         match c {
             '\\' => {
                 if let Some(n) = chars.next() {
-                    push(&mut out, n);
+                    push_char(&mut out, n);
                 }
             }
             '\'' => {
                 for c in chars.by_ref().take_while(|&c| c != '\'') {
-                    push(&mut out, c);
+                    push_char(&mut out, c);
                 }
             }
             '$' if chars.peek() == Some(&'\'') => {
                 chars.next();
-                while let Some(c) = chars.next() {
-                    match c {
-                        '\'' => break,
-                        '\\' => {
-                            let Some(e) = chars.next() else { break };
-                            let byte = match e {
-                                'n' => b'\n',
-                                't' => b'\t',
-                                'r' => b'\r',
-                                'a' => 0x07,
-                                'b' => 0x08,
-                                'e' | 'E' => 0x1b,
-                                'f' => 0x0c,
-                                'v' => 0x0b,
-                                '0'..='7' => {
-                                    let mut n = e.to_digit(8).unwrap();
-                                    for _ in 0..2 {
-                                        match chars.peek().and_then(|d| d.to_digit(8)) {
-                                            Some(d) => {
-                                                n = n * 8 + d;
-                                                chars.next();
-                                            }
-                                            None => break,
-                                        }
-                                    }
-                                    n as u8
-                                }
-                                'x' => {
-                                    let mut n = 0;
-                                    for _ in 0..2 {
-                                        match chars.peek().and_then(|d| d.to_digit(16)) {
-                                            Some(d) => {
-                                                n = n * 16 + d;
-                                                chars.next();
-                                            }
-                                            None => break,
-                                        }
-                                    }
-                                    n as u8
-                                }
-                                other => {
-                                    push(&mut out, other);
-                                    continue;
-                                }
-                            };
-                            out.push(byte);
-                        }
-                        c => push(&mut out, c),
-                    }
-                }
+                unquote_ansi_c(&mut chars, &mut out);
             }
-            c => push(&mut out, c),
+            c => push_char(&mut out, c),
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The rest of a `$'...'` string, up to and including its closing quote. Octal and hex
+/// escapes are bytes (bash writes non-ASCII UTF-8 that way in the C locale).
+fn unquote_ansi_c(chars: &mut Peekable<Chars>, out: &mut Vec<u8>) {
+    while let Some(c) = chars.next() {
+        let byte = match c {
+            '\'' => return,
+            '\\' => match chars.next() {
+                None => return,
+                Some('n') => b'\n',
+                Some('t') => b'\t',
+                Some('r') => b'\r',
+                Some('a') => 0x07,
+                Some('b') => 0x08,
+                Some('e' | 'E') => 0x1b,
+                Some('f') => 0x0c,
+                Some('v') => 0x0b,
+                Some(d @ '0'..='7') => digits(chars, 8, d.to_digit(8).unwrap()) as u8,
+                Some('x') => digits(chars, 16, 0) as u8,
+                Some(other) => {
+                    push_char(out, other);
+                    continue;
+                }
+            },
+            c => {
+                push_char(out, c);
+                continue;
+            }
+        };
+        out.push(byte);
+    }
+}
+
+/// `n` followed by up to two more `radix` digits taken from `chars`.
+fn digits(chars: &mut Peekable<Chars>, radix: u32, mut n: u32) -> u32 {
+    for _ in 0..2 {
+        let Some(d) = chars.peek().and_then(|d| d.to_digit(radix)) else {
+            break;
+        };
+        n = n * radix + d;
+        chars.next();
+    }
+    n
+}
+
+fn push_char(out: &mut Vec<u8>, c: char) {
+    out.extend(c.encode_utf8(&mut [0; 4]).as_bytes());
 }
 
 // ---------------------------------------------------------------- skip or fail
@@ -496,6 +496,7 @@ mod tests {
              export EMPTY=''\n\
              export QUOTED='a b'\\''c'\n\
              export ANSI=$'line1\\nline2\\t\\'x\\' \\101\\x42'\n\
+             export BYTES=$'\\303\\251\\x41\\0101'\n\
              export URL=https://127.0.0.1:8443\n\
              not an export\n",
         );
@@ -503,14 +504,16 @@ mod tests {
         assert_eq!(env.get("EMPTY"), "");
         assert_eq!(env.get("QUOTED"), "a b'c");
         assert_eq!(env.get("ANSI"), "line1\nline2\t'x' AB");
+        assert_eq!(env.get("BYTES"), "éA\u{8}1");
         assert_eq!(env.get("URL"), "https://127.0.0.1:8443");
-        assert_eq!(env.0.len(), 5);
+        assert_eq!(env.0.len(), 6);
     }
 
     #[test]
     fn round_trips_through_bash() {
         let value = "a b\t'c'\n\"d\" $e \\f é";
         let Ok(out) = Command::new("bash")
+            .env("LC_ALL", "C") // non-ASCII as octal escapes
             .args(["-c", "printf 'export V=%q\\n' \"$1\"", "bash", value])
             .output()
         else {
