@@ -7,3 +7,4 @@ pub mod entries;
 mod ops;
 mod smoke;
 mod webhook;
+mod manifests;
