@@ -26,7 +26,9 @@ PEERS_DIR="$DEMO_DIR/peers"
 CARGO="${CARGO:-cargo}"
 TIMEOUT="${DEMO_TIMEOUT:-90}"
 KEEP="${KEEP:-}"
-BIN="$ROOT/target/debug/spire-controller-manager"
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+[[ "$TARGET_DIR" == /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
+BIN="$TARGET_DIR/debug/spire-controller-manager"
 PROG="demo.sh"
 
 # The names manifests/ uses.
