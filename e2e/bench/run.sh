@@ -22,7 +22,8 @@
 # load average to drop below BENCH_MAX_LOAD (default 1.5); the load is recorded either way.
 #
 # environment: BENCH_DIR (default target/bench), BENCH_REPS, BENCH_PODS (10000),
-#   BENCH_NODES (50), BENCH_NAMESPACES (20), BENCH_ONE_POD (20), BENCH_IDLE_SECONDS (60),
+#   BENCH_NODES (50), BENCH_NAMESPACES (20), BENCH_POD_SHAPE (full: 2 containers with env,
+#   probes, resources, a CSI volume, ~5.4 kB as JSON; minimal: 1 bare container), BENCH_ONE_POD (20), BENCH_IDLE_SECONDS (60),
 #   BENCH_ADMISSION_RUNS (3), BENCH_ADMISSION_SECONDS (10), BENCH_MAX_LOAD, BENCH_LOAD_WAIT.
 #
 # Output: a results table on stdout and in $BENCH_DIR/results-<time>/results.md, with the
@@ -36,6 +37,7 @@ REPS=${BENCH_REPS:-3}
 PODS=${BENCH_PODS:-10000}
 NODES=${BENCH_NODES:-50}
 NAMESPACES=${BENCH_NAMESPACES:-20}
+POD_SHAPE=${BENCH_POD_SHAPE:-full}
 ONE_POD=${BENCH_ONE_POD:-20}
 IDLE=${BENCH_IDLE_SECONDS:-60}
 ADMISSION_RUNS=${BENCH_ADMISSION_RUNS:-3}
@@ -106,7 +108,7 @@ machine_info() {
 			fi
 		done
 		echo "scenarios: $*"
-		echo "reps: $REPS, pods: $PODS, nodes: $NODES, namespaces: $NAMESPACES, one-pod: $ONE_POD, idle: ${IDLE}s"
+		echo "reps: $REPS, pods: $PODS ($POD_SHAPE), nodes: $NODES, namespaces: $NAMESPACES, one-pod: $ONE_POD, idle: ${IDLE}s"
 	} >"$OUT/machine.txt"
 	cat "$OUT/machine.txt" >&2
 }
@@ -167,7 +169,7 @@ if [[ $need_peers == 1 ]]; then
 	"$KUBECTL" apply --server-side --force-conflicts -f crds >/dev/null
 	"$KUBECTL" wait --for=condition=Established --timeout=60s -f crds >/dev/null
 	log "creating the world ($PODS pods)"
-	"$DRIVER" world --peers-env "$PEERS/env" --pods "$PODS" --nodes "$NODES" --namespaces "$NAMESPACES" | tee "$OUT/world.txt" >&2
+	"$DRIVER" world --peers-env "$PEERS/env" --pods "$PODS" --nodes "$NODES" --namespaces "$NAMESPACES" --pod-shape "$POD_SHAPE" | tee "$OUT/world.txt" >&2
 	cp "$PEERS/world.json" "$OUT/"
 
 	phase_args=()

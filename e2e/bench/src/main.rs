@@ -161,6 +161,10 @@ impl Shape {
     }
 }
 
+/// `minimal`: one container, no env/probes/resources/volumes/annotations/owner (to show how
+/// the controller's memory depends on the size of the pods it caches).
+static MINIMAL_PODS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn pod_json(ns: &str, name: &str, node: &str, sa: &str, app: &str, half: bool, extra_labels: &[(&str, &str)]) -> Value {
     let mut labels = json!({
         "app": app, "half": if half { "yes" } else { "no" },
@@ -168,6 +172,13 @@ fn pod_json(ns: &str, name: &str, node: &str, sa: &str, app: &str, half: bool, e
     });
     for (k, v) in extra_labels {
         labels[*k] = json!(v);
+    }
+    if MINIMAL_PODS.load(std::sync::atomic::Ordering::Relaxed) {
+        return json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": {"nodeName": node, "serviceAccountName": sa, "containers": [{"name": "app", "image": "registry.example/app:1.2.3"}]}
+        });
     }
     // About what a Deployment's pod with a sidecar looks like (2 containers, env, probes,
     // resources, a CSI volume for the SPIFFE socket), so that trimming is measured too.
@@ -266,6 +277,12 @@ async fn world(f: Flags) -> Result<()> {
         nodes: f.num("nodes", 50)? as usize,
         namespaces: f.num("namespaces", 20)? as usize,
     };
+    let shape_name = f.0.get("pod-shape").cloned().unwrap_or_else(|| "full".into());
+    match shape_name.as_str() {
+        "full" => {}
+        "minimal" => MINIMAL_PODS.store(true, std::sync::atomic::Ordering::Relaxed),
+        other => bail!("--pod-shape {other}: full or minimal"),
+    }
     let client = kube_client(&env).await?;
     let started = Instant::now();
 
@@ -347,7 +364,7 @@ async fn world(f: Flags) -> Result<()> {
         bail!("the apiserver holds {total} bench pods, expected {}", shape.pods);
     }
     let out = json!({
-        "pods": shape.pods, "nodes": shape.nodes, "namespaces": shape.namespaces,
+        "pods": shape.pods, "nodes": shape.nodes, "namespaces": shape.namespaces, "pod_shape": shape_name,
         "expected_entries": shape.expected_entries(),
         "pod_json_bytes": bytes,
         "create_seconds": {"namespaces_and_nodes": ns_done.as_secs_f64(), "pods": pods_secs, "total": started.elapsed().as_secs_f64()},
@@ -356,7 +373,7 @@ async fn world(f: Flags) -> Result<()> {
     let path = env_path.with_file_name("world.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&out)?)?;
     println!(
-        "world: {} pods ({} B as JSON each, managedFields included) on {} nodes in {} namespaces, 3 ClusterSPIFFEIDs; {} entries expected; pods created in {:.1} s ({:.0}/s)",
+        "world: {} {shape_name} pods ({} B as JSON each, managedFields included) on {} nodes in {} namespaces, 3 ClusterSPIFFEIDs; {} entries expected; pods created in {:.1} s ({:.0}/s)",
         shape.pods,
         bytes,
         shape.nodes,
@@ -617,6 +634,9 @@ async fn controller(f: Flags) -> Result<()> {
     let env = read_env(&env_path)?;
     let world: Value = serde_json::from_slice(&std::fs::read(env_path.with_file_name("world.json")).context("world.json (run `scm-bench world` first)")?)?;
     let expected = world["expected_entries"].as_u64().context("world.json: expected_entries")? as usize;
+    if world["pod_shape"] == "minimal" {
+        MINIMAL_PODS.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let bin = f.str("bin")?.to_owned();
     let flavor = f.str("flavor")?.to_owned();
     let label = f.str("label")?.to_owned();
@@ -994,8 +1014,8 @@ fn report(dir: &Path) -> Result<()> {
     if let Some(first) = runs.values().flatten().next() {
         let w = &first["world"];
         out += &format!(
-            "World: {} pods ({} B each as JSON) on {} nodes in {} namespaces, 3 ClusterSPIFFEIDs, {} entries expected; pods created at {:.0}/s.\n\n",
-            w["pods"], w["pod_json_bytes"], w["nodes"], w["namespaces"], w["expected_entries"], get(w, "pods_per_second")
+            "World: {} {} pods ({} B each as JSON, managedFields included) on {} nodes in {} namespaces, 3 ClusterSPIFFEIDs, {} entries expected; pods created at {:.0}/s.\n\n",
+            w["pods"], w["pod_shape"].as_str().unwrap_or("full"), w["pod_json_bytes"], w["nodes"], w["namespaces"], w["expected_entries"], get(w, "pods_per_second")
         );
     }
     if runs.values().flatten().any(|r| r.get("converge").is_some()) {
