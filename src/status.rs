@@ -52,7 +52,7 @@ impl KubeStatus {
 }
 
 /// The Ready condition, keeping `lastTransitionTime` when the status did not change.
-fn ready_condition(existing: &[Condition], ok: bool, reason: &str, message: String, generation: Option<i64>) -> Condition {
+pub(crate) fn ready_condition(existing: &[Condition], ok: bool, reason: &str, message: String, generation: Option<i64>) -> Condition {
     let status = if ok { "True" } else { "False" };
     let last = existing
         .iter()
@@ -69,7 +69,7 @@ fn ready_condition(existing: &[Condition], ok: bool, reason: &str, message: Stri
     }
 }
 
-fn same_condition(a: Option<&Condition>, b: &Condition) -> bool {
+pub(crate) fn same_condition(a: Option<&Condition>, b: &Condition) -> bool {
     a.is_some_and(|a| a.status == b.status && a.reason == b.reason && a.message == b.message && a.observed_generation == b.observed_generation)
 }
 

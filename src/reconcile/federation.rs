@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Resource, ResourceExt};
@@ -153,24 +152,11 @@ impl FederationLoop {
 
     async fn write_status(&self, cr: &ClusterFederatedTrustDomain, ok: bool, reason: &str, message: String) {
         let Some((client, _)) = &self.kube else { return };
-        let status = if ok { "True" } else { "False" };
         let existing = cr.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
-        let current = existing.iter().find(|c| c.type_ == CONDITION_READY);
-        if current.is_some_and(|c| c.status == status && c.reason == reason && c.message == message && c.observed_generation == cr.metadata.generation) {
+        let cond = crate::status::ready_condition(&existing, ok, reason, message, cr.metadata.generation);
+        if crate::status::same_condition(existing.iter().find(|c| c.type_ == CONDITION_READY), &cond) {
             return;
         }
-        let last = current
-            .filter(|c| c.status == status)
-            .map(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| Time(jiff::Timestamp::now()));
-        let cond = Condition {
-            type_: CONDITION_READY.into(),
-            status: status.into(),
-            reason: reason.into(),
-            message,
-            last_transition_time: last,
-            observed_generation: cr.metadata.generation,
-        };
         let api: Api<ClusterFederatedTrustDomain> = Api::all(client.clone());
         let patch = json!({"status": {"conditions": [cond]}});
         if let Err(err) = api.patch_status(&cr.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
