@@ -1112,7 +1112,7 @@ fn report(dir: &Path) -> Result<()> {
     }
     if !admission.is_empty() {
         out += "### admission (webhook over TLS on loopback, kept-alive connections; ms)\n\n";
-        out += "| run | achieved req/s | errors | p50 | p90 | p99 | p99.9 | max | p99 from scheduled send |\n|---|---|---|---|---|---|---|---|---|\n";
+        out += "| run | 1-min load | achieved req/s | errors | p50 | p90 | p99 | p99.9 | max | p99 from scheduled send |\n|---|---|---|---|---|---|---|---|---|---|\n";
         let mut p50s = Vec::new();
         let mut p99s = Vec::new();
         for (name, text) in &admission {
@@ -1123,7 +1123,20 @@ fn report(dir: &Path) -> Result<()> {
             let _ = sections.next();
             let sent = sections.next().unwrap_or_default();
             let sched = sections.next().unwrap_or_default();
-            let all_line = |s: &str| s.lines().find(|l| l.trim_start().starts_with("all ")).unwrap_or_default().to_owned();
+            // "p50=   0.062ms" → "p50=0.062ms"
+            let all_line = |s: &str| {
+                let l = s.lines().find(|l| l.trim_start().starts_with("all ")).unwrap_or_default();
+                let mut out = String::new();
+                let mut after_eq = false;
+                for c in l.chars() {
+                    if after_eq && c == ' ' {
+                        continue;
+                    }
+                    after_eq = c == '=';
+                    out.push(c);
+                }
+                out
+            };
             let val = |l: &str, k: &str| -> f64 {
                 l.split_whitespace().find_map(|w| w.strip_prefix(&format!("{k}="))).and_then(|v| v.trim_end_matches("ms").parse().ok()).unwrap_or(f64::NAN)
             };
@@ -1132,8 +1145,9 @@ fn report(dir: &Path) -> Result<()> {
             p50s.push(val(&a, "p50"));
             p99s.push(val(&a, "p99"));
             out += &format!(
-                "| {} | {rate} | {errors} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {rate} | {errors} | {} | {} | {} | {} | {} | {} |\n",
                 name.trim_end_matches(".txt"),
+                text.lines().find_map(|l| l.strip_prefix("load: ")).and_then(|l| l.split_whitespace().next()).unwrap_or("?"),
                 fmt(val(&a, "p50"), 3),
                 fmt(val(&a, "p90"), 3),
                 fmt(val(&a, "p99"), 3),
@@ -1142,7 +1156,7 @@ fn report(dir: &Path) -> Result<()> {
                 fmt(val(&s, "p99"), 3)
             );
         }
-        out += &format!("| **median (min–max)** | | | {} | | {} | | | |\n\n", summary(&p50s, 3), summary(&p99s, 3));
+        out += &format!("| **median (min–max)** | | | | {} | | {} | | | |\n\n", summary(&p50s, 3), summary(&p99s, 3));
     }
     print!("{out}");
     std::fs::write(dir.join("results.md"), &out)?;
