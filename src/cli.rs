@@ -112,6 +112,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         tracing::warn!("config: {w}");
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::memory::limit_arenas();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let result = run_async(args, config).await;

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod health;
 pub mod k8s;
 pub mod manifests;
+pub mod memory;
 pub mod metrics;
 pub mod reconcile;
 pub mod status;

@@ -120,6 +120,8 @@ impl EntryReconciler {
                 ("error", PassOutcome::Retry(Duration::from_secs(1)))
             }
         };
+        // A pass allocates and frees a copy of the world; hand the freed pages back.
+        crate::memory::release_free_pages();
         self.metrics.passes.with_label_values(&["entry", result]).inc();
         self.metrics.pass_duration.with_label_values(&["entry", result]).observe(started.elapsed().as_secs_f64());
         outcome
