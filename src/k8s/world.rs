@@ -81,15 +81,14 @@ impl Stores {
             namespaces: watch(client, pods_needed, entries, cancel, "namespaces", trim_meta),
             endpoints: watch(client, pods_needed, entries, cancel, "endpoints", trim_meta),
             endpoint_slices: watch(client, pods_needed, entries, cancel, "endpointslices", trim_meta),
-            cluster_spiffe_ids: watch(client, set.cluster_spiffe_ids, entries, cancel, "clusterspiffeids", trim_meta),
-            cluster_static_entries: watch(client, set.cluster_static_entries, entries, cancel, "clusterstaticentries", trim_meta),
-            cluster_federated_trust_domains: watch(
+            cluster_spiffe_ids: watch_specs(client, set.cluster_spiffe_ids, entries, cancel, "clusterspiffeids"),
+            cluster_static_entries: watch_specs(client, set.cluster_static_entries, entries, cancel, "clusterstaticentries"),
+            cluster_federated_trust_domains: watch_specs(
                 client,
                 set.cluster_federated_trust_domains,
                 federation,
                 cancel,
                 "clusterfederatedtrustdomains",
-                trim_meta,
             ),
         };
         Arc::new(s)
@@ -139,6 +138,22 @@ impl Stores {
     }
 }
 
+/// A watch of one of our custom resources: only spec changes (a new `generation`),
+/// creations and deletions trigger a pass. Our own status writes come back through the
+/// watch and would otherwise cost one more whole pass each.
+fn watch_specs<K>(client: &Client, enabled: bool, trigger: &Trigger, cancel: &CancellationToken, name: &'static str) -> Watched<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+{
+    watch_with(client, enabled, trigger, cancel, name, trim_meta, Some(spec_version::<K>))
+}
+
+fn spec_version<K: Resource>(obj: &K) -> String {
+    let m = obj.meta();
+    format!("{}/{}", m.uid.as_deref().unwrap_or(""), m.generation.unwrap_or(0))
+}
+
 fn watch<K>(
     client: &Client,
     enabled: bool,
@@ -151,6 +166,22 @@ where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Default,
 {
+    watch_with(client, enabled, trigger, cancel, name, trim, None)
+}
+
+fn watch_with<K>(
+    client: &Client,
+    enabled: bool,
+    trigger: &Trigger,
+    cancel: &CancellationToken,
+    name: &'static str,
+    trim: fn(&mut K),
+    relevant: Option<fn(&K) -> String>,
+) -> Watched<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+{
     if !enabled {
         return Watched::disabled();
     }
@@ -158,17 +189,25 @@ where
     let (store, writer) = reflector::store();
     let synced = Arc::new(AtomicBool::new(false));
     let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).modify(trim)).default_backoff();
-    tokio::spawn(run_watch(stream, name, synced.clone(), trigger.clone(), cancel.clone()));
+    tokio::spawn(run_watch(stream, name, synced.clone(), trigger.clone(), cancel.clone(), relevant));
     Watched { store, synced, enabled: true }
 }
 
-async fn run_watch<K, S>(stream: S, name: &'static str, synced: Arc<AtomicBool>, trigger: Trigger, cancel: CancellationToken)
-where
+async fn run_watch<K, S>(
+    stream: S,
+    name: &'static str,
+    synced: Arc<AtomicBool>,
+    trigger: Trigger,
+    cancel: CancellationToken,
+    relevant: Option<fn(&K) -> String>,
+) where
     K: Resource + 'static,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
 {
     let mut stream = std::pin::pin!(stream);
     let mut failing = false;
+    // Last relevant version per object name, when `relevant` filters events.
+    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     loop {
         let next = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -188,8 +227,25 @@ where
                         }
                         trigger.notify();
                     }
-                    watcher::Event::Init | watcher::Event::InitApply(_) => {}
-                    watcher::Event::Apply(_) | watcher::Event::Delete(_) => trigger.notify(),
+                    watcher::Event::Init => seen.clear(),
+                    watcher::Event::InitApply(obj) => {
+                        if let Some(f) = relevant {
+                            seen.insert(obj.meta().name.clone().unwrap_or_default(), f(&obj));
+                        }
+                    }
+                    watcher::Event::Apply(obj) => match relevant {
+                        None => trigger.notify(),
+                        Some(f) => {
+                            let version = f(&obj);
+                            if seen.insert(obj.meta().name.clone().unwrap_or_default(), version.clone()).as_ref() != Some(&version) {
+                                trigger.notify();
+                            }
+                        }
+                    },
+                    watcher::Event::Delete(obj) => {
+                        seen.remove(obj.meta().name.as_deref().unwrap_or_default());
+                        trigger.notify();
+                    }
                 }
             }
             Some(Err(err)) => {
