@@ -76,11 +76,11 @@ impl Stores {
     pub fn spawn(client: &Client, set: WatchSet, entries: &Trigger, federation: &Trigger, cancel: &CancellationToken) -> Arc<Self> {
         let pods_needed = set.cluster_spiffe_ids;
         let s = Stores {
-            pods: watch(client, pods_needed, entries, cancel, "pods", trim_pod),
-            nodes: watch(client, pods_needed, entries, cancel, "nodes", trim_node),
-            namespaces: watch(client, pods_needed, entries, cancel, "namespaces", trim_meta),
-            endpoints: watch(client, pods_needed, entries, cancel, "endpoints", trim_meta),
-            endpoint_slices: watch(client, pods_needed, entries, cancel, "endpointslices", trim_meta),
+            pods: watch_with(client, pods_needed, entries, cancel, "pods", trim_pod, None),
+            nodes: watch_with(client, pods_needed, entries, cancel, "nodes", trim_node, None),
+            namespaces: watch_with(client, pods_needed, entries, cancel, "namespaces", trim_meta, None),
+            endpoints: watch_with(client, pods_needed, entries, cancel, "endpoints", trim_meta, None),
+            endpoint_slices: watch_with(client, pods_needed, entries, cancel, "endpointslices", trim_meta, None),
             cluster_spiffe_ids: watch_specs(client, set.cluster_spiffe_ids, entries, cancel, "clusterspiffeids"),
             cluster_static_entries: watch_specs(client, set.cluster_static_entries, entries, cancel, "clusterstaticentries"),
             cluster_federated_trust_domains: watch_specs(
@@ -152,21 +152,6 @@ where
 fn spec_version<K: Resource>(obj: &K) -> String {
     let m = obj.meta();
     format!("{}/{}", m.uid.as_deref().unwrap_or(""), m.generation.unwrap_or(0))
-}
-
-fn watch<K>(
-    client: &Client,
-    enabled: bool,
-    trigger: &Trigger,
-    cancel: &CancellationToken,
-    name: &'static str,
-    trim: fn(&mut K),
-) -> Watched<K>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
-{
-    watch_with(client, enabled, trigger, cancel, name, trim, None)
 }
 
 fn watch_with<K>(
