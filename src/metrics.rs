@@ -3,7 +3,7 @@
 //! counter), is kept as it was; everything else is prefixed `spire_controller_manager_`.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 const NS: &str = "spire_controller_manager";
@@ -148,5 +148,3 @@ impl Drop for Timer {
     }
 }
 
-#[allow(unused_imports)]
-use GaugeVec as _;

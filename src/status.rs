@@ -42,7 +42,6 @@ pub struct KubeStatus {
     recorder: Recorder,
 }
 
-const FIELD_MANAGER: &str = "spire-controller-manager";
 
 impl KubeStatus {
     pub fn new(client: Client) -> Self {
@@ -166,5 +165,3 @@ impl StatusSink for KubeStatus {
     }
 }
 
-#[allow(dead_code)]
-const _: &str = FIELD_MANAGER;

@@ -164,8 +164,8 @@ impl EntryReconciler {
         let failures = self.apply(&plan, &mut report).await;
 
         self.record_metrics(&declared, &plan);
-        self.report_render_failures(&world, &declared).await;
-        self.write_statuses(&world, &declared, &plan, &failures).await;
+        self.report_render_failures(&declared).await;
+        self.write_statuses(&world, &declared, &failures).await;
         Ok(report)
     }
 
@@ -274,7 +274,7 @@ impl EntryReconciler {
     }
 
     /// Logs each render failure once (until it goes away) and emits an Event for it.
-    async fn report_render_failures(&mut self, _world: &World, declared: &Declared) {
+    async fn report_render_failures(&mut self, declared: &Declared) {
         let mut now = HashSet::new();
         for f in &declared.failures {
             let pod = f.pod.as_ref().map(|(ns, n)| format!("{ns}/{n}"));
@@ -288,7 +288,7 @@ impl EntryReconciler {
         self.reported_failures = now;
     }
 
-    async fn write_statuses(&self, world: &World, declared: &Declared, _plan: &Plan, applied: &Applied) {
+    async fn write_statuses(&self, world: &World, declared: &Declared, applied: &Applied) {
         for cr in &world.cluster_spiffe_ids {
             let name = cr.metadata.name.clone().unwrap_or_default();
             let Some(stats) = declared.spiffe_id_stats.get(&name) else { continue };
