@@ -68,7 +68,9 @@ pub fn main() -> ExitCode {
 fn write_crds(dir: Option<PathBuf>) -> anyhow::Result<()> {
     for (name, yaml) in scm_api::crd::all() {
         match &dir {
-            Some(dir) => std::fs::write(dir.join(name), yaml).with_context(|| format!("writing {}", dir.join(name).display()))?,
+            Some(dir) => {
+                std::fs::write(dir.join(name), yaml).with_context(|| format!("writing {}", dir.join(name).display()))?
+            }
             None => print!("{yaml}"),
         }
     }
@@ -76,7 +78,11 @@ fn write_crds(dir: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn load_config(args: &Args) -> anyhow::Result<scm_config::Loaded> {
-    let opts = LoadOptions { path: args.config.clone(), expand_env: args.expand_env, spire_api_socket_flag: args.spire_api_socket.clone() };
+    let opts = LoadOptions {
+        path: args.config.clone(),
+        expand_env: args.expand_env,
+        spire_api_socket_flag: args.spire_api_socket.clone(),
+    };
     Ok(scm_config::load(&opts, scm_config::process_env)?)
 }
 
@@ -95,7 +101,8 @@ fn check_config(args: &Args) -> anyhow::Result<()> {
 fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
     let level = config.log_level.as_str();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{level},kube=warn,tower=warn,hyper=warn,h2=warn,rustls=warn")));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},kube=warn,tower=warn,hyper=warn,h2=warn,rustls=warn")));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match config.log_encoding {
@@ -126,7 +133,8 @@ fn run(args: Args) -> anyhow::Result<()> {
 /// SIGTERM or SIGINT cancels `token`; a second signal exits at once.
 fn spawn_signal_handler(token: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
@@ -159,7 +167,10 @@ pub fn settings_from(config: &Config) -> anyhow::Result<scm_core::Settings> {
 }
 
 fn spire_client(config: &Config) -> anyhow::Result<scm_spire_api::Client> {
-    let options = scm_spire_api::ClientOptions { max_recv_message_size: config.grpc_max_call_recv_msg_size, ..Default::default() };
+    let options = scm_spire_api::ClientOptions {
+        max_recv_message_size: config.grpc_max_call_recv_msg_size,
+        ..Default::default()
+    };
     Ok(scm_spire_api::Client::connect_lazy(&config.spire_server_socket_path, options)?)
 }
 
@@ -176,7 +187,8 @@ fn detect_cluster_domain() -> Option<String> {
 async fn kube_client(args: &Args) -> anyhow::Result<kube::Client> {
     let config = match &args.kubeconfig {
         Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
             kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
         }
         None => kube::Config::infer().await.context("no Kubernetes configuration (use --kubeconfig)")?,
@@ -228,7 +240,11 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
         servers.spawn(async move { crate::health::serve(&addr, router, c).await.context("metrics server") });
     }
     if let Some(addr) = config.health.health_probe_bind_address.clone() {
-        let router = crate::health::probe_router(health.clone(), &config.health.readiness_endpoint_name, &config.health.liveness_endpoint_name);
+        let router = crate::health::probe_router(
+            health.clone(),
+            &config.health.readiness_endpoint_name,
+            &config.health.liveness_endpoint_name,
+        );
         let c = cancel.clone();
         servers.spawn(async move { crate::health::serve(&addr, router, c).await.context("health server") });
     }
@@ -262,11 +278,36 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
                 metrics.clone(),
                 Arc::new(crate::status::NoStatus),
             );
-            spawn_entry_loop(&mut loops, r, entry_trigger.clone(), config.gc_interval, leader.clone(), cancel.clone(), health.clone(), "entry");
+            spawn_entry_loop(
+                &mut loops,
+                r,
+                entry_trigger.clone(),
+                config.gc_interval,
+                leader.clone(),
+                cancel.clone(),
+                health.clone(),
+                "entry",
+            );
         }
         if config.reconcile.cluster_federated_trust_domains {
-            let f = crate::reconcile::federation::FederationLoop::new(source.clone(), spire.clone(), &config.class_name, config.watch_classless, metrics.clone(), None);
-            spawn_entry_loop(&mut loops, f, federation_trigger.clone(), config.gc_interval, leader.clone(), cancel.clone(), health.clone(), "federation");
+            let f = crate::reconcile::federation::FederationLoop::new(
+                source.clone(),
+                spire.clone(),
+                &config.class_name,
+                config.watch_classless,
+                metrics.clone(),
+                None,
+            );
+            spawn_entry_loop(
+                &mut loops,
+                f,
+                federation_trigger.clone(),
+                config.gc_interval,
+                leader.clone(),
+                cancel.clone(),
+                health.clone(),
+                "federation",
+            );
         }
     } else {
         let client = kube_client(&args).await?;
@@ -290,7 +331,9 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
                 .clone()
                 .or_else(pod_namespace)
                 .context("leaderElection.resourceNamespace is not set and the pod namespace is unknown")?;
-            let host = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "spire-controller-manager".into());
+            let host = std::env::var("POD_NAME")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| "spire-controller-manager".into());
             let params = crate::k8s::lease::LeaseParams {
                 name: le.resource_name.clone(),
                 namespace,
@@ -326,8 +369,24 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
         }
         if config.reconcile.cluster_federated_trust_domains {
             let source = Arc::new(crate::reconcile::federation::KubeCftds(stores.clone()));
-            let f = crate::reconcile::federation::FederationLoop::new(source, spire.clone(), &config.class_name, config.watch_classless, metrics.clone(), Some(client.clone()));
-            spawn_entry_loop(&mut loops, f, federation_trigger.clone(), config.gc_interval, leader.clone(), cancel.clone(), health.clone(), "federation");
+            let f = crate::reconcile::federation::FederationLoop::new(
+                source,
+                spire.clone(),
+                &config.class_name,
+                config.watch_classless,
+                metrics.clone(),
+                Some(client.clone()),
+            );
+            spawn_entry_loop(
+                &mut loops,
+                f,
+                federation_trigger.clone(),
+                config.gc_interval,
+                leader.clone(),
+                cancel.clone(),
+                health.clone(),
+                "federation",
+            );
         }
         if config.reconcile.cluster_spiffe_ids || config.reconcile.cluster_static_entries {
             let source = Arc::new(crate::k8s::world::KubeWorld(stores.clone(), Some(early)));
@@ -339,7 +398,16 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
                 metrics.clone(),
                 Arc::new(crate::status::KubeStatus::new(client.clone())),
             );
-            spawn_entry_loop(&mut loops, r, entry_trigger.clone(), config.gc_interval, leader.clone(), cancel.clone(), health.clone(), "entry");
+            spawn_entry_loop(
+                &mut loops,
+                r,
+                entry_trigger.clone(),
+                config.gc_interval,
+                leader.clone(),
+                cancel.clone(),
+                health.clone(),
+                "entry",
+            );
         }
     }
 
@@ -411,7 +479,9 @@ async fn spawn_webhook(
     let resolver = Arc::new(CertResolver::with_metrics(&wm));
     {
         let r = resolver.clone();
-        health.add_ready_check("webhook-certificate", move || if r.cert_loaded() { Ok(()) } else { Err("no serving certificate yet".into()) });
+        health.add_ready_check("webhook-certificate", move || {
+            if r.cert_loaded() { Ok(()) } else { Err("no serving certificate yet".into()) }
+        });
     }
     let spire = Arc::new(spire.clone());
     // SPIRE-minted certificate (upstream's way): caBundle is kept equal to SPIRE's trust
@@ -422,13 +492,23 @@ async fn spawn_webhook(
         Some(dir) if !dir.is_empty() => {
             let dir = PathBuf::from(dir);
             tracing::info!(dir = %dir.display(), "webhook certificate from files (tls.crt, tls.key); caBundle is not managed");
-            FileCertSource::spawn(FileCertParams::new(dir.join("tls.crt"), dir.join("tls.key")), resolver.clone(), cancel.clone());
+            FileCertSource::spawn(
+                FileCertParams::new(dir.join("tls.crt"), dir.join("tls.key")),
+                resolver.clone(),
+                cancel.clone(),
+            );
         }
         _ => {
-            let cab = CaBundleManager::spawn(client.clone(), CaBundleParams::new(config.validating_webhook_configuration_name.clone()), spire.clone(), cancel.clone());
+            let cab = CaBundleManager::spawn(
+                client.clone(),
+                CaBundleParams::new(config.validating_webhook_configuration_name.clone()),
+                spire.clone(),
+                cancel.clone(),
+            );
             let mut params = CertManagerParams::new(config.trust_domain.clone());
             if let Ok(ttl) = std::env::var("SCM_WEBHOOK_CERT_TTL") {
-                params.ttl = scm_config::parse_go_duration_std(&ttl).map_err(|e| anyhow::anyhow!("SCM_WEBHOOK_CERT_TTL: {}", e.go_message()))?;
+                params.ttl = scm_config::parse_go_duration_std(&ttl)
+                    .map_err(|e| anyhow::anyhow!("SCM_WEBHOOK_CERT_TTL: {}", e.go_message()))?;
             }
             CertManager::spawn(params, spire, cab.hosts(), resolver.clone(), cancel.clone());
             cab_task = Some(cab.task);
@@ -466,6 +546,9 @@ fn spawn_entry_loop<R: crate::reconcile::Reconciler + 'static>(
     set.spawn(async move {
         // Waiting is normal for up to gcInterval; a pass is bounded by SPIRE deadlines.
         let wedge = gc_interval.max(Duration::from_secs(60)) * 3;
-        crate::reconcile::run_loop(name, trigger, gc_interval, leader, cancel, &mut reconciler, || health.beat(name, wedge)).await;
+        crate::reconcile::run_loop(name, trigger, gc_interval, leader, cancel, &mut reconciler, || {
+            health.beat(name, wedge)
+        })
+        .await;
     });
 }

@@ -41,8 +41,10 @@ impl Health {
     }
 
     pub fn readiness(&self) -> Result<(), String> {
-        let checks: Vec<(&'static str, Check)> = self.inner.lock().unwrap().ready.iter().map(|(k, v)| (*k, v.clone())).collect();
-        let failures: Vec<String> = checks.iter().filter_map(|(name, c)| c().err().map(|e| format!("{name}: {e}"))).collect();
+        let checks: Vec<(&'static str, Check)> =
+            self.inner.lock().unwrap().ready.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let failures: Vec<String> =
+            checks.iter().filter_map(|(name, c)| c().err().map(|e| format!("{name}: {e}"))).collect();
         if failures.is_empty() { Ok(()) } else { Err(failures.join("\n")) }
     }
 
@@ -59,10 +61,7 @@ impl Health {
 }
 
 pub fn probe_router(health: Health, readiness_path: &str, liveness_path: &str) -> Router {
-    Router::new()
-        .route(readiness_path, get(readyz))
-        .route(liveness_path, get(healthz))
-        .with_state(health)
+    Router::new().route(readiness_path, get(readyz)).route(liveness_path, get(healthz)).with_state(health)
 }
 
 async fn readyz(State(h): State<Health>) -> (StatusCode, String) {

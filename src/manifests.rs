@@ -90,7 +90,8 @@ pub fn load_dir(dir: &Path, expand_env: bool, env: &dyn Fn(&str) -> Option<Strin
             text = scm_config::go_expand_env(&text, env).0;
         }
         for (i, doc) in split_documents(&text).into_iter().enumerate() {
-            let value: serde_json::Value = serde_saphyr::from_str(doc).map_err(|e| format!("{} (document {}): {e}", path.display(), i + 1))?;
+            let value: serde_json::Value =
+                serde_saphyr::from_str(doc).map_err(|e| format!("{} (document {}): {e}", path.display(), i + 1))?;
             if value.is_null() {
                 continue;
             }

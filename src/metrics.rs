@@ -54,11 +54,18 @@ impl Metrics {
                 &["reconciler", "result"],
             )
             .unwrap(),
-            passes: IntCounterVec::new(Opts::new("reconcile_passes_total", "Reconcile passes").namespace(NS), &["reconciler", "result"]).unwrap(),
+            passes: IntCounterVec::new(
+                Opts::new("reconcile_passes_total", "Reconcile passes").namespace(NS),
+                &["reconciler", "result"],
+            )
+            .unwrap(),
             trigger_lag: HistogramVec::new(
-                HistogramOpts::new("reconcile_trigger_lag_seconds", "Time from a change notification to the start of its pass")
-                    .namespace(NS)
-                    .buckets(vec![0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0]),
+                HistogramOpts::new(
+                    "reconcile_trigger_lag_seconds",
+                    "Time from a change notification to the start of its pass",
+                )
+                .namespace(NS)
+                .buckets(vec![0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0]),
                 &["reconciler"],
             )
             .unwrap(),
@@ -69,28 +76,53 @@ impl Metrics {
                 &["method"],
             )
             .unwrap(),
-            spire_rpc_errors: IntCounterVec::new(Opts::new("spire_rpc_errors_total", "SPIRE Server API call errors").namespace(NS), &["method", "code"]).unwrap(),
+            spire_rpc_errors: IntCounterVec::new(
+                Opts::new("spire_rpc_errors_total", "SPIRE Server API call errors").namespace(NS),
+                &["method", "code"],
+            )
+            .unwrap(),
             entry_writes: IntCounterVec::new(
                 Opts::new("entry_writes_total", "SPIRE entry writes by operation and result").namespace(NS),
                 &["operation", "result"],
             )
             .unwrap(),
-            entries_declared: IntGauge::with_opts(Opts::new("entries_declared", "Entries declared by the resources (after masking)").namespace(NS)).unwrap(),
-            entries_current: IntGauge::with_opts(Opts::new("entries_current", "Entries in SPIRE managed by this controller").namespace(NS)).unwrap(),
-            entries_masked: IntGauge::with_opts(Opts::new("entries_masked", "Declared entries masked by another resource with the same key").namespace(NS)).unwrap(),
-            entries_kept: IntGauge::with_opts(Opts::new("entries_kept", "Undeclared entries kept because their source failed to parse or render").namespace(NS)).unwrap(),
-            render_failures: IntGaugeVec::new(Opts::new("render_failures", "Render failures in the last pass by kind").namespace(NS), &["kind"]).unwrap(),
+            entries_declared: IntGauge::with_opts(
+                Opts::new("entries_declared", "Entries declared by the resources (after masking)").namespace(NS),
+            )
+            .unwrap(),
+            entries_current: IntGauge::with_opts(
+                Opts::new("entries_current", "Entries in SPIRE managed by this controller").namespace(NS),
+            )
+            .unwrap(),
+            entries_masked: IntGauge::with_opts(
+                Opts::new("entries_masked", "Declared entries masked by another resource with the same key")
+                    .namespace(NS),
+            )
+            .unwrap(),
+            entries_kept: IntGauge::with_opts(
+                Opts::new("entries_kept", "Undeclared entries kept because their source failed to parse or render")
+                    .namespace(NS),
+            )
+            .unwrap(),
+            render_failures: IntGaugeVec::new(
+                Opts::new("render_failures", "Render failures in the last pass by kind").namespace(NS),
+                &["kind"],
+            )
+            .unwrap(),
             federation_relationships: IntGaugeVec::new(
-                Opts::new("federation_relationships", "ClusterFederatedTrustDomains by outcome of the last pass").namespace(NS),
+                Opts::new("federation_relationships", "ClusterFederatedTrustDomains by outcome of the last pass")
+                    .namespace(NS),
                 &["outcome"],
             )
             .unwrap(),
             federation_writes: IntCounterVec::new(
-                Opts::new("federation_writes_total", "SPIRE federation relationship writes by operation and result").namespace(NS),
+                Opts::new("federation_writes_total", "SPIRE federation relationship writes by operation and result")
+                    .namespace(NS),
                 &["operation", "result"],
             )
             .unwrap(),
-            leader: IntGauge::with_opts(Opts::new("leader", "1 while this replica is the leader").namespace(NS)).unwrap(),
+            leader: IntGauge::with_opts(Opts::new("leader", "1 while this replica is the leader").namespace(NS))
+                .unwrap(),
             registry,
         };
         let r = &m.registry;
@@ -147,4 +179,3 @@ impl Drop for Timer {
         self.hist.observe(self.start.elapsed().as_secs_f64());
     }
 }
-

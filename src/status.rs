@@ -6,8 +6,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
-use scm_api::{ClusterSPIFFEID, ClusterStaticEntry, CONDITION_READY};
 use scm_api::ClusterSPIFFEIDStats;
+use scm_api::{CONDITION_READY, ClusterSPIFFEID, ClusterStaticEntry};
 use scm_core::{RenderFailure, SourceKind, SourceRef, StaticEntryOutcome};
 use serde_json::json;
 
@@ -17,22 +17,54 @@ pub mod async_trait_shim {
 }
 
 pub trait StatusSink: Send + Sync {
-    fn cluster_spiffe_id<'a>(&'a self, cr: &'a ClusterSPIFFEID, stats: ClusterSPIFFEIDStats, failures: &'a [&'a RenderFailure]) -> BoxFuture<'a>;
-    fn cluster_static_entry<'a>(&'a self, cr: &'a ClusterStaticEntry, outcome: &'a StaticEntryOutcome, set: bool) -> BoxFuture<'a>;
-    fn event_render_failed<'a>(&'a self, source: &'a SourceRef, pod: Option<(String, String)>, field: &'a str, message: &'a str) -> BoxFuture<'a>;
+    fn cluster_spiffe_id<'a>(
+        &'a self,
+        cr: &'a ClusterSPIFFEID,
+        stats: ClusterSPIFFEIDStats,
+        failures: &'a [&'a RenderFailure],
+    ) -> BoxFuture<'a>;
+    fn cluster_static_entry<'a>(
+        &'a self,
+        cr: &'a ClusterStaticEntry,
+        outcome: &'a StaticEntryOutcome,
+        set: bool,
+    ) -> BoxFuture<'a>;
+    fn event_render_failed<'a>(
+        &'a self,
+        source: &'a SourceRef,
+        pod: Option<(String, String)>,
+        field: &'a str,
+        message: &'a str,
+    ) -> BoxFuture<'a>;
 }
 
 /// Static manifest mode: nothing to write.
 pub struct NoStatus;
 
 impl StatusSink for NoStatus {
-    fn cluster_spiffe_id<'a>(&'a self, _: &'a ClusterSPIFFEID, _: ClusterSPIFFEIDStats, _: &'a [&'a RenderFailure]) -> BoxFuture<'a> {
+    fn cluster_spiffe_id<'a>(
+        &'a self,
+        _: &'a ClusterSPIFFEID,
+        _: ClusterSPIFFEIDStats,
+        _: &'a [&'a RenderFailure],
+    ) -> BoxFuture<'a> {
         Box::pin(async {})
     }
-    fn cluster_static_entry<'a>(&'a self, _: &'a ClusterStaticEntry, _: &'a StaticEntryOutcome, _: bool) -> BoxFuture<'a> {
+    fn cluster_static_entry<'a>(
+        &'a self,
+        _: &'a ClusterStaticEntry,
+        _: &'a StaticEntryOutcome,
+        _: bool,
+    ) -> BoxFuture<'a> {
         Box::pin(async {})
     }
-    fn event_render_failed<'a>(&'a self, _: &'a SourceRef, _: Option<(String, String)>, _: &'a str, _: &'a str) -> BoxFuture<'a> {
+    fn event_render_failed<'a>(
+        &'a self,
+        _: &'a SourceRef,
+        _: Option<(String, String)>,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a> {
         Box::pin(async {})
     }
 }
@@ -42,16 +74,22 @@ pub struct KubeStatus {
     recorder: Recorder,
 }
 
-
 impl KubeStatus {
     pub fn new(client: Client) -> Self {
-        let reporter = Reporter { controller: "spire-controller-manager".into(), instance: std::env::var("POD_NAME").ok() };
+        let reporter =
+            Reporter { controller: "spire-controller-manager".into(), instance: std::env::var("POD_NAME").ok() };
         Self { recorder: Recorder::new(client.clone(), reporter), client }
     }
 }
 
 /// The Ready condition, keeping `lastTransitionTime` when the status did not change.
-pub(crate) fn ready_condition(existing: &[Condition], ok: bool, reason: &str, message: String, generation: Option<i64>) -> Condition {
+pub(crate) fn ready_condition(
+    existing: &[Condition],
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> Condition {
     let status = if ok { "True" } else { "False" };
     let last = existing
         .iter()
@@ -69,7 +107,12 @@ pub(crate) fn ready_condition(existing: &[Condition], ok: bool, reason: &str, me
 }
 
 pub(crate) fn same_condition(a: Option<&Condition>, b: &Condition) -> bool {
-    a.is_some_and(|a| a.status == b.status && a.reason == b.reason && a.message == b.message && a.observed_generation == b.observed_generation)
+    a.is_some_and(|a| {
+        a.status == b.status
+            && a.reason == b.reason
+            && a.message == b.message
+            && a.observed_generation == b.observed_generation
+    })
 }
 
 fn stats_json(s: &ClusterSPIFFEIDStats) -> serde_json::Value {
@@ -87,12 +130,21 @@ fn stats_json(s: &ClusterSPIFFEIDStats) -> serde_json::Value {
 }
 
 impl StatusSink for KubeStatus {
-    fn cluster_spiffe_id<'a>(&'a self, cr: &'a ClusterSPIFFEID, stats: ClusterSPIFFEIDStats, failures: &'a [&'a RenderFailure]) -> BoxFuture<'a> {
+    fn cluster_spiffe_id<'a>(
+        &'a self,
+        cr: &'a ClusterSPIFFEID,
+        stats: ClusterSPIFFEIDStats,
+        failures: &'a [&'a RenderFailure],
+    ) -> BoxFuture<'a> {
         Box::pin(async move {
             let existing = cr.status.clone().unwrap_or_default();
             let (ok, reason, message) = if let Some(f) = failures.first() {
                 let pod = f.pod.as_ref().map(|(ns, n)| format!(" for pod {ns}/{n}")).unwrap_or_default();
-                (false, "RenderFailed", format!("{} failure(s); first{pod}: {}: {}", failures.len(), f.field, f.message))
+                (
+                    false,
+                    "RenderFailed",
+                    format!("{} failure(s); first{pod}: {}: {}", failures.len(), f.field, f.message),
+                )
             } else if stats.entry_failures > 0 {
                 (false, "EntryWriteFailed", format!("{} entries could not be written to SPIRE", stats.entry_failures))
             } else {
@@ -111,18 +163,33 @@ impl StatusSink for KubeStatus {
         })
     }
 
-    fn cluster_static_entry<'a>(&'a self, cr: &'a ClusterStaticEntry, outcome: &'a StaticEntryOutcome, set: bool) -> BoxFuture<'a> {
+    fn cluster_static_entry<'a>(
+        &'a self,
+        cr: &'a ClusterStaticEntry,
+        outcome: &'a StaticEntryOutcome,
+        set: bool,
+    ) -> BoxFuture<'a> {
         Box::pin(async move {
             let existing = cr.status.clone().unwrap_or_default();
             let (ok, reason, message) = match (&outcome.error, outcome.masked, set) {
                 (Some(err), _, _) => (false, "Invalid", err.clone()),
-                (None, true, _) => (false, "Masked", "another resource declares an entry with the same SPIFFE ID, parent ID and selectors".to_owned()),
+                (None, true, _) => (
+                    false,
+                    "Masked",
+                    "another resource declares an entry with the same SPIFFE ID, parent ID and selectors".to_owned(),
+                ),
                 (None, false, true) => (true, "Reconciled", "the entry is present in SPIRE and current".to_owned()),
-                (None, false, false) => (false, "EntryWriteFailed", "the entry could not be written to SPIRE".to_owned()),
+                (None, false, false) => {
+                    (false, "EntryWriteFailed", "the entry could not be written to SPIRE".to_owned())
+                }
             };
             let cond = ready_condition(&existing.conditions, ok, reason, message, cr.metadata.generation);
             let current_ready = existing.conditions.iter().find(|c| c.type_ == CONDITION_READY);
-            if existing.rendered == outcome.rendered && existing.masked == outcome.masked && existing.set == set && same_condition(current_ready, &cond) {
+            if existing.rendered == outcome.rendered
+                && existing.masked == outcome.masked
+                && existing.set == set
+                && same_condition(current_ready, &cond)
+            {
                 return;
             }
             let patch = json!({"status": {"rendered": outcome.rendered, "masked": outcome.masked, "set": set, "conditions": [cond]}});
@@ -133,7 +200,13 @@ impl StatusSink for KubeStatus {
         })
     }
 
-    fn event_render_failed<'a>(&'a self, source: &'a SourceRef, pod: Option<(String, String)>, field: &'a str, message: &'a str) -> BoxFuture<'a> {
+    fn event_render_failed<'a>(
+        &'a self,
+        source: &'a SourceRef,
+        pod: Option<(String, String)>,
+        field: &'a str,
+        message: &'a str,
+    ) -> BoxFuture<'a> {
         Box::pin(async move {
             let reference = match source.kind {
                 SourceKind::ClusterSPIFFEID => {
@@ -157,11 +230,16 @@ impl StatusSink for KubeStatus {
             });
             let mut note = format!("{pod_text}{field}: {message}");
             note.truncate(1000);
-            let ev = Event { type_: EventType::Warning, reason: "RenderFailed".into(), note: Some(note), action: "Render".into(), secondary };
+            let ev = Event {
+                type_: EventType::Warning,
+                reason: "RenderFailed".into(),
+                note: Some(note),
+                action: "Render".into(),
+                secondary,
+            };
             if let Err(err) = self.recorder.publish(&ev, &reference).await {
                 tracing::debug!(error = %err, "failed to publish event");
             }
         })
     }
 }
-

@@ -73,7 +73,11 @@ impl Fixture {
     }
 
     /// Waits until the SPIRE entries satisfy `pred`, then cross-checks them with the CLI.
-    pub async fn wait_entries(&self, what: &str, pred: impl Fn(&[scm_spiffe::Entry]) -> bool) -> Vec<scm_spiffe::Entry> {
+    pub async fn wait_entries(
+        &self,
+        what: &str,
+        pred: impl Fn(&[scm_spiffe::Entry]) -> bool,
+    ) -> Vec<scm_spiffe::Entry> {
         let got = eventually_or_logs(self, what, || async {
             let e = self.entries().await;
             pred(&e).then_some(e)
@@ -83,7 +87,10 @@ impl Fixture {
         assert_eq!(shown.len(), got.len(), "spire-server entry show agrees on the count");
         for e in &got {
             assert!(
-                shown.iter().any(|s| s["id"].as_str() == Some(e.id.as_str()) && show_id(&s["spiffe_id"]) == e.spiffe_id.to_string()),
+                shown
+                    .iter()
+                    .any(|s| s["id"].as_str() == Some(e.id.as_str())
+                        && show_id(&s["spiffe_id"]) == e.spiffe_id.to_string()),
                 "entry {} {} in `entry show`",
                 e.id,
                 e.spiffe_id
@@ -124,7 +131,8 @@ fn ids(entries: &[scm_spiffe::Entry]) -> Vec<String> {
     entries.iter().map(|e| e.spiffe_id.to_string()).collect()
 }
 
-const SA_TEMPLATE: &str = "spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Namespace }}/sa/{{ .PodSpec.ServiceAccountName }}";
+const SA_TEMPLATE: &str =
+    "spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Namespace }}/sa/{{ .PodSpec.ServiceAccountName }}";
 
 #[tokio::test]
 async fn create_update_delete_and_status() {
@@ -192,7 +200,11 @@ async fn masking_and_fallback() {
     tokio::time::sleep(Duration::from_millis(1100)).await; // creationTimestamp has second precision
     fx.apply_cspiffeid(&newer, json!({"spiffeIDTemplate": SA_TEMPLATE, "hint": "newer"})).await;
     // Fallback applies only to pods without a non-fallback entry.
-    fx.apply_cspiffeid(&fallback, json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/fallback/{{ .PodMeta.Name }}", "fallback": true})).await;
+    fx.apply_cspiffeid(
+        &fallback,
+        json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/fallback/{{ .PodMeta.Name }}", "fallback": true}),
+    )
+    .await;
     create_pod(&fx.client, &fx.ns, "p1", &fx.node, "sa1", &[]).await;
     let got = fx.wait_entries("one masked entry", |e| e.len() == 1 && e[0].hint == "older").await;
     assert_eq!(got[0].spiffe_id.to_string(), format!("spiffe://{TD}/ns/{}/sa/sa1", fx.ns));
@@ -220,10 +232,16 @@ async fn class_filter_and_ignored_namespaces() {
     create_pod(&fx.client, &fx.ns, "p", &fx.node, "sa", &[]).await;
     create_pod(&fx.client, &ignored_ns, "p", &fx.node, "sa", &[]).await;
     // Other class and classless objects are not processed (watchClassless: false).
-    let mut other = fx.cspiffeid(&format!("{}-other", fx.class), json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/other/{{ .PodMeta.Name }}"}));
+    let mut other = fx.cspiffeid(
+        &format!("{}-other", fx.class),
+        json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/other/{{ .PodMeta.Name }}"}),
+    );
     other["spec"]["className"] = json!("someone-else");
     apply_json(&fx.client, "clusterspiffeids", other).await;
-    let mut classless = fx.cspiffeid(&format!("{}-classless", fx.class), json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/classless/{{ .PodMeta.Name }}"}));
+    let mut classless = fx.cspiffeid(
+        &format!("{}-classless", fx.class),
+        json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/classless/{{ .PodMeta.Name }}"}),
+    );
     classless["spec"].as_object_mut().unwrap().remove("className");
     apply_json(&fx.client, "clusterspiffeids", classless).await;
     // Ours selects both namespaces by label.
@@ -273,13 +291,15 @@ async fn prefix_cleanup_and_foreign_entries() {
     let node = unique("prefix-node");
     create_node(&client, &node).await;
     create_pod(&client, &ns, "p", &node, "sa", &[]).await;
-    let ctl = Controller::start(&class, &base_config(&spire, &class, "entryIDPrefix: e2e\nentryIDPrefixCleanup: \"\"\n"));
+    let ctl =
+        Controller::start(&class, &base_config(&spire, &class, "entryIDPrefix: e2e\nentryIDPrefixCleanup: \"\"\n"));
     let fx = Fixture { spire, ctl, client, ns, node, node_uid: String::new(), class };
     fx.apply_cspiffeid(&fx.class, json!({"spiffeIDTemplate": SA_TEMPLATE})).await;
-    let got = fx.wait_entries("ours created, legacy cleaned, foreign kept", |e| {
-        e.len() == 3 && e.iter().any(|x| x.id.starts_with("e2e.")) && !e.iter().any(|x| x.id == "legacy1")
-    })
-    .await;
+    let got = fx
+        .wait_entries("ours created, legacy cleaned, foreign kept", |e| {
+            e.len() == 3 && e.iter().any(|x| x.id.starts_with("e2e.")) && !e.iter().any(|x| x.id == "legacy1")
+        })
+        .await;
     let mut got_ids: Vec<&str> = got.iter().map(|e| e.id.as_str()).collect();
     got_ids.sort();
     assert_eq!(got_ids[1..], ["manual.1", "other.2"]);
@@ -314,9 +334,12 @@ async fn auto_populated_dns_names() {
     let fx = Fixture::new("dns", "").await;
     let pod = create_pod(&fx.client, &fx.ns, "p", &fx.node, "sa", &[("app", "web")]).await;
     create_endpoints(&fx.client, &fx.ns, "websvc", &[&pod]).await;
-    fx.apply_cspiffeid(&fx.class, json!({"spiffeIDTemplate": SA_TEMPLATE, "autoPopulateDNSNames": true,
-        "dnsNameTemplates": ["first.example"]}))
-        .await;
+    fx.apply_cspiffeid(
+        &fx.class,
+        json!({"spiffeIDTemplate": SA_TEMPLATE, "autoPopulateDNSNames": true,
+        "dnsNameTemplates": ["first.example"]}),
+    )
+    .await;
     let got = fx.wait_entries("dns names", |e| e.len() == 1 && e[0].dns_names.len() == 5).await;
     let ns = &fx.ns;
     assert_eq!(
@@ -452,7 +475,11 @@ async fn static_manifest_mode() {
     })
     .await;
     // A broken file aborts passes: nothing is deleted.
-    std::fs::write(dir.join("broken.yaml"), "apiVersion: spire.spiffe.io/v1alpha1\nkind: ClusterStaticEntry\nspec: [\n").unwrap();
+    std::fs::write(
+        dir.join("broken.yaml"),
+        "apiVersion: spire.spiffe.io/v1alpha1\nkind: ClusterStaticEntry\nspec: [\n",
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(c.list_entries().await.unwrap().len(), 1, "{}", ctl.logs());
     assert!(spire.entry_show().len() == 1);

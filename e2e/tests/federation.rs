@@ -35,7 +35,8 @@ async fn federated_trust_domains_end_to_end() {
     let partner_name = unique("partner");
     let partner = Spire::start_with(&partner_name, "partner.example", &["--bundle-endpoint"]);
     let partner_url = partner.env.get("SPIRE_BUNDLE_ENDPOINT_URL").to_owned();
-    let partner_bundle = String::from_utf8_lossy(&partner.cli(&["bundle", "show", "-format", "spiffe"]).stdout).into_owned();
+    let partner_bundle =
+        String::from_utf8_lossy(&partner.cli(&["bundle", "show", "-format", "spiffe"]).stdout).into_owned();
     let class = unique("fed");
     let mut ctl = Controller::start(&class, &base_config(&spire, &class, ""));
     let sc = spire.client().await;
@@ -54,8 +55,12 @@ async fn federated_trust_domains_end_to_end() {
     apply_json(
         &client,
         "clusterfederatedtrustdomains",
-        cftd(&web, &class, json!({"trustDomain": "web.example", "bundleEndpointURL": "https://127.0.0.1:1/bundle",
-            "bundleEndpointProfile": {"type": "https_web"}})),
+        cftd(
+            &web,
+            &class,
+            json!({"trustDomain": "web.example", "bundleEndpointURL": "https://127.0.0.1:1/bundle",
+            "bundleEndpointProfile": {"type": "https_web"}}),
+        ),
     )
     .await;
     let rels = eventually(WAIT, "two relationships", || async {
@@ -68,7 +73,11 @@ async fn federated_trust_domains_end_to_end() {
     assert!(listed.contains("partner.example") && listed.contains("web.example"), "{listed}");
     // The first server holds the partner's bundle (from the CR, then refreshed from its endpoint).
     let out = spire.cli(&["bundle", "list", "-format", "spiffe"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("partner.example"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("partner.example"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let refreshed = spire.cli(&["federation", "refresh", "-id", "partner.example"]);
     assert!(refreshed.status.success(), "bundle endpoint reachable: {}", String::from_utf8_lossy(&refreshed.stderr));
     assert_eq!(ready_condition(&a).await["status"], json!("True"));
@@ -77,8 +86,12 @@ async fn federated_trust_domains_end_to_end() {
     apply_json(
         &client,
         "clusterfederatedtrustdomains",
-        cftd(&web, &class, json!({"trustDomain": "web.example", "bundleEndpointURL": "https://127.0.0.1:2/bundle",
-            "bundleEndpointProfile": {"type": "https_web"}})),
+        cftd(
+            &web,
+            &class,
+            json!({"trustDomain": "web.example", "bundleEndpointURL": "https://127.0.0.1:2/bundle",
+            "bundleEndpointProfile": {"type": "https_web"}}),
+        ),
     )
     .await;
     eventually(WAIT, "url updated", || async {
@@ -94,8 +107,12 @@ async fn federated_trust_domains_end_to_end() {
     apply_json(
         &client,
         "clusterfederatedtrustdomains",
-        cftd(&dup, &class, json!({"trustDomain": "web.example", "bundleEndpointURL": "https://127.0.0.1:3/bundle",
-            "bundleEndpointProfile": {"type": "https_web"}})),
+        cftd(
+            &dup,
+            &class,
+            json!({"trustDomain": "web.example", "bundleEndpointURL": "https://127.0.0.1:3/bundle",
+            "bundleEndpointProfile": {"type": "https_web"}}),
+        ),
     )
     .await;
     let cond = eventually(WAIT, "conflict reported", || async {
@@ -108,8 +125,12 @@ async fn federated_trust_domains_end_to_end() {
     apply_json(
         &client,
         "clusterfederatedtrustdomains",
-        cftd(&web, &class, json!({"trustDomain": "web.example", "bundleEndpointURL": "http://127.0.0.1:2/bundle",
-            "bundleEndpointProfile": {"type": "https_web"}})),
+        cftd(
+            &web,
+            &class,
+            json!({"trustDomain": "web.example", "bundleEndpointURL": "http://127.0.0.1:2/bundle",
+            "bundleEndpointProfile": {"type": "https_web"}}),
+        ),
     )
     .await;
     let cond = eventually(WAIT, "invalid reported", || async {
@@ -121,21 +142,28 @@ async fn federated_trust_domains_end_to_end() {
     // The next-oldest valid CR for that trust domain takes over.
     eventually(WAIT, "dup takes over", || async {
         let r = sc.list_federation_relationships().await.ok()?;
-        r.iter().any(|r| r.trust_domain.name() == "web.example" && r.bundle_endpoint_url == "https://127.0.0.1:3/bundle").then_some(())
+        r.iter()
+            .any(|r| r.trust_domain.name() == "web.example" && r.bundle_endpoint_url == "https://127.0.0.1:3/bundle")
+            .then_some(())
     })
     .await;
     // With no valid CR left for it, the relationship named by the invalid CR is kept.
     delete_cr(&client, "ClusterFederatedTrustDomain", "clusterfederatedtrustdomains", &dup).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let r = sc.list_federation_relationships().await.unwrap();
-    assert!(r.iter().any(|r| r.trust_domain.name() == "web.example"), "kept: {:?}", r.iter().map(|r| r.trust_domain.name()).collect::<Vec<_>>());
+    assert!(
+        r.iter().any(|r| r.trust_domain.name() == "web.example"),
+        "kept: {:?}",
+        r.iter().map(|r| r.trust_domain.name()).collect::<Vec<_>>()
+    );
     let cond = ready_condition(&web).await;
     assert!(cond["message"].as_str().unwrap().contains("kept"), "{cond}");
 
     // Restart: zero writes.
     ctl.restart();
     eventually(WAIT, "a federation pass after restart", || async {
-        (ctl.metric("spire_controller_manager_reconcile_passes_total", &["federation", "ok"]).await >= 2.0).then_some(())
+        (ctl.metric("spire_controller_manager_reconcile_passes_total", &["federation", "ok"]).await >= 2.0)
+            .then_some(())
     })
     .await;
     assert_eq!(ctl.metric("spire_controller_manager_federation_writes_total", &[]).await, 0.0, "{}", ctl.logs());
@@ -144,6 +172,9 @@ async fn federated_trust_domains_end_to_end() {
     delete_cr(&client, "ClusterFederatedTrustDomain", "clusterfederatedtrustdomains", &a).await;
     delete_cr(&client, "ClusterFederatedTrustDomain", "clusterfederatedtrustdomains", &web).await;
     delete_cr(&client, "ClusterFederatedTrustDomain", "clusterfederatedtrustdomains", &dup).await;
-    eventually(WAIT, "relationships deleted", || async { sc.list_federation_relationships().await.ok()?.is_empty().then_some(()) }).await;
+    eventually(WAIT, "relationships deleted", || async {
+        sc.list_federation_relationships().await.ok()?.is_empty().then_some(())
+    })
+    .await;
     assert!(!federation_list(&spire).contains("partner.example"));
 }

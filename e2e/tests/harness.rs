@@ -16,12 +16,12 @@ use std::sync::Once;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod};
-use kube::api::{Api, DeleteParams, PostParams};
 use kube::Client;
-pub use scm_testkit::{eventually, free_port, peers_sh, Peers, SpireServer};
+use kube::api::{Api, DeleteParams, PostParams};
 /// Exports read from a `peers.sh` env file (the harness's name for it).
 #[allow(unused_imports)]
 pub use scm_testkit::PeersEnv as Env;
+pub use scm_testkit::{Peers, SpireServer, eventually, free_port, peers_sh};
 use serde_json::json;
 
 pub fn root() -> PathBuf {
@@ -111,7 +111,9 @@ pub struct Controller {
 }
 
 pub fn controller_bin() -> PathBuf {
-    std::env::var("CONTROLLER_BIN").map(PathBuf::from).unwrap_or_else(|_| root().join("target/debug/spire-controller-manager"))
+    std::env::var("CONTROLLER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target/debug/spire-controller-manager"))
 }
 
 impl Controller {
@@ -142,7 +144,10 @@ impl Controller {
         let peers = peers();
         let logf = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let mut cmd = Command::new(controller_bin());
-        cmd.arg("--config").arg(&self.config_path).env("KUBECONFIG", peers.env.get("KUBECONFIG")).env("RUST_LOG", "info,spire_controller_manager=debug");
+        cmd.arg("--config")
+            .arg(&self.config_path)
+            .env("KUBECONFIG", peers.env.get("KUBECONFIG"))
+            .env("RUST_LOG", "info,spire_controller_manager=debug");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -239,7 +244,9 @@ pub async fn create_namespace(client: &Client, name: &str, labels: &[(&str, &str
 
 pub async fn create_node(client: &Client, name: &str) -> Node {
     let api: Api<Node> = Api::all(client.clone());
-    let node: Node = serde_json::from_value(json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}})).unwrap();
+    let node: Node =
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}}))
+            .unwrap();
     api.create(&PostParams::default(), &node).await.expect("create node")
 }
 
@@ -270,7 +277,10 @@ pub async fn create_endpoints(client: &Client, ns: &str, svc: &str, pods: &[&Pod
                 "name": p.metadata.name, "uid": p.metadata.uid}})
         })
         .collect();
-    let ep: Endpoints = serde_json::from_value(json!({"metadata": {"name": svc}, "subsets": [{"addresses": addresses, "ports": [{"port": 80}]}]})).unwrap();
+    let ep: Endpoints = serde_json::from_value(
+        json!({"metadata": {"name": svc}, "subsets": [{"addresses": addresses, "ports": [{"port": 80}]}]}),
+    )
+    .unwrap();
     api.create(&PostParams::default(), &ep).await.expect("create endpoints")
 }
 
@@ -285,7 +295,9 @@ pub async fn apply_json(client: &Client, kind_plural: &str, obj: serde_json::Val
         plural: kind_plural.into(),
     };
     let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &ar);
-    api.patch(&name, &kube::api::PatchParams::apply("e2e").force(), &kube::api::Patch::Apply(&obj)).await.unwrap_or_else(|e| panic!("apply {kind_plural}/{name}: {e}"));
+    api.patch(&name, &kube::api::PatchParams::apply("e2e").force(), &kube::api::Patch::Apply(&obj))
+        .await
+        .unwrap_or_else(|e| panic!("apply {kind_plural}/{name}: {e}"));
 }
 
 pub async fn delete_cr(client: &Client, kind: &str, kind_plural: &str, name: &str) {

@@ -1,10 +1,10 @@
 //! End-to-end tests against real peers: kube-apiserver + etcd + spire-server built from
 //! the Go module proxy (see e2e/peers.sh), and the controller binary.
 
+pub mod entries;
 mod federation;
 mod harness;
-pub mod entries;
+mod manifests;
 mod ops;
 mod smoke;
 mod webhook;
-mod manifests;

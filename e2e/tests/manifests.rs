@@ -31,22 +31,13 @@ fn manifests() -> PathBuf {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 /// `kubectl ARGS...` as admin, asserting success; its stdout and stderr.
 fn kubectl_ok(args: &[&str]) -> String {
     let out = kubectl(args);
-    assert!(
-        out.status.success(),
-        "kubectl {} failed:\n{}",
-        args.join(" "),
-        text(&out)
-    );
+    assert!(out.status.success(), "kubectl {} failed:\n{}", args.join(" "), text(&out));
     text(&out)
 }
 
@@ -63,17 +54,11 @@ fn yaml_files(dir: &Path) -> BTreeSet<String> {
 fn assert_copy(src: &str, dst: &str) {
     let (s, d) = (root().join(src), root().join(dst));
     let (sf, df) = (yaml_files(&s), yaml_files(&d));
-    assert_eq!(
-        sf, df,
-        "{dst}/ must hold the files of {src}/ (run: rm {dst}/*.yaml && cp {src}/*.yaml {dst}/)"
-    );
+    assert_eq!(sf, df, "{dst}/ must hold the files of {src}/ (run: rm {dst}/*.yaml && cp {src}/*.yaml {dst}/)");
     for f in &sf {
         let a = std::fs::read(s.join(f)).unwrap();
         let b = std::fs::read(d.join(f)).unwrap();
-        assert!(
-            a == b,
-            "{dst}/{f} differs from {src}/{f} (run: cp {src}/*.yaml {dst}/)"
-        );
+        assert!(a == b, "{dst}/{f} differs from {src}/{f} (run: cp {src}/*.yaml {dst}/)");
     }
 }
 
@@ -100,14 +85,7 @@ fn kustomize_resources(path: &Path) -> BTreeSet<String> {
 
 /// The objects of a manifest file, parsed by kubectl (client side).
 fn objects(path: &Path) -> Vec<Value> {
-    let out = kubectl_ok_stdout(&[
-        "create",
-        "--dry-run=client",
-        "-o",
-        "json",
-        "-f",
-        path.to_str().unwrap(),
-    ]);
+    let out = kubectl_ok_stdout(&["create", "--dry-run=client", "-o", "json", "-f", path.to_str().unwrap()]);
     // One JSON document per object (or a List).
     let mut objs = Vec::new();
     for v in serde_json::Deserializer::from_str(&out).into_iter::<Value>() {
@@ -122,12 +100,7 @@ fn objects(path: &Path) -> Vec<Value> {
 
 fn kubectl_ok_stdout(args: &[&str]) -> String {
     let out = kubectl(args);
-    assert!(
-        out.status.success(),
-        "kubectl {} failed:\n{}",
-        args.join(" "),
-        text(&out)
-    );
+    assert!(out.status.success(), "kubectl {} failed:\n{}", args.join(" "), text(&out));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -136,22 +109,10 @@ fn kubectl_ok_stdout(args: &[&str]) -> String {
 fn manifests_config() -> (String, scm_config::Config) {
     let cm = objects(&manifests().join("config.yaml"));
     assert_eq!(cm.len(), 1);
-    let text = cm[0]["data"]["config.yaml"]
-        .as_str()
-        .expect("data.config.yaml")
-        .to_owned();
-    let loaded = scm_config::from_str(
-        &text,
-        "manifests/config.yaml",
-        &scm_config::LoadOptions::default(),
-        |_| None,
-    )
-    .unwrap_or_else(|e| panic!("manifests/config.yaml does not load: {e}"));
-    assert!(
-        loaded.warnings.is_empty(),
-        "manifests/config.yaml loads with warnings: {:?}",
-        loaded.warnings
-    );
+    let text = cm[0]["data"]["config.yaml"].as_str().expect("data.config.yaml").to_owned();
+    let loaded = scm_config::from_str(&text, "manifests/config.yaml", &scm_config::LoadOptions::default(), |_| None)
+        .unwrap_or_else(|e| panic!("manifests/config.yaml does not load: {e}"));
+    assert!(loaded.warnings.is_empty(), "manifests/config.yaml loads with warnings: {:?}", loaded.warnings);
     (text, loaded.config)
 }
 
@@ -161,10 +122,7 @@ fn ensure_namespace() {
     let path = manifests().join("namespace.yaml");
     // Another test may create it at the same moment (apply then fails with AlreadyExists).
     for _ in 0..3 {
-        if kubectl(&["apply", "-f", path.to_str().unwrap()])
-            .status
-            .success()
-        {
+        if kubectl(&["apply", "-f", path.to_str().unwrap()]).status.success() {
             return;
         }
         std::thread::sleep(Duration::from_millis(300));
@@ -181,26 +139,17 @@ async fn manifests_apply_to_the_real_apiserver_and_agree_with_each_other() {
 
     // The kustomizations list every file.
     let m = manifests();
-    let mut want: BTreeSet<String> = yaml_files(&m)
-        .into_iter()
-        .filter(|f| f != "kustomization.yaml")
-        .collect();
+    let mut want: BTreeSet<String> = yaml_files(&m).into_iter().filter(|f| f != "kustomization.yaml").collect();
     for sub in ["crds", "webhooks"] {
-        want.extend(
-            yaml_files(&m.join(sub))
-                .into_iter()
-                .map(|f| format!("{sub}/{f}")),
-        );
+        want.extend(yaml_files(&m.join(sub)).into_iter().map(|f| format!("{sub}/{f}")));
     }
     assert_eq!(
         kustomize_resources(&m.join("kustomization.yaml")),
         want,
         "manifests/kustomization.yaml must list every manifest"
     );
-    let examples: BTreeSet<String> = yaml_files(&m.join("examples"))
-        .into_iter()
-        .filter(|f| f != "kustomization.yaml")
-        .collect();
+    let examples: BTreeSet<String> =
+        yaml_files(&m.join("examples")).into_iter().filter(|f| f != "kustomization.yaml").collect();
     assert!(examples.len() >= 4, "examples: {examples:?}");
     assert_eq!(
         kustomize_resources(&m.join("examples/kustomization.yaml")),
@@ -231,28 +180,11 @@ async fn manifests_apply_to_the_real_apiserver_and_agree_with_each_other() {
         "mutatingwebhookconfiguration.admissionregistration.k8s.io/spire-controller-manager-mutating-webhook",
         "validatingwebhookconfiguration.admissionregistration.k8s.io/spire-controller-manager-pod-observer",
     ] {
-        assert!(
-            out.contains(needle),
-            "dry run output lacks {needle}:\n{out}"
-        );
+        assert!(out.contains(needle), "dry run output lacks {needle}:\n{out}");
     }
-    assert!(
-        out.lines().all(|l| l.contains("(server dry run)")),
-        "every object is a server dry run:\n{out}"
-    );
-    let out = kubectl_ok_stdout(&[
-        "apply",
-        "--dry-run=server",
-        "-k",
-        m.join("examples").to_str().unwrap(),
-    ]);
-    assert_eq!(
-        out.lines()
-            .filter(|l| l.contains("(server dry run)"))
-            .count(),
-        5,
-        "five samples:\n{out}"
-    );
+    assert!(out.lines().all(|l| l.contains("(server dry run)")), "every object is a server dry run:\n{out}");
+    let out = kubectl_ok_stdout(&["apply", "--dry-run=server", "-k", m.join("examples").to_str().unwrap()]);
+    assert_eq!(out.lines().filter(|l| l.contains("(server dry run)")).count(), 5, "five samples:\n{out}");
 
     // The configuration loads and agrees with the other manifests.
     let (_, config) = manifests_config();
@@ -261,16 +193,10 @@ async fn manifests_apply_to_the_real_apiserver_and_agree_with_each_other() {
     assert_eq!(config.class_name, "spire-system-spire");
     assert!(!config.watch_classless);
     assert!(config.leader_election.leader_elect);
-    assert_eq!(
-        config.leader_election.resource_namespace.as_deref(),
-        Some("spire-system")
-    );
+    assert_eq!(config.leader_election.resource_namespace.as_deref(), Some("spire-system"));
     assert_eq!(config.gc_interval, Duration::from_secs(10));
     let rbac = objects(&m.join("rbac.yaml"));
-    let role = rbac
-        .iter()
-        .find(|o| o["kind"] == "Role")
-        .expect("a Role in rbac.yaml");
+    let role = rbac.iter().find(|o| o["kind"] == "Role").expect("a Role in rbac.yaml");
     let named: Vec<&str> = role["rules"]
         .as_array()
         .unwrap()
@@ -278,47 +204,27 @@ async fn manifests_apply_to_the_real_apiserver_and_agree_with_each_other() {
         .flat_map(|r| r["resourceNames"].as_array().into_iter().flatten())
         .filter_map(Value::as_str)
         .collect();
-    assert_eq!(
-        named,
-        [config.leader_election.resource_name.as_str()],
-        "the Role names the config's Lease"
-    );
+    assert_eq!(named, [config.leader_election.resource_name.as_str()], "the Role names the config's Lease");
     let vwc = objects(&m.join("webhooks/validating.yaml"));
-    assert_eq!(
-        vwc[0]["metadata"]["name"],
-        config.validating_webhook_configuration_name.as_str()
-    );
+    assert_eq!(vwc[0]["metadata"]["name"], config.validating_webhook_configuration_name.as_str());
     let server = objects(&m.join("spire-server.yaml"));
     let server_conf = server
         .iter()
         .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "spire-server")
         .and_then(|o| o["data"]["server.conf"].as_str())
         .expect("spire-server ConfigMap");
-    let socket_path = server_conf
-        .lines()
-        .find(|l| l.trim_start().starts_with("socket_path"))
-        .and_then(|l| l.split('"').nth(1));
+    let socket_path =
+        server_conf.lines().find(|l| l.trim_start().starts_with("socket_path")).and_then(|l| l.split('"').nth(1));
     assert_eq!(
         socket_path,
         Some(config.spire_server_socket_path.as_str()),
         "spireServerSocketPath is the server's socket_path"
     );
     assert!(server_conf.contains("trust_domain = \"example.org\""));
-    let sts = server
-        .iter()
-        .find(|o| o["kind"] == "StatefulSet")
-        .expect("StatefulSet");
-    let containers = sts["spec"]["template"]["spec"]["containers"]
-        .as_array()
-        .unwrap();
-    let ctl = containers
-        .iter()
-        .find(|c| c["name"] == "spire-controller-manager")
-        .expect("the controller sidecar");
-    assert_eq!(
-        ctl["args"],
-        json!(["--config=/etc/spire-controller-manager/config.yaml"])
-    );
+    let sts = server.iter().find(|o| o["kind"] == "StatefulSet").expect("StatefulSet");
+    let containers = sts["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+    let ctl = containers.iter().find(|c| c["name"] == "spire-controller-manager").expect("the controller sidecar");
+    assert_eq!(ctl["args"], json!(["--config=/etc/spire-controller-manager/config.yaml"]));
     let port = |name: &str| {
         ctl["ports"]
             .as_array()
@@ -330,21 +236,12 @@ async fn manifests_apply_to_the_real_apiserver_and_agree_with_each_other() {
     assert_eq!(port("webhook"), Some(i64::from(config.webhook.port)));
     assert_eq!(config.metrics.bind_address.as_deref(), Some("0.0.0.0:8082"));
     assert_eq!(port("metrics"), Some(8082));
-    assert_eq!(
-        config.health.health_probe_bind_address.as_deref(),
-        Some("0.0.0.0:8083")
-    );
+    assert_eq!(config.health.health_probe_bind_address.as_deref(), Some("0.0.0.0:8083"));
     assert_eq!(port("health"), Some(8083));
-    assert_eq!(
-        sts["spec"]["template"]["spec"]["serviceAccountName"],
-        "spire-server"
-    );
+    assert_eq!(sts["spec"]["template"]["spec"]["serviceAccountName"], "spire-server");
 
     // The samples pass the controller's own admission checks, without a warning.
-    let mut settings = scm_webhook::AdmissionSettings::new(
-        config.trust_domain.clone(),
-        config.cluster_name.clone(),
-    );
+    let mut settings = scm_webhook::AdmissionSettings::new(config.trust_domain.clone(), config.cluster_name.clone());
     settings.cluster_domain = "cluster.local".into();
     settings.class_name = config.class_name.clone();
     settings.watch_classless = config.watch_classless;
@@ -355,26 +252,20 @@ async fn manifests_apply_to_the_real_apiserver_and_agree_with_each_other() {
             let name = obj["metadata"]["name"].as_str().unwrap().to_owned();
             let spec = obj["spec"].clone();
             let verdict = match kind.as_str() {
-                "ClusterSPIFFEID" => scm_webhook::validate::validate_cluster_spiffe_id(
-                    &settings,
-                    &serde_json::from_value(spec).unwrap(),
-                ),
+                "ClusterSPIFFEID" => {
+                    scm_webhook::validate::validate_cluster_spiffe_id(&settings, &serde_json::from_value(spec).unwrap())
+                }
                 "ClusterStaticEntry" => scm_webhook::validate::validate_cluster_static_entry(
                     &settings,
                     &serde_json::from_value(spec).unwrap(),
                 ),
-                "ClusterFederatedTrustDomain" => {
-                    scm_webhook::validate::validate_cluster_federated_trust_domain(
-                        &settings,
-                        &serde_json::from_value(spec).unwrap(),
-                    )
-                }
+                "ClusterFederatedTrustDomain" => scm_webhook::validate::validate_cluster_federated_trust_domain(
+                    &settings,
+                    &serde_json::from_value(spec).unwrap(),
+                ),
                 other => panic!("unexpected kind {other} in manifests/examples/{f}"),
             };
-            assert!(
-                verdict.errors.is_empty() && verdict.warnings.is_empty(),
-                "{kind} {name} ({f}): {verdict:?}"
-            );
+            assert!(verdict.errors.is_empty() && verdict.warnings.is_empty(), "{kind} {name} ({f}): {verdict:?}");
             assert_eq!(
                 obj["metadata"]["labels"]["spire.spiffe.io/class-name"],
                 config.class_name.as_str(),
@@ -404,12 +295,7 @@ fn can_i(user: &str, args: &[&str]) -> bool {
     a.push(&as_user);
     let out = kubectl(&a);
     let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(
-        answer == "yes" || answer == "no",
-        "kubectl {}: {}",
-        a.join(" "),
-        text(&out)
-    );
+    assert!(answer == "yes" || answer == "no", "kubectl {}: {}", a.join(" "), text(&out));
     answer == "yes"
 }
 
@@ -418,20 +304,9 @@ struct TokenUserBindings;
 
 impl Drop for TokenUserBindings {
     fn drop(&mut self) {
-        let _ = kubectl(&[
-            "delete",
-            "clusterrolebinding",
-            "e2e-manifests-token-user",
-            "--ignore-not-found",
-        ]);
-        let _ = kubectl(&[
-            "-n",
-            "spire-system",
-            "delete",
-            "rolebinding",
-            "e2e-manifests-token-user",
-            "--ignore-not-found",
-        ]);
+        let _ = kubectl(&["delete", "clusterrolebinding", "e2e-manifests-token-user", "--ignore-not-found"]);
+        let _ =
+            kubectl(&["-n", "spire-system", "delete", "rolebinding", "e2e-manifests-token-user", "--ignore-not-found"]);
     }
 }
 
@@ -439,11 +314,7 @@ impl Drop for TokenUserBindings {
 async fn rbac_is_enough_for_the_controller_and_no_more() {
     let client = kube().await;
     ensure_namespace();
-    kubectl_ok(&[
-        "apply",
-        "-f",
-        manifests().join("rbac.yaml").to_str().unwrap(),
-    ]);
+    kubectl_ok(&["apply", "-f", manifests().join("rbac.yaml").to_str().unwrap()]);
     let (_, config) = manifests_config();
     let lease = config.leader_election.resource_name.clone();
     let lease_ref = format!("leases.coordination.k8s.io/{lease}");
@@ -466,45 +337,17 @@ async fn rbac_is_enough_for_the_controller_and_no_more() {
         &["watch", "clusterstaticentries.spire.spiffe.io"],
         &["list", "clusterfederatedtrustdomains.spire.spiffe.io"],
         &["watch", "clusterfederatedtrustdomains.spire.spiffe.io"],
-        &[
-            "patch",
-            "clusterspiffeids.spire.spiffe.io",
-            "--subresource=status",
-        ],
-        &[
-            "patch",
-            "clusterstaticentries.spire.spiffe.io",
-            "--subresource=status",
-        ],
-        &[
-            "patch",
-            "clusterfederatedtrustdomains.spire.spiffe.io",
-            "--subresource=status",
-        ],
-        &[
-            "update",
-            "clusterspiffeids.spire.spiffe.io",
-            "--subresource=status",
-        ],
+        &["patch", "clusterspiffeids.spire.spiffe.io", "--subresource=status"],
+        &["patch", "clusterstaticentries.spire.spiffe.io", "--subresource=status"],
+        &["patch", "clusterfederatedtrustdomains.spire.spiffe.io", "--subresource=status"],
+        &["update", "clusterspiffeids.spire.spiffe.io", "--subresource=status"],
         &["create", "leases.coordination.k8s.io", "-n", "spire-system"],
         &["get", &lease_ref, "-n", "spire-system"],
         &["update", &lease_ref, "-n", "spire-system"],
-        &[
-            "list",
-            "validatingwebhookconfigurations.admissionregistration.k8s.io",
-        ],
-        &[
-            "watch",
-            "validatingwebhookconfigurations.admissionregistration.k8s.io",
-        ],
-        &[
-            "patch",
-            "validatingwebhookconfigurations.admissionregistration.k8s.io",
-        ],
-        &[
-            "patch",
-            "mutatingwebhookconfigurations.admissionregistration.k8s.io",
-        ],
+        &["list", "validatingwebhookconfigurations.admissionregistration.k8s.io"],
+        &["watch", "validatingwebhookconfigurations.admissionregistration.k8s.io"],
+        &["patch", "validatingwebhookconfigurations.admissionregistration.k8s.io"],
+        &["patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io"],
         &["create", "events.events.k8s.io", "-n", "default"],
         &["patch", "events.events.k8s.io", "-n", "default"],
         &["create", "events", "-n", "default"],
@@ -524,32 +367,14 @@ async fn rbac_is_enough_for_the_controller_and_no_more() {
         &["delete", "clusterspiffeids.spire.spiffe.io"],
         &["create", "clusterstaticentries.spire.spiffe.io"],
         &["delete", "clusterfederatedtrustdomains.spire.spiffe.io"],
-        &[
-            "update",
-            "clusterspiffeids.spire.spiffe.io",
-            "--subresource=finalizers",
-        ],
+        &["update", "clusterspiffeids.spire.spiffe.io", "--subresource=finalizers"],
         &["create", "leases.coordination.k8s.io", "-n", "default"],
         &["list", "leases.coordination.k8s.io", "-n", "spire-system"],
         &["delete", "leases.coordination.k8s.io", "-n", "spire-system"],
-        &[
-            "update",
-            "leases.coordination.k8s.io/some-other-lease",
-            "-n",
-            "spire-system",
-        ],
-        &[
-            "create",
-            "validatingwebhookconfigurations.admissionregistration.k8s.io",
-        ],
-        &[
-            "delete",
-            "validatingwebhookconfigurations.admissionregistration.k8s.io",
-        ],
-        &[
-            "update",
-            "validatingwebhookconfigurations.admissionregistration.k8s.io",
-        ],
+        &["update", "leases.coordination.k8s.io/some-other-lease", "-n", "spire-system"],
+        &["create", "validatingwebhookconfigurations.admissionregistration.k8s.io"],
+        &["delete", "validatingwebhookconfigurations.admissionregistration.k8s.io"],
+        &["update", "validatingwebhookconfigurations.admissionregistration.k8s.io"],
         &["delete", "events.events.k8s.io", "-n", "default"],
         &["create", "clusterrolebindings.rbac.authorization.k8s.io"],
         &["impersonate", "serviceaccounts", "-A"],
@@ -566,11 +391,7 @@ async fn rbac_is_enough_for_the_controller_and_no_more() {
             wrong.push(format!("can {}", a.join(" ")));
         }
     }
-    assert!(
-        wrong.is_empty(),
-        "{SA_USER} with manifests/rbac.yaml:\n  {}",
-        wrong.join("\n  ")
-    );
+    assert!(wrong.is_empty(), "{SA_USER} with manifests/rbac.yaml:\n  {}", wrong.join("\n  "));
 
     // Enough: the controller as the token user bound to exactly those roles.
     let _bindings = TokenUserBindings;
@@ -590,10 +411,7 @@ subjects: [{kind: ServiceAccount, name: spire-controller-manager, namespace: spi
 "#,
     );
     assert!(ok, "binding the token user: {out}");
-    assert!(
-        can_i(TOKEN_USER, &["watch", "pods", "-A"])
-            && !can_i(TOKEN_USER, &["get", "secrets", "-A"])
-    );
+    assert!(can_i(TOKEN_USER, &["watch", "pods", "-A"]) && !can_i(TOKEN_USER, &["get", "secrets", "-A"]));
 
     let name = unique("rbac");
     let spire = Spire::start(&name, "example.org");
@@ -601,13 +419,7 @@ subjects: [{kind: ServiceAccount, name: spire-controller-manager, namespace: spi
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig-controller");
     std::fs::copy(peers().env.get("KUBECONFIG"), &kubeconfig).unwrap();
-    kubectl_ok(&[
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "config",
-        "use-context",
-        "controller",
-    ]);
+    kubectl_ok(&["--kubeconfig", kubeconfig.to_str().unwrap(), "config", "use-context", "controller"]);
 
     // manifests/config.yaml's leader election (the Lease the Role names), on loopback, with
     // a class of its own so that other tests' objects are left alone. Webhooks off: the
@@ -626,25 +438,13 @@ subjects: [{kind: ServiceAccount, name: spire-controller-manager, namespace: spi
     let mut ctl = Controller::start_env(
         &name,
         &yaml,
-        &[
-            ("ENABLE_WEBHOOKS", "false"),
-            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-            ("POD_NAME", &name),
-        ],
+        &[("ENABLE_WEBHOOKS", "false"), ("KUBECONFIG", kubeconfig.to_str().unwrap()), ("POD_NAME", &name)],
     );
 
     let ns = name.clone();
     create_namespace(&client, &ns, &[]).await;
     let node = create_node(&client, &format!("{name}-node")).await;
-    let pod = create_pod(
-        &client,
-        &ns,
-        "app",
-        node.metadata.name.as_deref().unwrap(),
-        "app-sa",
-        &[("app", "x")],
-    )
-    .await;
+    let pod = create_pod(&client, &ns, "app", node.metadata.name.as_deref().unwrap(), "app-sa", &[("app", "x")]).await;
     let ns_selector = json!({"matchLabels": {"kubernetes.io/metadata.name": ns}});
     apply_json(
         &client,
@@ -683,15 +483,7 @@ subjects: [{kind: ServiceAccount, name: spire-controller-manager, namespace: spi
 
     // Leader (Lease get/create/update in spire-system).
     let holder = eventually(WAIT, "the controller holds the Lease", || async {
-        let out = kubectl(&[
-            "-n",
-            "spire-system",
-            "get",
-            "lease",
-            &lease,
-            "-o",
-            "jsonpath={.spec.holderIdentity}",
-        ]);
+        let out = kubectl(&["-n", "spire-system", "get", "lease", &lease, "-o", "jsonpath={.spec.holderIdentity}"]);
         let h = String::from_utf8_lossy(&out.stdout).into_owned();
         h.starts_with(&format!("{name}_")).then_some(h)
     })
@@ -700,35 +492,22 @@ subjects: [{kind: ServiceAccount, name: spire-controller-manager, namespace: spi
     let pod_id = format!("spiffe://example.org/ns/{ns}/sa/app-sa");
     let static_id = format!("spiffe://example.org/{name}/static");
     eventually(WAIT, "the pod's and the static entry in SPIRE", || async {
-        let ids: Vec<String> = spire
-            .entry_show()
-            .iter()
-            .map(|e| show_id(&e["spiffe_id"]))
-            .collect();
+        let ids: Vec<String> = spire.entry_show().iter().map(|e| show_id(&e["spiffe_id"])).collect();
         (ids.contains(&pod_id) && ids.contains(&static_id)).then_some(())
     })
     .await;
     eventually(WAIT, "the federation relationship in SPIRE", || async {
         let out = spire.cli(&["federation", "list"]);
-        String::from_utf8_lossy(&out.stdout)
-            .contains(&federated)
-            .then_some(())
+        String::from_utf8_lossy(&out.stdout).contains(&federated).then_some(())
     })
     .await;
     // Status subresources.
     let status = |kind: &str, obj: String| {
         let out = kubectl(&["get", kind, &obj, "-o", "json"]);
-        serde_json::from_slice::<Value>(&out.stdout)
-            .ok()
-            .map(|v| v["status"].clone())
-            .unwrap_or(Value::Null)
+        serde_json::from_slice::<Value>(&out.stdout).ok().map(|v| v["status"].clone()).unwrap_or(Value::Null)
     };
     let ready = |s: &Value| {
-        s["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        s["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True")
     };
     eventually(WAIT, "status of the ClusterSPIFFEID", || async {
         let s = status("clusterspiffeids.spire.spiffe.io", format!("{name}-good"));
@@ -736,92 +515,42 @@ subjects: [{kind: ServiceAccount, name: spire-controller-manager, namespace: spi
     })
     .await;
     eventually(WAIT, "status of the ClusterStaticEntry", || async {
-        let s = status(
-            "clusterstaticentries.spire.spiffe.io",
-            format!("{name}-static"),
-        );
+        let s = status("clusterstaticentries.spire.spiffe.io", format!("{name}-static"));
         (ready(&s) && s["rendered"] == true).then_some(())
     })
     .await;
-    eventually(
-        WAIT,
-        "status of the ClusterFederatedTrustDomain",
-        || async {
-            ready(&status(
-                "clusterfederatedtrustdomains.spire.spiffe.io",
-                format!("{name}-fed"),
-            ))
-            .then_some(())
-        },
-    )
+    eventually(WAIT, "status of the ClusterFederatedTrustDomain", || async {
+        ready(&status("clusterfederatedtrustdomains.spire.spiffe.io", format!("{name}-fed"))).then_some(())
+    })
     .await;
-    eventually(
-        WAIT,
-        "a RenderFailed status and event for the bad ClusterSPIFFEID",
-        || async {
-            let s = status("clusterspiffeids.spire.spiffe.io", format!("{name}-bad"));
-            let failed = s["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["reason"] == "RenderFailed");
-            let out = kubectl(&["-n", "default", "get", "events.events.k8s.io", "-o", "json"]);
-            let events: Value = serde_json::from_slice(&out.stdout).ok()?;
-            let event = events["items"].as_array()?.iter().any(|e| {
-                e["regarding"]["name"] == format!("{name}-bad").as_str()
-                    && e["reason"] == "RenderFailed"
-                    && e["reportingController"] == "spire-controller-manager"
-            });
-            (failed && event).then_some(())
-        },
-    )
+    eventually(WAIT, "a RenderFailed status and event for the bad ClusterSPIFFEID", || async {
+        let s = status("clusterspiffeids.spire.spiffe.io", format!("{name}-bad"));
+        let failed = s["conditions"].as_array().into_iter().flatten().any(|c| c["reason"] == "RenderFailed");
+        let out = kubectl(&["-n", "default", "get", "events.events.k8s.io", "-o", "json"]);
+        let events: Value = serde_json::from_slice(&out.stdout).ok()?;
+        let event = events["items"].as_array()?.iter().any(|e| {
+            e["regarding"]["name"] == format!("{name}-bad").as_str()
+                && e["reason"] == "RenderFailed"
+                && e["reportingController"] == "spire-controller-manager"
+        });
+        (failed && event).then_some(())
+    })
     .await;
 
     let logs = ctl.logs();
-    for bad in [
-        "forbidden",
-        "failed to publish event",
-        "failed to update",
-        "failed to release",
-    ] {
-        let hits: Vec<&str> = logs
-            .lines()
-            .filter(|l| l.to_lowercase().contains(bad))
-            .take(5)
-            .collect();
-        assert!(
-            hits.is_empty(),
-            "controller log has {bad:?} under manifests/rbac.yaml:\n{}",
-            hits.join("\n")
-        );
+    for bad in ["forbidden", "failed to publish event", "failed to update", "failed to release"] {
+        let hits: Vec<&str> = logs.lines().filter(|l| l.to_lowercase().contains(bad)).take(5).collect();
+        assert!(hits.is_empty(), "controller log has {bad:?} under manifests/rbac.yaml:\n{}", hits.join("\n"));
     }
 
     // SIGTERM: a clean exit that hands the Lease back (update).
     ctl.stop();
-    assert!(
-        ctl.exited_cleanly(),
-        "controller did not exit cleanly:\n{}",
-        ctl.logs()
-    );
-    let out = kubectl_ok_stdout(&[
-        "-n",
-        "spire-system",
-        "get",
-        "lease",
-        &lease,
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
-    assert!(
-        out.trim().is_empty(),
-        "lease still held ({out}) after {holder} stopped:\n{}",
-        ctl.logs()
-    );
+    assert!(ctl.exited_cleanly(), "controller did not exit cleanly:\n{}", ctl.logs());
+    let out =
+        kubectl_ok_stdout(&["-n", "spire-system", "get", "lease", &lease, "-o", "jsonpath={.spec.holderIdentity}"]);
+    assert!(out.trim().is_empty(), "lease still held ({out}) after {holder} stopped:\n{}", ctl.logs());
     let logs = ctl.logs();
-    assert!(
-        !logs.to_lowercase().contains("forbidden"),
-        "controller log has Forbidden:\n{logs}"
-    );
+    assert!(!logs.to_lowercase().contains("forbidden"), "controller log has Forbidden:\n{logs}");
 
     let _ = pod;
     for (kind, n) in [

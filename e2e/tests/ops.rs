@@ -27,7 +27,8 @@ async fn metrics_move_with_writes() {
         series_list.iter().all(|s| text.contains(s)).then_some(())
     })
     .await;
-    fx.apply_cspiffeid(&fx.class, json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/p/{{ .PodMeta.Name }}"})).await;
+    fx.apply_cspiffeid(&fx.class, json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/p/{{ .PodMeta.Name }}"}))
+        .await;
     for i in 0..3 {
         create_pod(&fx.client, &fx.ns, &format!("p{i}"), &fx.node, "sa", &[]).await;
     }
@@ -41,7 +42,9 @@ async fn metrics_move_with_writes() {
         (declared == 3.0 && current == 3.0).then_some(())
     })
     .await;
-    assert!(fx.ctl.metric("spire_controller_manager_spire_rpc_duration_seconds_count", &["BatchCreateEntry"]).await >= 1.0);
+    assert!(
+        fx.ctl.metric("spire_controller_manager_spire_rpc_duration_seconds_count", &["BatchCreateEntry"]).await >= 1.0
+    );
     assert!(fx.ctl.metric("spire_controller_manager_spire_rpc_duration_seconds_count", &["ListEntries"]).await >= 1.0);
     assert_eq!(fx.ctl.metric("spire_controller_manager_leader", &[]).await, 1.0);
     delete_pod(&fx.client, &fx.ns, "p0").await;
@@ -100,7 +103,10 @@ async fn leader_election_failover_without_double_writes() {
     );
     let config = base_config(&spire, &class, &le);
     let mut a = Controller::start(&format!("{class}-a"), &config);
-    eventually(WAIT, "a leads", || async { (a.metric("spire_controller_manager_leader", &[]).await == 1.0).then_some(()) }).await;
+    eventually(WAIT, "a leads", || async {
+        (a.metric("spire_controller_manager_leader", &[]).await == 1.0).then_some(())
+    })
+    .await;
     let mut b = Controller::start(&format!("{class}-b"), &config);
     eventually(WAIT, "b serves metrics", || async { (!b.metrics().await.is_empty()).then_some(()) }).await;
     assert_eq!(b.metric("spire_controller_manager_leader", &[]).await, 0.0);
@@ -123,7 +129,10 @@ async fn leader_election_failover_without_double_writes() {
     // Kill the leader without letting it release the lease: b must take over on expiry.
     let killed_at = Instant::now();
     let _ = std::process::Command::new("kill").arg("-KILL").arg(a.pid().unwrap().to_string()).status();
-    eventually(Duration::from_secs(20), "b leads", || async { (b.metric("spire_controller_manager_leader", &[]).await == 1.0).then_some(()) }).await;
+    eventually(Duration::from_secs(20), "b leads", || async {
+        (b.metric("spire_controller_manager_leader", &[]).await == 1.0).then_some(())
+    })
+    .await;
     let took = killed_at.elapsed();
     eprintln!("failover after SIGKILL took {took:?} (leaseDuration 4s + retryPeriod 1s)");
     eventually(WAIT, "b ran a full pass", || async {
@@ -140,7 +149,8 @@ async fn leader_election_failover_without_double_writes() {
     assert_eq!(b.metric("spire_controller_manager_entry_writes_total", &[]).await, 0.0, "no double writes");
     // The new leader does write when something changes.
     create_pod(&client, &ns, "p3", &node, "sa", &[]).await;
-    eventually(WAIT, "b writes the new entry", || async { (sc.list_entries().await.ok()?.len() == 4).then_some(()) }).await;
+    eventually(WAIT, "b writes the new entry", || async { (sc.list_entries().await.ok()?.len() == 4).then_some(()) })
+        .await;
 
     // Graceful handover: SIGTERM releases the lease, so a new replica leads at once.
     a.restart();

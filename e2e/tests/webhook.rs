@@ -85,7 +85,11 @@ async fn install_configs(client: &kube::Client, vwc: &str, port: u16, label: &st
     v.create(&PostParams::default(), &observer).await.expect("create pod observer configuration");
     Configs {
         client: client.clone(),
-        names: (vwc.to_owned(), "spire-controller-manager-mutating-webhook".into(), "spire-controller-manager-pod-observer".into()),
+        names: (
+            vwc.to_owned(),
+            "spire-controller-manager-mutating-webhook".into(),
+            "spire-controller-manager-pod-observer".into(),
+        ),
     }
 }
 
@@ -99,7 +103,9 @@ fn cas_of(v: &ValidatingWebhookConfiguration) -> Vec<String> {
     v.webhooks
         .iter()
         .flatten()
-        .map(|w| w.client_config.ca_bundle.as_ref().map(|b| String::from_utf8_lossy(&b.0).into_owned()).unwrap_or_default())
+        .map(|w| {
+            w.client_config.ca_bundle.as_ref().map(|b| String::from_utf8_lossy(&b.0).into_owned()).unwrap_or_default()
+        })
         .collect()
 }
 
@@ -125,7 +131,8 @@ async fn admission_through_the_real_apiserver() {
         "trustDomain: {TD}\nclusterName: e2e\nclusterDomain: cluster.local\nspireServerSocketPath: {}\nclassName: {class}\nvalidatingWebhookConfigurationName: {vwc}\nwebhook:\n  host: 127.0.0.1\n  port: {port}\ngcInterval: 2s\n",
         spire.socket()
     );
-    let mut ctl = Controller::start_env(&class, &config, &[("ENABLE_WEBHOOKS", "true"), ("SCM_WEBHOOK_CERT_TTL", "20s")]);
+    let mut ctl =
+        Controller::start_env(&class, &config, &[("ENABLE_WEBHOOKS", "true"), ("SCM_WEBHOOK_CERT_TTL", "20s")]);
 
     // caBundle filled with SPIRE's X.509 authorities, certificate minted, ready.
     let want = pem_certs(&bundle_pem(&spire));
@@ -146,43 +153,63 @@ async fn admission_through_the_real_apiserver() {
     let cases = [
         (
             "ClusterSPIFFEID",
-            format!("spec:\n  className: {class}\n  spiffeIDTemplate: \"spiffe://{{{{ .TrustDomain }}}}/{{{{ nofunc . }}}}\"\n"),
+            format!(
+                "spec:\n  className: {class}\n  spiffeIDTemplate: \"spiffe://{{{{ .TrustDomain }}}}/{{{{ nofunc . }}}}\"\n"
+            ),
             "spec.spiffeIDTemplate",
         ),
         (
             "ClusterSPIFFEID",
-            format!("spec:\n  className: {class}\n  spiffeIDTemplate: \"spiffe://{{{{ .TrustDomain }}}}/{{{{ .PodMeta.Nmae }}}}\"\n"),
+            format!(
+                "spec:\n  className: {class}\n  spiffeIDTemplate: \"spiffe://{{{{ .TrustDomain }}}}/{{{{ .PodMeta.Nmae }}}}\"\n"
+            ),
             "Nmae",
         ),
-        ("ClusterSPIFFEID", format!("spec:\n  className: {class}\n  spiffeIDTemplate: \"spiffe://other.org/x\"\n"), "trust domain"),
         (
             "ClusterSPIFFEID",
-            format!("spec:\n  className: {class}\n  spiffeIDTemplate: \"spiffe://{{{{ .TrustDomain }}}}/x\"\n  federatesWith: [\"Bad.Domain\"]\n"),
+            format!("spec:\n  className: {class}\n  spiffeIDTemplate: \"spiffe://other.org/x\"\n"),
+            "trust domain",
+        ),
+        (
+            "ClusterSPIFFEID",
+            format!(
+                "spec:\n  className: {class}\n  spiffeIDTemplate: \"spiffe://{{{{ .TrustDomain }}}}/x\"\n  federatesWith: [\"Bad.Domain\"]\n"
+            ),
             "spec.federatesWith[0]",
         ),
         (
             "ClusterStaticEntry",
-            format!("spec:\n  className: {class}\n  spiffeID: \"spiffe://example.org/a\"\n  parentID: \"spiffe://example.org/spire/server\"\n  selectors: [\"nocolon\"]\n"),
+            format!(
+                "spec:\n  className: {class}\n  spiffeID: \"spiffe://example.org/a\"\n  parentID: \"spiffe://example.org/spire/server\"\n  selectors: [\"nocolon\"]\n"
+            ),
             "spec.selectors[0]",
         ),
         (
             "ClusterStaticEntry",
-            format!("spec:\n  className: {class}\n  spiffeID: \"not-an-id\"\n  parentID: \"spiffe://example.org/spire/server\"\n  selectors: [\"unix:uid:0\"]\n"),
+            format!(
+                "spec:\n  className: {class}\n  spiffeID: \"not-an-id\"\n  parentID: \"spiffe://example.org/spire/server\"\n  selectors: [\"unix:uid:0\"]\n"
+            ),
             "spec.spiffeID",
         ),
         (
             "ClusterFederatedTrustDomain",
-            format!("spec:\n  className: {class}\n  trustDomain: partner.example\n  bundleEndpointURL: \"http://partner.example:8443\"\n  bundleEndpointProfile:\n    type: https_web\n"),
+            format!(
+                "spec:\n  className: {class}\n  trustDomain: partner.example\n  bundleEndpointURL: \"http://partner.example:8443\"\n  bundleEndpointProfile:\n    type: https_web\n"
+            ),
             "spec.bundleEndpointURL",
         ),
         (
             "ClusterFederatedTrustDomain",
-            format!("spec:\n  className: {class}\n  trustDomain: partner.example\n  bundleEndpointURL: \"https://partner.example:8443\"\n  bundleEndpointProfile:\n    type: https_spiffe\n"),
+            format!(
+                "spec:\n  className: {class}\n  trustDomain: partner.example\n  bundleEndpointURL: \"https://partner.example:8443\"\n  bundleEndpointProfile:\n    type: https_spiffe\n"
+            ),
             "endpointSPIFFEID",
         ),
     ];
     for (i, (kind, spec, field)) in cases.iter().enumerate() {
-        let doc = format!("apiVersion: spire.spiffe.io/v1alpha1\nkind: {kind}\nmetadata:\n  name: {class}-bad-{i}\n{labels}{spec}");
+        let doc = format!(
+            "apiVersion: spire.spiffe.io/v1alpha1\nkind: {kind}\nmetadata:\n  name: {class}-bad-{i}\n{labels}{spec}"
+        );
         let (ok, out) = kubectl_apply(&doc);
         assert!(!ok, "{kind} case {i} must be refused:\n{doc}\n{out}");
         assert!(out.contains("denied the request") && out.contains(field), "case {i}: message names {field}: {out}");
@@ -203,7 +230,10 @@ async fn admission_through_the_real_apiserver() {
     create_node(&client, &node).await;
     create_pod(&client, &ns, "observed", &node, "sa", &[]).await;
     let sc = spire.client().await;
-    eventually(WAIT, "entry for the observed pod", || async { (sc.list_entries().await.ok()?.len() == 1).then_some(()) }).await;
+    eventually(WAIT, "entry for the observed pod", || async {
+        (sc.list_entries().await.ok()?.len() == 1).then_some(())
+    })
+    .await;
 
     // The certificate rotates (TTL 20s) under continuous admission traffic; no request fails.
     let rotations0 = ctl.metric("spire_controller_manager_webhook_certificate_rotations_total", &[]).await;
@@ -390,7 +420,10 @@ async fn sigterm_during_admission_traffic_fails_no_request() {
         ok += o;
         failed.extend(f);
     }
-    eprintln!("admission during SIGTERM: {ok} ok, {} failed; the terminated replica had served {served_by_victim}", failed.len());
+    eprintln!(
+        "admission during SIGTERM: {ok} ok, {} failed; the terminated replica had served {served_by_victim}",
+        failed.len()
+    );
     assert!(served_by_victim > 0.0, "the terminated replica took traffic before SIGTERM");
     assert!(failed.is_empty(), "requests failed: {failed:?}\n--- terminated replica:\n{}", victim.logs());
     assert!(ok > 100);

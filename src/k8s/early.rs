@@ -123,7 +123,10 @@ mod tests {
         if let Some(n) = node {
             spec["nodeName"] = json!(n);
         }
-        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}")}, "spec": spec})).unwrap()
+        serde_json::from_value(
+            json!({"metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}")}, "spec": spec}),
+        )
+        .unwrap()
     }
 
     #[test]

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{Api, PostParams};
 use kube::Client;
+use kube::api::{Api, PostParams};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +32,11 @@ pub enum LeaseError {
     Api { namespace: String, name: String, source: kube::Error },
 }
 
-pub fn spawn(client: Client, params: LeaseParams, cancel: CancellationToken) -> (watch::Receiver<bool>, tokio::task::JoinHandle<Result<(), LeaseError>>) {
+pub fn spawn(
+    client: Client,
+    params: LeaseParams,
+    cancel: CancellationToken,
+) -> (watch::Receiver<bool>, tokio::task::JoinHandle<Result<(), LeaseError>>) {
     let (tx, rx) = watch::channel(false);
     let handle = tokio::spawn(run(client, params, tx, cancel));
     (rx, handle)
@@ -51,7 +55,12 @@ struct Observed {
     seen_at: Instant,
 }
 
-async fn run(client: Client, p: LeaseParams, tx: watch::Sender<bool>, cancel: CancellationToken) -> Result<(), LeaseError> {
+async fn run(
+    client: Client,
+    p: LeaseParams,
+    tx: watch::Sender<bool>,
+    cancel: CancellationToken,
+) -> Result<(), LeaseError> {
     let api: Api<Lease> = Api::namespaced(client, &p.namespace);
     let mut observed: Option<Observed> = None;
     let mut last_renew = Instant::now() - p.renew_deadline * 2;
@@ -81,7 +90,11 @@ async fn run(client: Client, p: LeaseParams, tx: watch::Sender<bool>, cancel: Ca
                     consecutive_forbidden += 1;
                     if consecutive_forbidden >= 5 {
                         let _ = tx.send(false);
-                        return Err(LeaseError::Api { namespace: p.namespace.clone(), name: p.name.clone(), source: err });
+                        return Err(LeaseError::Api {
+                            namespace: p.namespace.clone(),
+                            name: p.name.clone(),
+                            source: err,
+                        });
                     }
                 }
                 tracing::warn!(lease = %p.name, error = %err, "lease update failed");
@@ -109,7 +122,11 @@ fn now() -> MicroTime {
 }
 
 /// Returns whether we hold the lease after this attempt.
-async fn try_acquire_or_renew(api: &Api<Lease>, p: &LeaseParams, observed: &mut Option<Observed>) -> Result<bool, kube::Error> {
+async fn try_acquire_or_renew(
+    api: &Api<Lease>,
+    p: &LeaseParams,
+    observed: &mut Option<Observed>,
+) -> Result<bool, kube::Error> {
     let secs = p.lease_duration.as_secs().max(1) as i32;
     let Some(mut lease) = api.get_opt(&p.name).await? else {
         let lease: Lease = serde_json::from_value(json!({

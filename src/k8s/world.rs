@@ -73,7 +73,13 @@ pub struct Stores {
 impl Stores {
     /// Starts the watches. `entries` is poked on any change relevant to entries,
     /// `federation` on ClusterFederatedTrustDomain changes.
-    pub fn spawn(client: &Client, set: WatchSet, entries: &Trigger, federation: &Trigger, cancel: &CancellationToken) -> Arc<Self> {
+    pub fn spawn(
+        client: &Client,
+        set: WatchSet,
+        entries: &Trigger,
+        federation: &Trigger,
+        cancel: &CancellationToken,
+    ) -> Arc<Self> {
         let pods_needed = set.cluster_spiffe_ids;
         let s = Stores {
             pods: watch_with(client, pods_needed, entries, cancel, "pods", trim_pod, None),
@@ -82,7 +88,13 @@ impl Stores {
             endpoints: watch_with(client, pods_needed, entries, cancel, "endpoints", trim_meta, None),
             endpoint_slices: watch_with(client, pods_needed, entries, cancel, "endpointslices", trim_meta, None),
             cluster_spiffe_ids: watch_specs(client, set.cluster_spiffe_ids, entries, cancel, "clusterspiffeids"),
-            cluster_static_entries: watch_specs(client, set.cluster_static_entries, entries, cancel, "clusterstaticentries"),
+            cluster_static_entries: watch_specs(
+                client,
+                set.cluster_static_entries,
+                entries,
+                cancel,
+                "clusterstaticentries",
+            ),
             cluster_federated_trust_domains: watch_specs(
                 client,
                 set.cluster_federated_trust_domains,
@@ -141,7 +153,13 @@ impl Stores {
 /// A watch of one of our custom resources: only spec changes (a new `generation`),
 /// creations and deletions trigger a pass. Our own status writes come back through the
 /// watch and would otherwise cost one more whole pass each.
-fn watch_specs<K>(client: &Client, enabled: bool, trigger: &Trigger, cancel: &CancellationToken, name: &'static str) -> Watched<K>
+fn watch_specs<K>(
+    client: &Client,
+    enabled: bool,
+    trigger: &Trigger,
+    cancel: &CancellationToken,
+    name: &'static str,
+) -> Watched<K>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Default,
@@ -222,7 +240,9 @@ async fn run_watch<K, S>(
                         None => trigger.notify(),
                         Some(f) => {
                             let version = f(&obj);
-                            if seen.insert(obj.meta().name.clone().unwrap_or_default(), version.clone()).as_ref() != Some(&version) {
+                            if seen.insert(obj.meta().name.clone().unwrap_or_default(), version.clone()).as_ref()
+                                != Some(&version)
+                            {
                                 trigger.notify();
                             }
                         }

@@ -10,10 +10,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use scm_core::{
-    Declared, Ownership, Plan, RenderCache, Settings, SourceKind, SourceRef, UnsupportedFields, World,
-};
 use scm_api::ClusterSPIFFEIDStats;
+use scm_core::{Declared, Ownership, Plan, RenderCache, Settings, SourceKind, SourceRef, UnsupportedFields, World};
 use scm_spiffe::Entry;
 use scm_spire_api::Client as SpireClient;
 
@@ -143,8 +141,14 @@ impl EntryReconciler {
 
         if matches!(kind, PassKind::Full) || !self.mirror.is_fresh() {
             let t = Instant::now();
-            let listed = observe(&self.metrics, "ListEntries", self.spire.list_entries()).await.map_err(|e| PassError::Spire(e.to_string()))?;
-            tracing::debug!(entries = listed.len(), elapsed_ms = t.elapsed().as_millis() as u64, "listed SPIRE entries");
+            let listed = observe(&self.metrics, "ListEntries", self.spire.list_entries())
+                .await
+                .map_err(|e| PassError::Spire(e.to_string()))?;
+            tracing::debug!(
+                entries = listed.len(),
+                elapsed_ms = t.elapsed().as_millis() as u64,
+                "listed SPIRE entries"
+            );
             self.mirror.replace(listed);
         }
 
@@ -155,7 +159,14 @@ impl EntryReconciler {
             Some(p) => format!("{p}{}", uuid::Uuid::new_v4()),
             None => String::new(),
         };
-        let plan = scm_core::plan(&declared.entries, &current, &self.ownership, &self.unsupported, &declared.protect, &mut new_id);
+        let plan = scm_core::plan(
+            &declared.entries,
+            &current,
+            &self.ownership,
+            &self.unsupported,
+            &declared.protect,
+            &mut new_id,
+        );
 
         let mut report = PassReport { kept: plan.kept.len(), ..Default::default() };
         for (entry, why) in &plan.kept {
@@ -296,7 +307,11 @@ impl EntryReconciler {
             let uid = cr.metadata.uid.clone().unwrap_or_default();
             let src = SourceRef { kind: SourceKind::ClusterSPIFFEID, name: name.clone(), uid };
             stats.entry_failures = applied.failures.get(&src).copied().unwrap_or(0);
-            let failures: Vec<&scm_core::RenderFailure> = declared.failures.iter().filter(|f| f.source.name == name && f.source.kind == SourceKind::ClusterSPIFFEID).collect();
+            let failures: Vec<&scm_core::RenderFailure> = declared
+                .failures
+                .iter()
+                .filter(|f| f.source.name == name && f.source.kind == SourceKind::ClusterSPIFFEID)
+                .collect();
             self.status.cluster_spiffe_id(cr, stats, &failures).await;
         }
         for cr in &world.cluster_static_entries {
@@ -304,7 +319,10 @@ impl EntryReconciler {
             let Some(outcome) = declared.static_entries.get(&name) else { continue };
             let uid = cr.metadata.uid.clone().unwrap_or_default();
             let src = SourceRef { kind: SourceKind::ClusterStaticEntry, name: name.clone(), uid };
-            let set = outcome.rendered && !outcome.masked && applied.set.contains(&src) && !applied.failures.contains_key(&src);
+            let set = outcome.rendered
+                && !outcome.masked
+                && applied.set.contains(&src)
+                && !applied.failures.contains_key(&src);
             self.status.cluster_static_entry(cr, outcome, set).await;
         }
     }

@@ -41,10 +41,18 @@ impl FederationLoop {
         kube: Option<kube::Client>,
     ) -> Self {
         let kube = kube.map(|c| {
-            let reporter = Reporter { controller: "spire-controller-manager".into(), instance: std::env::var("POD_NAME").ok() };
+            let reporter =
+                Reporter { controller: "spire-controller-manager".into(), instance: std::env::var("POD_NAME").ok() };
             (c.clone(), Recorder::new(c, reporter))
         });
-        Self { source, spire, inner: FederationReconciler::new(class_name, watch_classless), metrics, kube, reported: BTreeMap::new() }
+        Self {
+            source,
+            spire,
+            inner: FederationReconciler::new(class_name, watch_classless),
+            metrics,
+            kube,
+            reported: BTreeMap::new(),
+        }
     }
 
     async fn run(&mut self, kind: PassKind) -> PassOutcome {
@@ -79,7 +87,8 @@ impl FederationLoop {
         if result.failed > 0 {
             m.federation_writes.with_label_values(&["any", "failed"]).inc_by(result.failed as u64);
         }
-        let mut by_outcome: BTreeMap<&str, i64> = BTreeMap::from([("ready", 0), ("invalid", 0), ("conflict", 0), ("apply_failed", 0)]);
+        let mut by_outcome: BTreeMap<&str, i64> =
+            BTreeMap::from([("ready", 0), ("invalid", 0), ("conflict", 0), ("apply_failed", 0)]);
         for o in result.outcomes.values() {
             let k = match o {
                 Outcome::Ready { .. } => "ready",
@@ -93,7 +102,13 @@ impl FederationLoop {
             m.federation_relationships.with_label_values(&[k]).set(v);
         }
         if result.created + result.updated + result.deleted + result.failed > 0 {
-            tracing::info!(created = result.created, updated = result.updated, deleted = result.deleted, failed = result.failed, "federation pass applied changes");
+            tracing::info!(
+                created = result.created,
+                updated = result.updated,
+                deleted = result.deleted,
+                failed = result.failed,
+                "federation pass applied changes"
+            );
         }
         for (td, why) in &result.kept {
             tracing::warn!(trust_domain = %td, reason = %why, "keeping federation relationship");
@@ -115,7 +130,9 @@ impl FederationLoop {
             let name = cr.name_any();
             let Some(outcome) = outcomes.get(&name) else { continue };
             let (ok, reason, message) = match outcome {
-                Outcome::Ready { trust_domain, .. } => (true, "Applied", format!("federation relationship with {trust_domain} is in SPIRE")),
+                Outcome::Ready { trust_domain, .. } => {
+                    (true, "Applied", format!("federation relationship with {trust_domain} is in SPIRE"))
+                }
                 Outcome::ApplyFailed { message, .. } => (false, "ApplyFailed", message.clone()),
                 Outcome::Invalid { message, kept } => (
                     false,
@@ -125,7 +142,14 @@ impl FederationLoop {
                         None => message.clone(),
                     },
                 ),
-                Outcome::Conflict { winner } => (false, "Conflict", format!("trust domain {} is already declared by the older ClusterFederatedTrustDomain {winner}", cr.spec.trust_domain)),
+                Outcome::Conflict { winner } => (
+                    false,
+                    "Conflict",
+                    format!(
+                        "trust domain {} is already declared by the older ClusterFederatedTrustDomain {winner}",
+                        cr.spec.trust_domain
+                    ),
+                ),
             };
             if !ok {
                 let key = format!("{reason}: {message}");
@@ -144,7 +168,13 @@ impl FederationLoop {
         let Some((_, recorder)) = &self.kube else { return };
         let mut note = message.to_owned();
         note.truncate(1000);
-        let ev = Event { type_: EventType::Warning, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+        let ev = Event {
+            type_: EventType::Warning,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
         if let Err(err) = recorder.publish(&ev, &cr.object_ref(&())).await {
             tracing::debug!(error = %err, "failed to publish event");
         }

@@ -10,8 +10,8 @@ mod clusterstaticentry;
 pub mod crd;
 
 pub use clusterfederatedtrustdomain::{
-    BundleEndpointProfile, BundleEndpointProfileType, ClusterFederatedTrustDomain,
-    ClusterFederatedTrustDomainSpec, ClusterFederatedTrustDomainStatus,
+    BundleEndpointProfile, BundleEndpointProfileType, ClusterFederatedTrustDomain, ClusterFederatedTrustDomainSpec,
+    ClusterFederatedTrustDomainStatus,
 };
 pub use clusterspiffeid::{ClusterSPIFFEID, ClusterSPIFFEIDSpec, ClusterSPIFFEIDStats, ClusterSPIFFEIDStatus};
 pub use clusterstaticentry::{ClusterStaticEntry, ClusterStaticEntrySpec, ClusterStaticEntryStatus};

@@ -53,10 +53,7 @@ pub enum DurationErrorKind {
 
 impl DurationError {
     fn new(input: &str, kind: DurationErrorKind) -> Self {
-        Self {
-            input: input.to_owned(),
-            kind,
-        }
+        Self { input: input.to_owned(), kind }
     }
 
     /// The error text Go's `time.ParseDuration` would return for the same input.
@@ -133,10 +130,7 @@ pub fn parse_go_duration(input: &str) -> Result<i64, DurationError> {
         }
 
         // Consume the unit: everything up to the next '.' or digit.
-        let i = s
-            .iter()
-            .position(|&c| c == b'.' || c.is_ascii_digit())
-            .unwrap_or(s.len());
+        let i = s.iter().position(|&c| c == b'.' || c.is_ascii_digit()).unwrap_or(s.len());
         if i == 0 {
             return Err(err(MissingUnit));
         }
@@ -295,9 +289,7 @@ fn fmt_int(out: &mut Vec<u8>, mut v: u64) {
 /// [`parse_go_duration`] for values that must not be negative.
 pub fn parse_go_duration_std(input: &str) -> Result<Duration, DurationError> {
     let nanos = parse_go_duration(input)?;
-    u64::try_from(nanos)
-        .map(Duration::from_nanos)
-        .map_err(|_| DurationError::new(input, DurationErrorKind::Negative))
+    u64::try_from(nanos).map(Duration::from_nanos).map_err(|_| DurationError::new(input, DurationErrorKind::Negative))
 }
 
 /// [`format_go_duration`] for a [`std::time::Duration`]; values beyond Go's range (~292
@@ -382,10 +374,7 @@ mod tests {
             ("3h30m", 3 * H + 30 * M),
             ("10.5s4m", 4 * M + 10 * S + 500 * MS),
             ("-2m3.4s", -(2 * M + 3 * S + 400 * MS)),
-            (
-                "1h2m3s4ms5us6ns",
-                H + 2 * M + 3 * S + 4 * MS + 5 * US + 6 * NS,
-            ),
+            ("1h2m3s4ms5us6ns", H + 2 * M + 3 * S + 4 * MS + 5 * US + 6 * NS),
             ("39h9m14.425s", 39 * H + 9 * M + 14 * S + 425 * MS),
             ("52763797000ns", 52763797000 * NS),
             ("0.3333333333333333333h", 20 * M),
@@ -426,68 +415,20 @@ mod tests {
             ("-.", Syntax, r#"time: invalid duration "-.""#),
             (".s", Syntax, r#"time: invalid duration ".s""#),
             ("+.s", Syntax, r#"time: invalid duration "+.s""#),
-            (
-                "1d",
-                UnknownUnit("d".into()),
-                r#"time: unknown unit "d" in duration "1d""#,
-            ),
-            (
-                "10x",
-                UnknownUnit("x".into()),
-                r#"time: unknown unit "x" in duration "10x""#,
-            ),
-            (
-                "1h 30m",
-                UnknownUnit("h ".into()),
-                r#"time: unknown unit "h " in duration "1h 30m""#,
-            ),
+            ("1d", UnknownUnit("d".into()), r#"time: unknown unit "d" in duration "1d""#),
+            ("10x", UnknownUnit("x".into()), r#"time: unknown unit "x" in duration "10x""#),
+            ("1h 30m", UnknownUnit("h ".into()), r#"time: unknown unit "h " in duration "1h 30m""#),
             (" 1s", Syntax, r#"time: invalid duration " 1s""#),
-            (
-                "10000000000",
-                MissingUnit,
-                r#"time: missing unit in duration "10000000000""#,
-            ),
-            (
-                "\u{85}\u{85}",
-                Syntax,
-                r#"time: invalid duration "\xc2\x85\xc2\x85""#,
-            ),
-            (
-                "\u{FFFD}",
-                Syntax,
-                r#"time: invalid duration "\xef\xbf\xbd""#,
-            ),
-            (
-                "9223372036854775810ns",
-                Overflow,
-                r#"time: invalid duration "9223372036854775810ns""#,
-            ),
-            (
-                "9223372036854775808ns",
-                Overflow,
-                r#"time: invalid duration "9223372036854775808ns""#,
-            ),
-            (
-                "-9223372036854775809ns",
-                Overflow,
-                r#"time: invalid duration "-9223372036854775809ns""#,
-            ),
-            (
-                "9223372036854776us",
-                Overflow,
-                r#"time: invalid duration "9223372036854776us""#,
-            ),
+            ("10000000000", MissingUnit, r#"time: missing unit in duration "10000000000""#),
+            ("\u{85}\u{85}", Syntax, r#"time: invalid duration "\xc2\x85\xc2\x85""#),
+            ("\u{FFFD}", Syntax, r#"time: invalid duration "\xef\xbf\xbd""#),
+            ("9223372036854775810ns", Overflow, r#"time: invalid duration "9223372036854775810ns""#),
+            ("9223372036854775808ns", Overflow, r#"time: invalid duration "9223372036854775808ns""#),
+            ("-9223372036854775809ns", Overflow, r#"time: invalid duration "-9223372036854775809ns""#),
+            ("9223372036854776us", Overflow, r#"time: invalid duration "9223372036854776us""#),
             ("3000000h", Overflow, r#"time: invalid duration "3000000h""#),
-            (
-                "9223372036854775.808us",
-                Overflow,
-                r#"time: invalid duration "9223372036854775.808us""#,
-            ),
-            (
-                "9223372036854ms775us808ns",
-                Overflow,
-                r#"time: invalid duration "9223372036854ms775us808ns""#,
-            ),
+            ("9223372036854775.808us", Overflow, r#"time: invalid duration "9223372036854775.808us""#),
+            ("9223372036854ms775us808ns", Overflow, r#"time: invalid duration "9223372036854ms775us808ns""#),
         ];
         for (input, kind, go) in cases {
             let e = parse_go_duration(input).expect_err(input);
@@ -500,14 +441,8 @@ mod tests {
     fn display_message() {
         let e = parse_go_duration("10x").unwrap_err();
         assert_eq!(e.to_string(), r#"invalid duration "10x": unknown unit "x""#);
-        assert_eq!(
-            parse_go_duration("").unwrap_err().to_string(),
-            r#"invalid duration """#
-        );
-        assert_eq!(
-            parse_go_duration("10").unwrap_err().to_string(),
-            r#"invalid duration "10": missing unit"#
-        );
+        assert_eq!(parse_go_duration("").unwrap_err().to_string(), r#"invalid duration """#);
+        assert_eq!(parse_go_duration("10").unwrap_err().to_string(), r#"invalid duration "10": missing unit"#);
         assert_eq!(
             parse_go_duration("99999999h").unwrap_err().to_string(),
             r#"invalid duration "99999999h": out of range"#
@@ -554,15 +489,9 @@ mod tests {
         assert_eq!(parse_go_duration_std("1h"), Ok(Duration::from_secs(3600)));
         let e = parse_go_duration_std("-1s").unwrap_err();
         assert_eq!(e.kind, DurationErrorKind::Negative);
-        assert_eq!(
-            e.to_string(),
-            r#"invalid duration "-1s": must not be negative"#
-        );
+        assert_eq!(e.to_string(), r#"invalid duration "-1s": must not be negative"#);
         assert_eq!(format_std_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(
-            format_std_duration(Duration::MAX),
-            "2562047h47m16.854775807s"
-        );
+        assert_eq!(format_std_duration(Duration::MAX), "2562047h47m16.854775807s");
         assert_eq!(GoDuration(Duration::from_secs(90)).to_string(), "1m30s");
     }
 }

@@ -77,10 +77,7 @@ pub fn process_env(name: &str) -> Option<String> {
 }
 
 fn is_shell_special_var(c: u8) -> bool {
-    matches!(
-        c,
-        b'*' | b'#' | b'$' | b'@' | b'!' | b'?' | b'-' | b'0'..=b'9'
-    )
+    matches!(c, b'*' | b'#' | b'$' | b'@' | b'!' | b'?' | b'-' | b'0'..=b'9')
 }
 
 fn is_alpha_num(c: u8) -> bool {
@@ -149,10 +146,7 @@ mod tests {
             ("$home_1", "/usr/foo"),
             ("${HOME}", "/usr/gopher"),
             ("${H}OME", "(Value of H)OME"),
-            (
-                "A$$$#$1$H$home_1*B",
-                "APIDNARGSARGUMENT1(Value of H)/usr/foo*B",
-            ),
+            ("A$$$#$1$H$home_1*B", "APIDNARGSARGUMENT1(Value of H)/usr/foo*B"),
             ("start$+middle$^end$", "start$+middle$^end$"),
             ("mixed$|bag$$$", "mixed$|bagPID$"),
             ("$", "$"),

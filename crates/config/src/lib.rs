@@ -42,8 +42,8 @@ mod node;
 mod template_check;
 
 pub use duration::{
-    DurationError, DurationErrorKind, GoDuration, format_go_duration, format_std_duration,
-    parse_go_duration, parse_go_duration_std,
+    DurationError, DurationErrorKind, GoDuration, format_go_duration, format_std_duration, parse_go_duration,
+    parse_go_duration_std,
 };
 pub use expand::{go_expand, go_expand_env, process_env};
 pub use load::{ConfigError, LoadOptions, Loaded, Problem, from_str, load, load_path};

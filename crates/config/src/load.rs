@@ -61,16 +61,10 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("{source_name}: invalid YAML: {message}")]
-    Yaml {
-        source_name: String,
-        message: String,
-    },
+    Yaml { source_name: String, message: String },
     /// One or more keys are invalid; `Display` prints one `<file>: <key>: <message>` line each.
     #[error("{}", ProblemList { source_name, problems })]
-    Invalid {
-        source_name: String,
-        problems: Vec<Problem>,
-    },
+    Invalid { source_name: String, problems: Vec<Problem> },
 }
 
 impl ConfigError {
@@ -106,17 +100,12 @@ impl fmt::Display for ProblemList<'_> {
 
 /// Reads `opts.path` and loads it (see [`from_str`]). `env` looks up environment variables for
 /// `--expand-env` (pass [`crate::process_env`] in production).
-pub fn load(
-    opts: &LoadOptions,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<Loaded, ConfigError> {
+pub fn load(opts: &LoadOptions, env: impl Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError> {
     match &opts.path {
         None => from_str("", "(no --config file)", opts, env),
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
             from_str(&text, &path.display().to_string(), opts, env)
         }
     }
@@ -130,54 +119,33 @@ pub fn from_str(
     opts: &LoadOptions,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Loaded, ConfigError> {
-    let mut cx = Cx {
-        source_name,
-        problems: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut cx = Cx { source_name, problems: Vec::new(), warnings: Vec::new() };
     let expanded;
     let text = if opts.expand_env {
         let (out, unset) = go_expand_env(text, env);
         for name in unset {
-            cx.warn(
-                "",
-                format!("--expand-env: environment variable {name:?} is not set; expanded to \"\""),
-            );
+            cx.warn("", format!("--expand-env: environment variable {name:?} is not set; expanded to \"\""));
         }
         expanded = out;
         expanded.as_str()
     } else {
         text
     };
-    let (root, extra_docs) = node::parse(text).map_err(|message| ConfigError::Yaml {
-        source_name: source_name.to_owned(),
-        message,
-    })?;
+    let (root, extra_docs) =
+        node::parse(text).map_err(|message| ConfigError::Yaml { source_name: source_name.to_owned(), message })?;
     if extra_docs {
-        cx.warn(
-            "",
-            "only the first YAML document is used; the others are ignored",
-        );
+        cx.warn("", "only the first YAML document is used; the others are ignored");
     }
     let config = decode(&root, opts, &mut cx);
     match config {
-        Some(config) if cx.problems.is_empty() => Ok(Loaded {
-            config,
-            warnings: cx.warnings,
-        }),
-        _ => Err(ConfigError::Invalid {
-            source_name: source_name.to_owned(),
-            problems: cx.problems,
-        }),
+        Some(config) if cx.problems.is_empty() => Ok(Loaded { config, warnings: cx.warnings }),
+        _ => Err(ConfigError::Invalid { source_name: source_name.to_owned(), problems: cx.problems }),
     }
 }
 
 /// [`load`] for a path, with the process environment; convenience for tests and tools.
 pub fn load_path(path: impl AsRef<Path>) -> Result<Loaded, ConfigError> {
-    let opts = LoadOptions {
-        path: Some(path.as_ref().to_owned()),
-        ..LoadOptions::default()
-    };
+    let opts = LoadOptions { path: Some(path.as_ref().to_owned()), ..LoadOptions::default() };
     load(&opts, crate::expand::process_env)
 }
 
@@ -189,17 +157,12 @@ struct Cx<'s> {
 
 impl Cx<'_> {
     fn problem(&mut self, key: &str, message: impl Into<String>) {
-        self.problems.push(Problem {
-            key: key.to_owned(),
-            message: message.into(),
-        });
+        self.problems.push(Problem { key: key.to_owned(), message: message.into() });
     }
     fn has_problem(&self, key: &str) -> bool {
-        self.problems.iter().any(|p| {
-            p.key == key
-                || p.key.starts_with(&format!("{key}."))
-                || p.key.starts_with(&format!("{key}["))
-        })
+        self.problems
+            .iter()
+            .any(|p| p.key == key || p.key.starts_with(&format!("{key}.")) || p.key.starts_with(&format!("{key}[")))
     }
     fn warn(&mut self, key: &str, message: impl Into<String>) {
         let message = message.into();
@@ -224,10 +187,7 @@ impl Cx<'_> {
 
 /// `parent.key`, or `parent["key"]` for keys that aren't plain identifiers (dots, slashes…).
 fn join(parent: &str, key: &str) -> String {
-    let plain = !key.is_empty()
-        && key
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+    let plain = !key.is_empty() && key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
     match (parent.is_empty(), plain) {
         (true, true) => key.to_owned(),
         (false, true) => format!("{parent}.{key}"),
@@ -254,12 +214,7 @@ impl<'n> Obj<'n> {
                 return None;
             }
         };
-        Some(Self {
-            path: path.to_owned(),
-            entries,
-            used: vec![false; entries.len()],
-            known: Vec::new(),
-        })
+        Some(Self { path: path.to_owned(), entries, used: vec![false; entries.len()], known: Vec::new() })
     }
 
     /// The value of `key` (possibly `Null`) and its path; `None` when absent.
@@ -301,16 +256,10 @@ impl<'n> Obj<'n> {
     fn nanos(&mut self, key: &'static str, cx: &mut Cx) -> Option<i64> {
         let (n, path) = self.get(key)?;
         match n {
-            Node::Str(s) => parse_go_duration(s)
-                .map_err(|e| cx.problem(&path, e.to_string()))
-                .ok(),
+            Node::Str(s) => parse_go_duration(s).map_err(|e| cx.problem(&path, e.to_string())).ok(),
             Node::Int(_) | Node::Float(_) => as_int(n, &path, cx),
             other => {
-                cx.wrong_type(
-                    &path,
-                    "integer nanoseconds or a duration string such as \"10s\"",
-                    other,
-                );
+                cx.wrong_type(&path, "integer nanoseconds or a duration string such as \"10s\"", other);
                 None
             }
         }
@@ -320,9 +269,7 @@ impl<'n> Obj<'n> {
     fn meta_duration(&mut self, key: &'static str, cx: &mut Cx) -> Option<i64> {
         let (n, path) = self.get(key)?;
         match n {
-            Node::Str(s) => parse_go_duration(s)
-                .map_err(|e| cx.problem(&path, e.to_string()))
-                .ok(),
+            Node::Str(s) => parse_go_duration(s).map_err(|e| cx.problem(&path, e.to_string())).ok(),
             other => {
                 cx.wrong_type(&path, "a duration string such as \"15s\"", other);
                 None
@@ -363,10 +310,7 @@ impl<'n> Obj<'n> {
                 .find(|k| k.eq_ignore_ascii_case(key))
                 .map(|k| format!(" (did you mean {k:?}? keys are case-sensitive)"))
                 .unwrap_or_default();
-            cx.warn(
-                &join(&self.path, key),
-                format!("unknown key, ignored{hint}"),
-            );
+            cx.warn(&join(&self.path, key), format!("unknown key, ignored{hint}"));
         }
     }
 }
@@ -402,9 +346,7 @@ fn as_int(n: &Node, path: &str, cx: &mut Cx) -> Option<i64> {
     };
     if v.is_none() {
         match n {
-            Node::Int(_) | Node::Float(_) => {
-                cx.problem(path, format!("expected an integer, got {n}"))
-            }
+            Node::Int(_) | Node::Float(_) => cx.problem(path, format!("expected an integer, got {n}")),
             other => cx.wrong_type(path, "an integer", other),
         }
     }
@@ -425,11 +367,7 @@ fn regex_reason(e: &regex::Error) -> String {
 }
 
 fn add_dot_suffix(s: String) -> String {
-    if !s.is_empty() && !s.ends_with('.') {
-        s + "."
-    } else {
-        s
-    }
+    if !s.is_empty() && !s.ends_with('.') { s + "." } else { s }
 }
 
 /// Decodes the document and applies defaults and validation. Returns `None` only when the
@@ -438,13 +376,7 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
     let mut o = match root {
         Node::Map(_) | Node::Null => Obj::new("", root, cx)?,
         other => {
-            cx.problem(
-                "",
-                format!(
-                    "expected a {KIND} mapping at the top level, got {}",
-                    other.kind()
-                ),
-            );
+            cx.problem("", format!("expected a {KIND} mapping at the top level, got {}", other.kind()));
             return None;
         }
     };
@@ -492,9 +424,7 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
 
     let webhook_name = o.string("validatingWebhookConfigurationName", cx);
     let gc_interval_nanos = o.nanos("gcInterval", cx);
-    let socket_from_file = o
-        .string("spireServerSocketPath", cx)
-        .filter(|s| !s.is_empty());
+    let socket_from_file = o.string("spireServerSocketPath", cx).filter(|s| !s.is_empty());
     let log_level_text = o.string("logLevel", cx);
     let log_encoding_text = o.string("logEncoding", cx);
     let mut grpc_max_call_recv_msg_size = None;
@@ -516,8 +446,7 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
             leader_election.resource_lock = s;
         }
         leader_election.resource_name = le.string("resourceName", cx).unwrap_or_default();
-        leader_election.resource_namespace =
-            le.string("resourceNamespace", cx).filter(|s| !s.is_empty());
+        leader_election.resource_namespace = le.string("resourceNamespace", cx).filter(|s| !s.is_empty());
         leader_election_raw = (
             le.meta_duration("leaseDuration", cx),
             le.meta_duration("renewDeadline", cx),
@@ -556,25 +485,18 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
         {
             for (gk, v) in entries {
                 if let Some(workers) = as_int(v, &join(&path, gk), cx) {
-                    controller
-                        .group_kind_concurrency
-                        .insert(gk.clone(), usize::try_from(workers).unwrap_or(0).max(1));
+                    controller.group_kind_concurrency.insert(gk.clone(), usize::try_from(workers).unwrap_or(0).max(1));
                 }
             }
         }
         cache_sync_timeout_nanos = c.nanos("cacheSyncTimeout", cx);
         if c.bool("recoverPanic", cx).is_some() {
-            cx.warn(
-                "controller.recoverPanic",
-                "accepted but ignored (as upstream)",
-            );
+            cx.warn("controller.recoverPanic", "accepted but ignored (as upstream)");
         }
         c.finish(cx, &[]);
     }
 
-    let mut metrics = Metrics {
-        bind_address: Some(DEFAULT_METRICS_BIND_ADDRESS.to_owned()),
-    };
+    let mut metrics = Metrics { bind_address: Some(DEFAULT_METRICS_BIND_ADDRESS.to_owned()) };
     if let Some(mut m) = o.obj("metrics", cx) {
         match m.string("bindAddress", cx).as_deref() {
             None | Some("") => {}
@@ -590,19 +512,14 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
         liveness_endpoint_name: DEFAULT_LIVENESS_ENDPOINT_NAME.to_owned(),
     };
     if let Some(mut h) = o.obj("health", cx) {
-        health.health_probe_bind_address = h
-            .string("healthProbeBindAddress", cx)
-            .filter(|s| !s.is_empty() && s != "0");
+        health.health_probe_bind_address = h.string("healthProbeBindAddress", cx).filter(|s| !s.is_empty() && s != "0");
         for (key, slot) in [
             ("readinessEndpointName", &mut health.readiness_endpoint_name),
             ("livenessEndpointName", &mut health.liveness_endpoint_name),
         ] {
             if let Some(v) = h.string(key, cx).filter(|s| !s.is_empty()) {
                 if !v.starts_with('/') {
-                    cx.warn(
-                        &join("health", key),
-                        format!("{v:?} does not start with '/'"),
-                    );
+                    cx.warn(&join("health", key), format!("{v:?} does not start with '/'"));
                 }
                 *slot = v;
             }
@@ -610,19 +527,12 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
         h.finish(cx, &[]);
     }
 
-    let mut webhook = Webhook {
-        port: DEFAULT_WEBHOOK_PORT,
-        host: String::new(),
-        cert_dir: None,
-    };
+    let mut webhook = Webhook { port: DEFAULT_WEBHOOK_PORT, host: String::new(), cert_dir: None };
     if let Some(mut w) = o.obj("webhook", cx) {
         if let Some(port) = w.int("port", cx) {
             match u16::try_from(port) {
                 Ok(p) if p > 0 => webhook.port = p,
-                _ => cx.warn(
-                    "webhook.port",
-                    format!("{port} is not a valid port; using {DEFAULT_WEBHOOK_PORT}"),
-                ),
+                _ => cx.warn("webhook.port", format!("{port} is not a valid port; using {DEFAULT_WEBHOOK_PORT}")),
             }
         }
         webhook.host = w.string("host", cx).unwrap_or_default();
@@ -643,9 +553,7 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
         // Present block: omitted keys are false.
         reconcile_block = Some(Reconcile {
             cluster_spiffe_ids: r.bool("clusterSPIFFEIDs", cx).unwrap_or(false),
-            cluster_federated_trust_domains: r
-                .bool("clusterFederatedTrustDomains", cx)
-                .unwrap_or(false),
+            cluster_federated_trust_domains: r.bool("clusterFederatedTrustDomains", cx).unwrap_or(false),
             cluster_static_entries: r.bool("clusterStaticEntries", cx).unwrap_or(false),
         });
         r.finish(cx, &[]);
@@ -667,10 +575,7 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
 
     // ---- defaults and validation (cmd/main.go: parseConfig order) ----
     if cache_namespace.is_some() && !cache_namespaces.is_empty() {
-        cx.problem(
-            "cacheNamespace",
-            "cacheNamespace or cacheNamespaces can be used, but not both",
-        );
+        cx.problem("cacheNamespace", "cacheNamespace or cacheNamespaces can be used, but not both");
     } else if let Some(ns) = cache_namespace {
         cx.warn("cacheNamespace", "deprecated; use cacheNamespaces");
         cache_namespaces.insert(ns, NamespaceCacheConfig::default());
@@ -695,17 +600,11 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
     let mut ignore_namespaces = Vec::with_capacity(ignore_sources.len());
     for (path, src) in ignore_sources {
         if src.is_empty() {
-            cx.warn(
-                &path,
-                "an empty pattern matches (and so ignores) every namespace",
-            );
+            cx.warn(&path, "an empty pattern matches (and so ignores) every namespace");
         }
         match Regex::new(&src) {
             Ok(r) => ignore_namespaces.push(r),
-            Err(e) => cx.problem(
-                &path,
-                format!("invalid regex {src:?}: {}", regex_reason(&e)),
-            ),
+            Err(e) => cx.problem(&path, format!("invalid regex {src:?}: {}", regex_reason(&e))),
         }
     }
 
@@ -719,10 +618,7 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
             "warn" => LogLevel::Warn,
             "error" => LogLevel::Error,
             _ => {
-                cx.problem(
-                    "logLevel",
-                    format!("invalid log level {s:?} (expected debug, info, warn or error)"),
-                );
+                cx.problem("logLevel", format!("invalid log level {s:?} (expected debug, info, warn or error)"));
                 LogLevel::Info
             }
         },
@@ -731,18 +627,12 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
         None | Some("") | Some("console") => LogEncoding::Console,
         Some("json") => LogEncoding::Json,
         Some(s) => {
-            cx.problem(
-                "logEncoding",
-                format!("unrecognized log encoding {s:?} (expected console or json)"),
-            );
+            cx.problem("logEncoding", format!("unrecognized log encoding {s:?} (expected console or json)"));
             LogEncoding::Console
         }
     };
 
-    let flag = opts
-        .spire_api_socket_flag
-        .as_deref()
-        .filter(|s| !s.is_empty());
+    let flag = opts.spire_api_socket_flag.as_deref().filter(|s| !s.is_empty());
     let spire_server_socket_path = match (socket_from_file, flag) {
         (None, None) => DEFAULT_SPIRE_SERVER_SOCKET_PATH.to_owned(),
         (Some(file), None) => file,
@@ -764,10 +654,7 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
         DEFAULT_PARENT_ID_TEMPLATE.to_owned()
     } else {
         if let Err(e) = check_parent_id_template(&parent_id_template) {
-            cx.problem(
-                "parentIDTemplate",
-                format!("unable to parse parent ID template: {e}"),
-            );
+            cx.problem("parentIDTemplate", format!("unable to parse parent ID template: {e}"));
         }
         parent_id_template
     };
@@ -781,10 +668,7 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
     });
     if static_mode {
         if static_manifest_path.as_deref() == Some(Path::new("")) {
-            cx.warn(
-                "staticManifestPath",
-                "is empty; static manifest mode is on but no directory can be read",
-            );
+            cx.warn("staticManifestPath", "is empty; static manifest mode is on but no directory can be read");
         }
         if leader_election.leader_elect {
             cx.problem(
@@ -793,7 +677,10 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
             );
         }
         if reconcile.cluster_spiffe_ids {
-            cx.problem("reconcile.clusterSPIFFEIDs", "ClusterSPIFFEID reconciliation is not possible with static manifests (staticManifestPath is set)");
+            cx.problem(
+                "reconcile.clusterSPIFFEIDs",
+                "ClusterSPIFFEID reconciliation is not possible with static manifests (staticManifestPath is set)",
+            );
         }
     }
 
@@ -804,15 +691,15 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
                 format!("if entryIDPrefixCleanup is specified, it can not be the same value as entryIDPrefix ({entry_id_prefix:?})"),
             );
         } else if entry_id_prefix.is_empty() {
-            cx.warn(
-                "entryIDPrefixCleanup",
-                "has no effect unless entryIDPrefix is set",
-            );
+            cx.warn("entryIDPrefixCleanup", "has no effect unless entryIDPrefix is set");
         }
     }
 
     if filter_by_class_name && class_name.is_empty() {
-        cx.warn("filterByClassName", "is set but className is empty: only ClusterSPIFFEIDs labelled with an empty class name would be cached");
+        cx.warn(
+            "filterByClassName",
+            "is set but className is empty: only ClusterSPIFFEIDs labelled with an empty class name would be cached",
+        );
     }
 
     let cluster_name = match cluster_name {
@@ -826,10 +713,7 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
     };
     let validating_webhook_configuration_name = match webhook_name {
         Some(s) if s.is_empty() => {
-            cx.problem(
-                "validatingWebhookConfigurationName",
-                "required (must not be empty)",
-            );
+            cx.problem("validatingWebhookConfigurationName", "required (must not be empty)");
             s
         }
         Some(s) => s,
@@ -873,27 +757,13 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
     // is what client-go's leader elector and resource lock would reject at startup.
     let (lease, renew, retry) = leader_election_raw;
     for (key, raw, slot) in [
-        (
-            "leaderElection.leaseDuration",
-            lease,
-            &mut leader_election.lease_duration,
-        ),
-        (
-            "leaderElection.renewDeadline",
-            renew,
-            &mut leader_election.renew_deadline,
-        ),
-        (
-            "leaderElection.retryPeriod",
-            retry,
-            &mut leader_election.retry_period,
-        ),
+        ("leaderElection.leaseDuration", lease, &mut leader_election.lease_duration),
+        ("leaderElection.renewDeadline", renew, &mut leader_election.renew_deadline),
+        ("leaderElection.retryPeriod", retry, &mut leader_election.retry_period),
     ] {
         match raw {
             // Negative values only matter (and fail, in client-go) when leader election is on.
-            Some(n) if n < 0 && leader_election.leader_elect => {
-                cx.problem(key, "must be greater than zero")
-            }
+            Some(n) if n < 0 && leader_election.leader_elect => cx.problem(key, "must be greater than zero"),
             Some(n) if n > 0 => *slot = nanos_to_std(n),
             _ => {}
         }
@@ -901,26 +771,17 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
     if leader_election.leader_elect && !static_mode {
         let le = &leader_election;
         if le.resource_name.is_empty() && !cx.has_problem("leaderElection.resourceName") {
-            cx.problem(
-                "leaderElection.resourceName",
-                "required when leaderElect is true",
-            );
+            cx.problem("leaderElection.resourceName", "required when leaderElect is true");
         }
         if le.resource_lock != DEFAULT_RESOURCE_LOCK {
             cx.problem(
                 "leaderElection.resourceLock",
-                format!(
-                    "unsupported lock type {:?} (only \"leases\" is supported)",
-                    le.resource_lock
-                ),
+                format!("unsupported lock type {:?} (only \"leases\" is supported)", le.resource_lock),
             );
         }
         if !cx.has_problem("leaderElection") {
             if le.lease_duration <= le.renew_deadline {
-                cx.problem(
-                    "leaderElection.leaseDuration",
-                    "leaseDuration must be greater than renewDeadline",
-                );
+                cx.problem("leaderElection.leaseDuration", "leaseDuration must be greater than renewDeadline");
             }
             // client-go: renewDeadline > JitterFactor (1.2) × retryPeriod.
             if le.renew_deadline.as_nanos() * 10 <= le.retry_period.as_nanos() * 12 {

@@ -212,10 +212,7 @@ pub struct ControllerSettings {
 
 impl Default for ControllerSettings {
     fn default() -> Self {
-        Self {
-            group_kind_concurrency: BTreeMap::new(),
-            cache_sync_timeout: DEFAULT_CACHE_SYNC_TIMEOUT,
-        }
+        Self { group_kind_concurrency: BTreeMap::new(), cache_sync_timeout: DEFAULT_CACHE_SYNC_TIMEOUT }
     }
 }
 
@@ -286,11 +283,7 @@ impl Config {
     /// absolute path, `unix:<path>` for a relative one.
     pub fn spire_server_socket_uri(&self) -> String {
         let p = &self.spire_server_socket_path;
-        if p.starts_with('/') {
-            format!("unix://{p}")
-        } else {
-            format!("unix:{p}")
-        }
+        if p.starts_with('/') { format!("unix://{p}") } else { format!("unix:{p}") }
     }
 
     /// Whether the parent ID template is the default one (`parentIDTemplate` empty/unset).
@@ -313,10 +306,7 @@ impl Config {
         y.kv(0, "trustDomain", &q(self.trust_domain.name()));
         y.kv(0, "clusterName", &q(&self.cluster_name));
         if self.cluster_domain.is_empty() {
-            y.comment(
-                0,
-                "empty: autodetected at startup from the kubernetes.default.svc CNAME",
-            );
+            y.comment(0, "empty: autodetected at startup from the kubernetes.default.svc CNAME");
         }
         y.kv(0, "clusterDomain", &q(&self.cluster_domain));
         if self.ignore_namespaces.is_empty() {
@@ -327,21 +317,10 @@ impl Config {
                 y.item(1, &q(r.as_str()));
             }
         }
-        y.kv(
-            0,
-            "validatingWebhookConfigurationName",
-            &q(&self.validating_webhook_configuration_name),
-        );
-        y.comment(
-            0,
-            "upstream only accepts integer nanoseconds here; this loader also takes a Go duration",
-        );
+        y.kv(0, "validatingWebhookConfigurationName", &q(&self.validating_webhook_configuration_name));
+        y.comment(0, "upstream only accepts integer nanoseconds here; this loader also takes a Go duration");
         y.kv(0, "gcInterval", &qd(self.gc_interval));
-        y.kv(
-            0,
-            "spireServerSocketPath",
-            &q(&self.spire_server_socket_path),
-        );
+        y.kv(0, "spireServerSocketPath", &q(&self.spire_server_socket_path));
         y.kv(0, "logLevel", &q(self.log_level.as_str()));
         y.kv(0, "logEncoding", &q(self.log_encoding.as_str()));
         match self.grpc_max_call_recv_msg_size {
@@ -376,10 +355,7 @@ impl Config {
                     continue;
                 }
                 y.key(1, &q(ns));
-                for (name, map) in [
-                    ("labelSelectors", &c.label_selectors),
-                    ("fieldSelectors", &c.field_selectors),
-                ] {
+                for (name, map) in [("labelSelectors", &c.label_selectors), ("fieldSelectors", &c.field_selectors)] {
                     if map.is_empty() {
                         continue;
                     }
@@ -400,48 +376,21 @@ impl Config {
                 y.kv(2, &q(k), &v.to_string());
             }
         }
-        y.comment(
-            1,
-            "upstream only accepts integer nanoseconds here; this loader also takes a Go duration",
-        );
-        y.kv(
-            1,
-            "cacheSyncTimeout",
-            &qd(self.controller.cache_sync_timeout),
-        );
+        y.comment(1, "upstream only accepts integer nanoseconds here; this loader also takes a Go duration");
+        y.kv(1, "cacheSyncTimeout", &qd(self.controller.cache_sync_timeout));
 
         y.key(0, "metrics");
         if self.metrics.bind_address.is_none() {
             y.comment(1, "\"0\": disabled");
         }
-        y.kv(
-            1,
-            "bindAddress",
-            &q(self.metrics.bind_address.as_deref().unwrap_or("0")),
-        );
+        y.kv(1, "bindAddress", &q(self.metrics.bind_address.as_deref().unwrap_or("0")));
         y.key(0, "health");
         if self.health.health_probe_bind_address.is_none() {
             y.comment(1, "empty: no probe server");
         }
-        y.kv(
-            1,
-            "healthProbeBindAddress",
-            &q(self
-                .health
-                .health_probe_bind_address
-                .as_deref()
-                .unwrap_or("")),
-        );
-        y.kv(
-            1,
-            "readinessEndpointName",
-            &q(&self.health.readiness_endpoint_name),
-        );
-        y.kv(
-            1,
-            "livenessEndpointName",
-            &q(&self.health.liveness_endpoint_name),
-        );
+        y.kv(1, "healthProbeBindAddress", &q(self.health.health_probe_bind_address.as_deref().unwrap_or("")));
+        y.kv(1, "readinessEndpointName", &q(&self.health.readiness_endpoint_name));
+        y.kv(1, "livenessEndpointName", &q(&self.health.liveness_endpoint_name));
         y.key(0, "webhook");
         y.kv(1, "port", &self.webhook.port.to_string());
         if self.webhook.host.is_empty() {
@@ -454,28 +403,12 @@ impl Config {
 
         y.kv(0, "className", &q(&self.class_name));
         y.kv(0, "watchClassless", &self.watch_classless.to_string());
-        y.kv(
-            0,
-            "filterByClassName",
-            &self.filter_by_class_name.to_string(),
-        );
+        y.kv(0, "filterByClassName", &self.filter_by_class_name.to_string());
         y.kv(0, "parentIDTemplate", &q(&self.parent_id_template));
         y.key(0, "reconcile");
-        y.kv(
-            1,
-            "clusterSPIFFEIDs",
-            &self.reconcile.cluster_spiffe_ids.to_string(),
-        );
-        y.kv(
-            1,
-            "clusterFederatedTrustDomains",
-            &self.reconcile.cluster_federated_trust_domains.to_string(),
-        );
-        y.kv(
-            1,
-            "clusterStaticEntries",
-            &self.reconcile.cluster_static_entries.to_string(),
-        );
+        y.kv(1, "clusterSPIFFEIDs", &self.reconcile.cluster_spiffe_ids.to_string());
+        y.kv(1, "clusterFederatedTrustDomains", &self.reconcile.cluster_federated_trust_domains.to_string());
+        y.kv(1, "clusterStaticEntries", &self.reconcile.cluster_static_entries.to_string());
         y.kv(0, "entryIDPrefix", &q(&self.entry_id_prefix));
         match &self.entry_id_prefix_cleanup {
             Some(c) => y.kv(0, "entryIDPrefixCleanup", &q(c)),
@@ -485,21 +418,9 @@ impl Config {
             Some(p) => y.kv(0, "staticManifestPath", &q(&p.to_string_lossy())),
             None => y.comment(0, "staticManifestPath: unset (Kubernetes mode)"),
         }
-        y.kv(
-            0,
-            "expandEnvStaticManifests",
-            &self.expand_env_static_manifests.to_string(),
-        );
-        y.kv(
-            0,
-            "enableEntryRenderCache",
-            &self.enable_entry_render_cache.to_string(),
-        );
-        y.kv(
-            0,
-            "entryRenderCacheSize",
-            &self.entry_render_cache_size.to_string(),
-        );
+        y.kv(0, "expandEnvStaticManifests", &self.expand_env_static_manifests.to_string());
+        y.kv(0, "enableEntryRenderCache", &self.enable_entry_render_cache.to_string());
+        y.kv(0, "entryRenderCacheSize", &self.entry_render_cache_size.to_string());
         y.out
     }
 }
@@ -568,31 +489,18 @@ mod tests {
     #[test]
     fn cluster_domain_from_cname() {
         let cases: &[(&str, Option<&str>)] = &[
-            (
-                "kubernetes.default.svc.cluster.local.",
-                Some("cluster.local"),
-            ),
-            (
-                "kubernetes.default.svc.cluster2.local",
-                Some("cluster2.local"),
-            ),
+            ("kubernetes.default.svc.cluster.local.", Some("cluster.local")),
+            ("kubernetes.default.svc.cluster2.local", Some("cluster2.local")),
             ("test.cluster.local", None),
             ("kubernetes.default.svc.", None),
             ("kubernetes.default.svc", None),
             ("kubernetes.default.svcx.cluster.local", None),
             ("kubernetes.default.svc.example", Some("example")),
             ("kubernetes.default.svc..", None),
-            (
-                "kubernetes.default.svc.cluster.local..",
-                Some("cluster.local."),
-            ),
+            ("kubernetes.default.svc.cluster.local..", Some("cluster.local.")),
         ];
         for &(cname, want) in cases {
-            assert_eq!(
-                parse_cluster_domain_from_cname(cname).as_deref(),
-                want,
-                "{cname}"
-            );
+            assert_eq!(parse_cluster_domain_from_cname(cname).as_deref(), want, "{cname}");
         }
     }
 }

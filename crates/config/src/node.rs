@@ -70,9 +70,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
         Ok(Node::Int(v))
     }
     fn visit_u128<E: de::Error>(self, v: u128) -> Result<Node, E> {
-        i128::try_from(v)
-            .map(Node::Int)
-            .map_err(|_| E::custom("integer out of range"))
+        i128::try_from(v).map(Node::Int).map_err(|_| E::custom("integer out of range"))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
         Ok(Node::Float(v))
@@ -84,9 +82,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
         Ok(Node::Str(v))
     }
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Node, E> {
-        String::from_utf8(v.to_vec())
-            .map(Node::Str)
-            .map_err(|_| E::custom("binary value is not UTF-8"))
+        String::from_utf8(v.to_vec()).map(Node::Str).map_err(|_| E::custom("binary value is not UTF-8"))
     }
     fn visit_unit<E>(self) -> Result<Node, E> {
         Ok(Node::Null)
@@ -147,9 +143,7 @@ pub(crate) fn parse(text: &str) -> Result<(Node, bool), String> {
     let docs: Vec<Node> = serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
         let msg = e.to_string();
         let msg = msg.trim();
-        msg.strip_prefix("error: ")
-            .unwrap_or(msg)
-            .replace('\n', " ")
+        msg.strip_prefix("error: ").unwrap_or(msg).replace('\n', " ")
     })?;
     let extra = docs.len() > 1;
     Ok((docs.into_iter().next().unwrap_or(Node::Null), extra))
@@ -160,12 +154,7 @@ mod tests {
     use super::*;
 
     fn map(entries: &[(&str, Node)]) -> Node {
-        Node::Map(
-            entries
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), v.clone()))
-                .collect(),
-        )
+        Node::Map(entries.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect())
     }
 
     /// Scalars resolve as Go's yaml.v2 resolves them (YAML 1.1), which is what upstream's
@@ -203,15 +192,9 @@ mod tests {
     fn documents_keys_and_merges() {
         assert_eq!(parse("").unwrap(), (Node::Null, false));
         assert_eq!(parse("---\n").unwrap(), (Node::Null, false));
-        assert_eq!(
-            parse("a: 1\n---\nb: 2\n").unwrap(),
-            (map(&[("a", Node::Int(1))]), true)
-        );
+        assert_eq!(parse("a: 1\n---\nb: 2\n").unwrap(), (map(&[("a", Node::Int(1))]), true));
         // Duplicate keys: last one wins, first position kept.
-        assert_eq!(
-            parse("a: 1\nb: 0\na: 2\n").unwrap().0,
-            map(&[("a", Node::Int(2)), ("b", Node::Int(0))])
-        );
+        assert_eq!(parse("a: 1\nb: 0\na: 2\n").unwrap().0, map(&[("a", Node::Int(2)), ("b", Node::Int(0))]));
         assert_eq!(
             parse("base: &b {x: 1}\nc:\n  <<: *b\n  z: 3\n").unwrap().0,
             map(&[
@@ -223,18 +206,12 @@ mod tests {
         // JSON is YAML.
         assert_eq!(
             parse(r#"{"a": [1, "x"], "b": null}"#).unwrap().0,
-            map(&[
-                ("a", Node::Seq(vec![Node::Int(1), Node::Str("x".into())])),
-                ("b", Node::Null)
-            ])
+            map(&[("a", Node::Seq(vec![Node::Int(1), Node::Str("x".into())])), ("b", Node::Null)])
         );
         // Non-string keys become their text.
         assert_eq!(
             parse("1: x\ntrue: z\n").unwrap().0,
-            map(&[
-                ("1", Node::Str("x".into())),
-                ("true", Node::Str("z".into()))
-            ])
+            map(&[("1", Node::Str("x".into())), ("true", Node::Str("z".into()))])
         );
         assert!(parse("a: [1\n").is_err());
     }

@@ -20,18 +20,14 @@ pub fn check_parent_id_template(src: &str) -> Result<(), String> {
         let line = 1 + b[..start].iter().filter(|&&c| c == b'\n').count();
         let body_start = start + 2;
         let Some(end) = find_action_end(&b[body_start..]) else {
-            return Err(format!(
-                "template: {PARENT_ID_TEMPLATE_NAME}:{line}: unclosed action"
-            ));
+            return Err(format!("template: {PARENT_ID_TEMPLATE_NAME}:{line}: unclosed action"));
         };
         let body = &src[body_start..body_start + end];
         let inner = body.strip_prefix("- ").unwrap_or(body);
         let inner = inner.strip_suffix(" -").unwrap_or(inner);
         let inner = inner.trim();
         if inner.is_empty() {
-            return Err(format!(
-                "template: {PARENT_ID_TEMPLATE_NAME}:{line}: missing value for command"
-            ));
+            return Err(format!("template: {PARENT_ID_TEMPLATE_NAME}:{line}: missing value for command"));
         }
         i = body_start + end + 2;
     }

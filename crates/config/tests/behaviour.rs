@@ -32,21 +32,12 @@ fn err(extra: &str) -> String {
     }
 }
 
-const ALL: Reconcile = Reconcile {
-    cluster_spiffe_ids: true,
-    cluster_federated_trust_domains: true,
-    cluster_static_entries: true,
-};
-const STATIC_DEFAULT: Reconcile = Reconcile {
-    cluster_spiffe_ids: false,
-    cluster_federated_trust_domains: true,
-    cluster_static_entries: true,
-};
-const NONE: Reconcile = Reconcile {
-    cluster_spiffe_ids: false,
-    cluster_federated_trust_domains: false,
-    cluster_static_entries: false,
-};
+const ALL: Reconcile =
+    Reconcile { cluster_spiffe_ids: true, cluster_federated_trust_domains: true, cluster_static_entries: true };
+const STATIC_DEFAULT: Reconcile =
+    Reconcile { cluster_spiffe_ids: false, cluster_federated_trust_domains: true, cluster_static_entries: true };
+const NONE: Reconcile =
+    Reconcile { cluster_spiffe_ids: false, cluster_federated_trust_domains: false, cluster_static_entries: false };
 
 #[test]
 fn reconcile_block_presence() {
@@ -54,28 +45,16 @@ fn reconcile_block_presence() {
         ("", ALL),
         ("reconcile:\n", ALL), // null: same as absent (a nil pointer upstream)
         ("reconcile: {}\n", NONE),
-        (
-            "reconcile:\n  clusterStaticEntries: true\n",
-            Reconcile {
-                cluster_static_entries: true,
-                ..NONE
-            },
-        ),
+        ("reconcile:\n  clusterStaticEntries: true\n", Reconcile { cluster_static_entries: true, ..NONE }),
         (
             "reconcile:\n  clusterSPIFFEIDs: true\n  clusterFederatedTrustDomains: true\n",
-            Reconcile {
-                cluster_static_entries: false,
-                ..ALL
-            },
+            Reconcile { cluster_static_entries: false, ..ALL },
         ),
         ("staticManifestPath: /m\n", STATIC_DEFAULT),
         ("staticManifestPath: /m\nreconcile: {}\n", NONE),
         (
             "staticManifestPath: /m\nreconcile:\n  clusterSPIFFEIDs: false\n  clusterStaticEntries: true\n",
-            Reconcile {
-                cluster_static_entries: true,
-                ..NONE
-            },
+            Reconcile { cluster_static_entries: true, ..NONE },
         ),
     ];
     for (extra, want) in cases {
@@ -90,10 +69,7 @@ fn ignore_namespaces_replace_not_merge() {
         ("ignoreNamespaces: [foo]\n", &["foo"]),
         ("ignoreNamespaces: []\n", &[]),
         ("ignoreNamespaces:\n", &[]), // null empties the list, as Go does for a slice
-        (
-            "ignoreNamespaces: ['^kube-', 'system$']\n",
-            &["^kube-", "system$"],
-        ),
+        ("ignoreNamespaces: ['^kube-', 'system$']\n", &["^kube-", "system$"]),
     ];
     for (extra, want) in cases {
         assert_eq!(cfg(extra).ignore_namespace_sources(), *want, "{extra:?}");
@@ -102,14 +78,9 @@ fn ignore_namespaces_replace_not_merge() {
     assert!(l.config.is_namespace_ignored("anything"));
     assert_eq!(
         l.warnings,
-        [
-            "config.yaml: ignoreNamespaces[0]: an empty pattern matches (and so ignores) every namespace"
-        ]
+        ["config.yaml: ignoreNamespaces[0]: an empty pattern matches (and so ignores) every namespace"]
     );
-    assert_eq!(
-        err("ignoreNamespaces: [a, ~]\n"),
-        "config.yaml: ignoreNamespaces[1]: expected a string, got null"
-    );
+    assert_eq!(err("ignoreNamespaces: [a, ~]\n"), "config.yaml: ignoreNamespaces[1]: expected a string, got null");
     let c = cfg("ignoreNamespaces: [spire]\n");
     assert!(c.is_namespace_ignored("spire"));
     assert!(c.is_namespace_ignored("my-spire-ns"), "unanchored");
@@ -137,22 +108,10 @@ fn gc_interval_forms() {
     for (extra, want) in cases {
         assert_eq!(cfg(extra).gc_interval, *want, "{extra:?}");
     }
-    assert_eq!(
-        ok("gcInterval: 0\n").warnings,
-        ["config.yaml: gcInterval: 0s is not positive; using 10s"]
-    );
-    assert_eq!(
-        err("gcInterval: 10x\n"),
-        "config.yaml: gcInterval: invalid duration \"10x\": unknown unit \"x\""
-    );
-    assert_eq!(
-        err("gcInterval: \"10\"\n"),
-        "config.yaml: gcInterval: invalid duration \"10\": missing unit"
-    );
-    assert_eq!(
-        err("gcInterval: 1.5\n"),
-        "config.yaml: gcInterval: expected an integer, got 1.5"
-    );
+    assert_eq!(ok("gcInterval: 0\n").warnings, ["config.yaml: gcInterval: 0s is not positive; using 10s"]);
+    assert_eq!(err("gcInterval: 10x\n"), "config.yaml: gcInterval: invalid duration \"10x\": unknown unit \"x\"");
+    assert_eq!(err("gcInterval: \"10\"\n"), "config.yaml: gcInterval: invalid duration \"10\": missing unit");
+    assert_eq!(err("gcInterval: 1.5\n"), "config.yaml: gcInterval: expected an integer, got 1.5");
     assert_eq!(
         err("gcInterval: [1]\n"),
         "config.yaml: gcInterval: expected integer nanoseconds or a duration string such as \"10s\", got a list"
@@ -161,45 +120,24 @@ fn gc_interval_forms() {
 
 #[test]
 fn controller_durations() {
+    assert_eq!(cfg("").controller.cache_sync_timeout, Duration::from_secs(120));
+    assert_eq!(cfg("controller:\n  cacheSyncTimeout: 0\n").controller.cache_sync_timeout, Duration::from_secs(120));
     assert_eq!(
-        cfg("").controller.cache_sync_timeout,
-        Duration::from_secs(120)
-    );
-    assert_eq!(
-        cfg("controller:\n  cacheSyncTimeout: 0\n")
-            .controller
-            .cache_sync_timeout,
-        Duration::from_secs(120)
-    );
-    assert_eq!(
-        cfg("controller:\n  cacheSyncTimeout: 5000000000\n")
-            .controller
-            .cache_sync_timeout,
+        cfg("controller:\n  cacheSyncTimeout: 5000000000\n").controller.cache_sync_timeout,
         Duration::from_secs(5)
     );
-    assert_eq!(
-        cfg("controller:\n  cacheSyncTimeout: 30s\n")
-            .controller
-            .cache_sync_timeout,
-        Duration::from_secs(30)
-    );
+    assert_eq!(cfg("controller:\n  cacheSyncTimeout: 30s\n").controller.cache_sync_timeout, Duration::from_secs(30));
     assert_eq!(
         err("controller:\n  cacheSyncTimeout: -1\n"),
         "config.yaml: controller.cacheSyncTimeout: must not be negative"
     );
-    assert_eq!(
-        cfg("syncPeriod: 30m\n").sync_period,
-        Duration::from_secs(1800)
-    );
+    assert_eq!(cfg("syncPeriod: 30m\n").sync_period, Duration::from_secs(1800));
     assert_eq!(cfg("syncPeriod: 0s\n").sync_period, Duration::ZERO);
 }
 
 #[test]
 fn spire_api_socket_flag() {
-    let flag = |f: Option<&str>| LoadOptions {
-        spire_api_socket_flag: f.map(str::to_owned),
-        ..LoadOptions::default()
-    };
+    let flag = |f: Option<&str>| LoadOptions { spire_api_socket_flag: f.map(str::to_owned), ..LoadOptions::default() };
     // Neither: the default.
     let l = ok_with("", &flag(None));
     assert_eq!(l.config.spire_server_socket_path, "/spire-server/api.sock");
@@ -212,23 +150,12 @@ fn spire_api_socket_flag() {
     let l = ok_with("", &flag(Some("/flag.sock")));
     assert_eq!(l.config.spire_server_socket_path, "/flag.sock");
     assert_eq!(l.warnings.len(), 1);
-    assert!(
-        l.warnings[0].contains("--spire-api-socket flag is deprecated"),
-        "{:?}",
-        l.warnings
-    );
+    assert!(l.warnings[0].contains("--spire-api-socket flag is deprecated"), "{:?}", l.warnings);
     // Both: the file wins, the flag is reported as ignored.
-    let l = ok_with(
-        "spireServerSocketPath: /file.sock\n",
-        &flag(Some("/flag.sock")),
-    );
+    let l = ok_with("spireServerSocketPath: /file.sock\n", &flag(Some("/flag.sock")));
     assert_eq!(l.config.spire_server_socket_path, "/file.sock");
     assert_eq!(l.warnings.len(), 1);
-    assert!(
-        l.warnings[0].contains("ignoring the deprecated --spire-api-socket flag"),
-        "{:?}",
-        l.warnings
-    );
+    assert!(l.warnings[0].contains("ignoring the deprecated --spire-api-socket flag"), "{:?}", l.warnings);
     // An empty file value counts as unset.
     let l = ok_with("spireServerSocketPath: \"\"\n", &flag(Some("/flag.sock")));
     assert_eq!(l.config.spire_server_socket_path, "/flag.sock");
@@ -240,36 +167,17 @@ fn log_settings() {
     let cases: &[(&str, LogLevel, LogEncoding)] = &[
         ("", LogLevel::Info, LogEncoding::Console),
         ("logLevel: DEBUG\n", LogLevel::Debug, LogEncoding::Console),
-        (
-            "logLevel: Warn\nlogEncoding: json\n",
-            LogLevel::Warn,
-            LogEncoding::Json,
-        ),
-        (
-            "logLevel: error\nlogEncoding: console\n",
-            LogLevel::Error,
-            LogEncoding::Console,
-        ),
+        ("logLevel: Warn\nlogEncoding: json\n", LogLevel::Warn, LogEncoding::Json),
+        ("logLevel: error\nlogEncoding: console\n", LogLevel::Error, LogEncoding::Console),
         // An explicit "" skips upstream's level setting: zap's development default, debug.
-        (
-            "logLevel: \"\"\nlogEncoding: \"\"\n",
-            LogLevel::Debug,
-            LogEncoding::Console,
-        ),
+        ("logLevel: \"\"\nlogEncoding: \"\"\n", LogLevel::Debug, LogEncoding::Console),
     ];
     for (extra, level, encoding) in cases {
         let c = cfg(extra);
-        assert_eq!(
-            (c.log_level, c.log_encoding),
-            (*level, *encoding),
-            "{extra:?}"
-        );
+        assert_eq!((c.log_level, c.log_encoding), (*level, *encoding), "{extra:?}");
     }
     assert!(err("logLevel: trace\n").contains("logLevel: invalid log level \"trace\""));
-    assert!(
-        err("logEncoding: Json\n").contains("logEncoding: unrecognized log encoding \"Json\""),
-        "case-sensitive"
-    );
+    assert!(err("logEncoding: Json\n").contains("logEncoding: unrecognized log encoding \"Json\""), "case-sensitive");
 }
 
 #[test]
@@ -277,61 +185,26 @@ fn servers() {
     let c = cfg("");
     assert_eq!(c.metrics.bind_address.as_deref(), Some(":8080"));
     assert_eq!(c.health.health_probe_bind_address, None);
+    assert_eq!(cfg("metrics:\n  bindAddress: \"\"\n").metrics.bind_address.as_deref(), Some(":8080"));
+    assert_eq!(cfg("metrics:\n  bindAddress: \"0\"\n").metrics.bind_address, None);
+    assert_eq!(cfg("health:\n  healthProbeBindAddress: \"0\"\n").health.health_probe_bind_address, None);
     assert_eq!(
-        cfg("metrics:\n  bindAddress: \"\"\n")
-            .metrics
-            .bind_address
-            .as_deref(),
-        Some(":8080")
-    );
-    assert_eq!(
-        cfg("metrics:\n  bindAddress: \"0\"\n").metrics.bind_address,
-        None
-    );
-    assert_eq!(
-        cfg("health:\n  healthProbeBindAddress: \"0\"\n")
-            .health
-            .health_probe_bind_address,
-        None
-    );
-    assert_eq!(
-        cfg("health:\n  healthProbeBindAddress: :8081\n")
-            .health
-            .health_probe_bind_address
-            .as_deref(),
+        cfg("health:\n  healthProbeBindAddress: :8081\n").health.health_probe_bind_address.as_deref(),
         Some(":8081")
     );
     let l = ok("webhook:\n  port: 70000\n");
     assert_eq!(l.config.webhook.port, 9443);
-    assert_eq!(
-        l.warnings,
-        ["config.yaml: webhook.port: 70000 is not a valid port; using 9443"]
-    );
-    assert_eq!(
-        cfg("grpc:\n  maxCallRecvMsgSize: 0\n").grpc_max_call_recv_msg_size,
-        None
-    );
-    assert_eq!(
-        cfg("grpc:\n  maxCallRecvMsgSize: -1\n").grpc_max_call_recv_msg_size,
-        None
-    );
-    assert_eq!(
-        cfg("grpc:\n  maxCallRecvMsgSize: 8388608\n").grpc_max_call_recv_msg_size,
-        Some(8 << 20)
-    );
+    assert_eq!(l.warnings, ["config.yaml: webhook.port: 70000 is not a valid port; using 9443"]);
+    assert_eq!(cfg("grpc:\n  maxCallRecvMsgSize: 0\n").grpc_max_call_recv_msg_size, None);
+    assert_eq!(cfg("grpc:\n  maxCallRecvMsgSize: -1\n").grpc_max_call_recv_msg_size, None);
+    assert_eq!(cfg("grpc:\n  maxCallRecvMsgSize: 8388608\n").grpc_max_call_recv_msg_size, Some(8 << 20));
 }
 
 #[test]
 fn render_cache_size() {
     assert_eq!(cfg("").entry_render_cache_size, 300_000);
-    assert_eq!(
-        cfg("entryRenderCacheSize: 0\n").entry_render_cache_size,
-        300_000
-    );
-    assert_eq!(
-        cfg("entryRenderCacheSize: -3\n").entry_render_cache_size,
-        300_000
-    );
+    assert_eq!(cfg("entryRenderCacheSize: 0\n").entry_render_cache_size, 300_000);
+    assert_eq!(cfg("entryRenderCacheSize: -3\n").entry_render_cache_size, 300_000);
     assert_eq!(cfg("entryRenderCacheSize: 5\n").entry_render_cache_size, 5);
 }
 
@@ -341,16 +214,8 @@ fn entry_id_prefixes() {
         ("", "", None),
         ("entryIDPrefix: a\n", "a.", None),
         ("entryIDPrefix: a.\n", "a.", None),
-        (
-            "entryIDPrefix: a\nentryIDPrefixCleanup: \"\"\n",
-            "a.",
-            Some(""),
-        ),
-        (
-            "entryIDPrefix: a\nentryIDPrefixCleanup: b\n",
-            "a.",
-            Some("b."),
-        ),
+        ("entryIDPrefix: a\nentryIDPrefixCleanup: \"\"\n", "a.", Some("")),
+        ("entryIDPrefix: a\nentryIDPrefixCleanup: b\n", "a.", Some("b.")),
         ("entryIDPrefix: a\nentryIDPrefixCleanup: ~\n", "a.", None),
         // No prefix: cleanup is allowed (even equal) but has no effect.
         ("entryIDPrefixCleanup: \"\"\n", "", Some("")),
@@ -358,10 +223,7 @@ fn entry_id_prefixes() {
     for (extra, prefix, cleanup) in cases {
         let c = cfg(extra);
         assert_eq!(
-            (
-                c.entry_id_prefix.as_str(),
-                c.entry_id_prefix_cleanup.as_deref()
-            ),
+            (c.entry_id_prefix.as_str(), c.entry_id_prefix_cleanup.as_deref()),
             (*prefix, *cleanup),
             "{extra:?}"
         );
@@ -370,14 +232,8 @@ fn entry_id_prefixes() {
         ok("entryIDPrefixCleanup: x\n").warnings,
         ["config.yaml: entryIDPrefixCleanup: has no effect unless entryIDPrefix is set"]
     );
-    for extra in [
-        "entryIDPrefix: a\nentryIDPrefixCleanup: a\n",
-        "entryIDPrefix: a.\nentryIDPrefixCleanup: a\n",
-    ] {
-        assert!(
-            err(extra).contains("entryIDPrefixCleanup: if entryIDPrefixCleanup is specified"),
-            "{extra:?}"
-        );
+    for extra in ["entryIDPrefix: a\nentryIDPrefixCleanup: a\n", "entryIDPrefix: a.\nentryIDPrefixCleanup: a\n"] {
+        assert!(err(extra).contains("entryIDPrefixCleanup: if entryIDPrefixCleanup is specified"), "{extra:?}");
     }
 }
 
@@ -387,20 +243,11 @@ fn static_mode_rules() {
     assert_eq!(c.static_manifest_path.as_deref(), Some(Path::new("/m")));
     assert!(!c.leader_election.leader_elect);
     let l = ok("staticManifestPath: \"\"\n");
-    assert!(
-        l.config.is_static_mode(),
-        "a present key enables static mode, even empty"
-    );
+    assert!(l.config.is_static_mode(), "a present key enables static mode, even empty");
     assert_eq!(l.warnings.len(), 1);
-    assert!(
-        cfg("staticManifestPath: ~\n")
-            .static_manifest_path
-            .is_none()
-    );
+    assert!(cfg("staticManifestPath: ~\n").static_manifest_path.is_none());
     // Both violations are reported at once.
-    let e = err(
-        "staticManifestPath: /m\nleaderElection:\n  leaderElect: true\nreconcile:\n  clusterSPIFFEIDs: true\n",
-    );
+    let e = err("staticManifestPath: /m\nleaderElection:\n  leaderElect: true\nreconcile:\n  clusterSPIFFEIDs: true\n");
     assert_eq!(e.lines().count(), 2, "{e}");
 }
 
@@ -418,36 +265,25 @@ fn leader_election_rules() {
         err("leaderElection:\n  leaderElect: true\n  resourceName: x\n  leaseDuration: -1s\n")
             .contains("leaderElection.leaseDuration: must be greater than zero")
     );
-    assert!(err("leaderElection:\n  leaderElect: true\n  resourceName: x\n  renewDeadline: 2s\n")
-        .contains("leaderElection.renewDeadline: renewDeadline must be greater than retryPeriod*JitterFactor (1.2)"));
-    assert!(err("leaderElection:\n  leaderElect: true\n  resourceName: x\n  retryPeriod: 1\n")
-        .contains("leaderElection.retryPeriod: expected a duration string such as \"15s\", got a number 1"));
+    assert!(
+        err("leaderElection:\n  leaderElect: true\n  resourceName: x\n  renewDeadline: 2s\n").contains(
+            "leaderElection.renewDeadline: renewDeadline must be greater than retryPeriod*JitterFactor (1.2)"
+        )
+    );
+    assert!(
+        err("leaderElection:\n  leaderElect: true\n  resourceName: x\n  retryPeriod: 1\n")
+            .contains("leaderElection.retryPeriod: expected a duration string such as \"15s\", got a number 1")
+    );
 }
 
 #[test]
 fn cache_namespaces() {
     let l = ok("cacheNamespace: team-a\n");
-    assert_eq!(
-        l.config.cache_namespaces.keys().collect::<Vec<_>>(),
-        ["team-a"]
-    );
-    assert_eq!(
-        l.warnings,
-        ["config.yaml: cacheNamespace: deprecated; use cacheNamespaces"]
-    );
+    assert_eq!(l.config.cache_namespaces.keys().collect::<Vec<_>>(), ["team-a"]);
+    assert_eq!(l.warnings, ["config.yaml: cacheNamespace: deprecated; use cacheNamespaces"]);
     // An empty map doesn't conflict with the deprecated key.
-    assert_eq!(
-        cfg("cacheNamespace: a\ncacheNamespaces: {}\n")
-            .cache_namespaces
-            .len(),
-        1
-    );
-    assert_eq!(
-        cfg("cacheNamespace: \"\"\ncacheNamespaces:\n  b:\n")
-            .cache_namespaces
-            .len(),
-        1
-    );
+    assert_eq!(cfg("cacheNamespace: a\ncacheNamespaces: {}\n").cache_namespaces.len(), 1);
+    assert_eq!(cfg("cacheNamespace: \"\"\ncacheNamespaces:\n  b:\n").cache_namespaces.len(), 1);
 }
 
 #[test]
@@ -476,13 +312,7 @@ fn sorted(v: &[String]) -> Vec<String> {
 
 #[test]
 fn several_problems_are_reported_together() {
-    let e = from_str(
-        "clusterName: 5\nlogLevel: loud\n",
-        "c.yaml",
-        &LoadOptions::default(),
-        no_env,
-    )
-    .unwrap_err();
+    let e = from_str("clusterName: 5\nlogLevel: loud\n", "c.yaml", &LoadOptions::default(), no_env).unwrap_err();
     assert_eq!(
         e.to_string(),
         "c.yaml: clusterName: expected a string, got a number 5 (quote the value)\n\
@@ -492,13 +322,7 @@ fn several_problems_are_reported_together() {
     assert_eq!(e.problems().len(), 3);
     assert_eq!(e.problems()[0].key, "clusterName");
     // A wrongly typed trust domain is not also reported as missing.
-    let e = from_str(
-        "clusterName: c\ntrustDomain: true\n",
-        "c.yaml",
-        &LoadOptions::default(),
-        no_env,
-    )
-    .unwrap_err();
+    let e = from_str("clusterName: c\ntrustDomain: true\n", "c.yaml", &LoadOptions::default(), no_env).unwrap_err();
     assert_eq!(e.problems().len(), 1, "{e}");
 }
 
@@ -515,23 +339,11 @@ fn documents_and_type_meta() {
     .unwrap()
     .config;
     assert_eq!(c.trust_domain.name(), "example.org");
-    let l = from_str(
-        &format!("{BASE}---\nclusterName: other\n"),
-        "c.yaml",
-        &LoadOptions::default(),
-        no_env,
-    )
-    .unwrap();
+    let l = from_str(&format!("{BASE}---\nclusterName: other\n"), "c.yaml", &LoadOptions::default(), no_env).unwrap();
     assert_eq!(l.config.cluster_name, "c1");
-    assert_eq!(
-        l.warnings,
-        ["c.yaml: only the first YAML document is used; the others are ignored"]
-    );
+    assert_eq!(l.warnings, ["c.yaml: only the first YAML document is used; the others are ignored"]);
     let e = from_str("", "empty.yaml", &LoadOptions::default(), no_env).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "empty.yaml: clusterName: required\nempty.yaml: trustDomain: required"
-    );
+    assert_eq!(e.to_string(), "empty.yaml: clusterName: required\nempty.yaml: trustDomain: required");
 }
 
 #[test]
@@ -541,10 +353,7 @@ fn expand_env_runs_before_decoding() {
         "LE" => Some("true".to_owned()),
         _ => None,
     };
-    let opts = LoadOptions {
-        expand_env: true,
-        ..LoadOptions::default()
-    };
+    let opts = LoadOptions { expand_env: true, ..LoadOptions::default() };
     let l = from_str(
         "trustDomain: $TD\nclusterName: c$$1\nleaderElection:\n  leaderElect: ${LE}\n  resourceName: x\nclassName: \"a$\"\n",
         "c.yaml",
@@ -553,17 +362,8 @@ fn expand_env_runs_before_decoding() {
     )
     .unwrap();
     assert_eq!(l.config.trust_domain.name(), "example.org");
-    assert!(
-        l.config.leader_election.leader_elect,
-        "expanded text is typed after expansion"
-    );
-    assert_eq!(
-        l.config.cluster_name, "c1",
-        "$$ is the (unset) variable named $"
-    );
+    assert!(l.config.leader_election.leader_elect, "expanded text is typed after expansion");
+    assert_eq!(l.config.cluster_name, "c1", "$$ is the (unset) variable named $");
     assert_eq!(l.config.class_name, "a$");
-    assert_eq!(
-        l.warnings,
-        ["c.yaml: --expand-env: environment variable \"$\" is not set; expanded to \"\""]
-    );
+    assert_eq!(l.warnings, ["c.yaml: --expand-env: environment variable \"$\" is not set; expanded to \"\""]);
 }

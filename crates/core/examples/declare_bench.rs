@@ -14,7 +14,13 @@ fn main() {
 
     let t = Instant::now();
     let d = declare_entries(&world, &settings, &mut cache);
-    println!("cold: {:?} ({} entries, {} failures, {:?})", t.elapsed(), d.entries.len(), d.failures.len(), cache.stats());
+    println!(
+        "cold: {:?} ({} entries, {} failures, {:?})",
+        t.elapsed(),
+        d.entries.len(),
+        d.failures.len(),
+        cache.stats()
+    );
 
     let mut best = std::time::Duration::MAX;
     let iters: usize = std::env::var("WARM_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
@@ -27,13 +33,18 @@ fn main() {
     }
     println!("warm best: {best:?}");
 
-    let current: Vec<_> = d.entries.iter().enumerate().map(|(i, e)| {
-        let mut e = e.entry.clone();
-        e.id = format!("id-{i}");
-        e
-    }).collect();
+    let current: Vec<_> = d
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut e = e.entry.clone();
+            e.id = format!("id-{i}");
+            e
+        })
+        .collect();
     let t = Instant::now();
-    let p = plan(&d.entries, &current, &Ownership::default(), &UnsupportedFields::default(), &d.protect, &mut String::new);
+    let p =
+        plan(&d.entries, &current, &Ownership::default(), &UnsupportedFields::default(), &d.protect, &mut String::new);
     println!("plan (all current): {:?} ({} unchanged)", t.elapsed(), p.unchanged.len());
 }
-

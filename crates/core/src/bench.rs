@@ -32,10 +32,20 @@ fn meta(name: &str, uid: &str, ns: Option<&str>, labels: &[(&str, &str)]) -> Obj
 /// with `autoPopulateDNSNames` and a DNS name template.
 pub fn big_world(pods: usize, crs: usize) -> (World, Settings) {
     let namespaces: Vec<Arc<Namespace>> = (0..50)
-        .map(|i| Arc::new(Namespace { metadata: meta(&format!("ns-{i}"), &format!("ns-uid-{i}"), None, &[("env", "prod")]), ..Default::default() }))
+        .map(|i| {
+            Arc::new(Namespace {
+                metadata: meta(&format!("ns-{i}"), &format!("ns-uid-{i}"), None, &[("env", "prod")]),
+                ..Default::default()
+            })
+        })
         .collect();
     let nodes: Vec<Arc<Node>> = (0..100)
-        .map(|i| Arc::new(Node { metadata: meta(&format!("node-{i}"), &format!("node-uid-{i}"), None, &[]), ..Default::default() }))
+        .map(|i| {
+            Arc::new(Node {
+                metadata: meta(&format!("node-{i}"), &format!("node-uid-{i}"), None, &[]),
+                ..Default::default()
+            })
+        })
         .collect();
     let mut pod_list = Vec::with_capacity(pods);
     let mut endpoints = Vec::new();
@@ -57,7 +67,11 @@ pub fn big_world(pods: usize, crs: usize) -> (World, Settings) {
                 subsets: Some(vec![EndpointSubset {
                     addresses: Some(vec![EndpointAddress {
                         ip: "10.0.0.1".into(),
-                        target_ref: Some(ObjectReference { kind: Some("Pod".into()), uid: Some(uid), ..Default::default() }),
+                        target_ref: Some(ObjectReference {
+                            kind: Some("Pod".into()),
+                            uid: Some(uid),
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     }]),
                     ..Default::default()
@@ -94,14 +108,7 @@ pub fn big_world(pods: usize, crs: usize) -> (World, Settings) {
             Arc::new(cr)
         })
         .collect();
-    let world = World {
-        pods: pod_list,
-        nodes,
-        namespaces,
-        endpoints,
-        cluster_spiffe_ids,
-        ..Default::default()
-    };
+    let world = World { pods: pod_list, nodes, namespaces, endpoints, cluster_spiffe_ids, ..Default::default() };
     let settings = Settings {
         trust_domain: TrustDomain::parse("example.org").expect("valid"),
         cluster_name: "bench".into(),

@@ -210,7 +210,11 @@ impl RenderCache {
     }
 
     /// The parsed spec and its epoch (changes whenever the spec does).
-    fn parsed(&mut self, key: &str, spec: &ClusterSPIFFEIDSpec) -> (u64, Result<Arc<ParsedClusterSPIFFEID>, FieldError>) {
+    fn parsed(
+        &mut self,
+        key: &str,
+        spec: &ClusterSPIFFEIDSpec,
+    ) -> (u64, Result<Arc<ParsedClusterSPIFFEID>, FieldError>) {
         let pass = self.pass;
         if let Some(slot) = self.specs.get_mut(key)
             && slot.spec == *spec
@@ -303,11 +307,7 @@ fn key_prefix(k: &EntryKey) -> u64 {
 }
 
 fn source_of(meta: &ObjectMeta, kind: SourceKind) -> SourceRef {
-    SourceRef {
-        kind,
-        name: meta.name.clone().unwrap_or_default(),
-        uid: meta.uid.clone().unwrap_or_default(),
-    }
+    SourceRef { kind, name: meta.name.clone().unwrap_or_default(), uid: meta.uid.clone().unwrap_or_default() }
 }
 
 fn cache_key(meta: &ObjectMeta) -> String {
@@ -353,10 +353,7 @@ pub fn declare_entries(world: &World, settings: &Settings, cache: &mut RenderCac
     order.sort_unstable_by(|&(pa, a), &(pb, b)| {
         pa.cmp(&pb).then_with(|| {
             let (ca, cb) = (&candidates[a], &candidates[b]);
-            ca.key
-                .cmp(&cb.key)
-                .then_with(|| prec_cmp(&ca.prec, &cb.prec))
-                .then_with(|| ca.pod_uid.cmp(&cb.pod_uid))
+            ca.key.cmp(&cb.key).then_with(|| prec_cmp(&ca.prec, &cb.prec)).then_with(|| ca.pod_uid.cmp(&cb.pod_uid))
         })
     });
     let mut slots: Vec<Option<Candidate<'_>>> = candidates.into_iter().map(Some).collect();
@@ -420,9 +417,11 @@ fn declare_static_entries<'w>(
                 });
             }
             Err(e) => {
-                let reason: Arc<str> =
-                    format!("ClusterStaticEntry {:?} failed to parse ({e}); entries without a pod-uid selector are kept", source.name)
-                        .into();
+                let reason: Arc<str> = format!(
+                    "ClusterStaticEntry {:?} failed to parse ({e}); entries without a pod-uid selector are kept",
+                    source.name
+                )
+                .into();
                 if out.protect.non_pod_entries.is_none() {
                     out.protect.non_pod_entries = Some(reason);
                 }

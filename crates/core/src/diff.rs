@@ -1,11 +1,10 @@
 //! Declared entries vs the entries SPIRE holds → a write plan (compat-spec §4.3 steps 3, 7,
 //! 8 and §4.6).
 
-
 use scm_spiffe::Entry;
 
-use crate::fast::{FastMap, FastSet};
 use crate::declare::{DeclaredEntry, Protection, SourceRef};
+use crate::fast::{FastMap, FastSet};
 use crate::key::{entry_digest, is_join_token_entry};
 
 /// Which SPIRE entries this controller owns (`entryIDPrefix`, `entryIDPrefixCleanup`).

@@ -137,8 +137,18 @@ mod tests {
             (entry(jt, "spiffe://domain.test/3", &[("spiffe_id", "A")]), true),
             (entry(jt, "spiffe://domain.test/3", &[("x", "y"), ("spiffe_id", "A")]), true),
             (entry(jt, "spiffe://domain.test/3", &[("A", "A")]), false),
-            (entry("spiffe://domain.test/spire/agent/k8s_psat/c/n", "spiffe://domain.test/3", &[("spiffe_id", "A")]), false),
-            (entry("spiffe://domain.test/x/spire/agent/join_token/t", "spiffe://domain.test/3", &[("spiffe_id", "A")]), false),
+            (
+                entry("spiffe://domain.test/spire/agent/k8s_psat/c/n", "spiffe://domain.test/3", &[("spiffe_id", "A")]),
+                false,
+            ),
+            (
+                entry(
+                    "spiffe://domain.test/x/spire/agent/join_token/t",
+                    "spiffe://domain.test/3",
+                    &[("spiffe_id", "A")],
+                ),
+                false,
+            ),
         ];
         for (i, (e, want)) in cases.iter().enumerate() {
             assert_eq!(is_join_token_entry(e), *want, "case {i}");

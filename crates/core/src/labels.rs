@@ -231,7 +231,10 @@ mod tests {
             (sel(&[], vec![expr("Bad_Prefix/x", "Exists", None)]), "matchExpressions[0].key"),
             (sel(&[], vec![expr("a/b/c", "Exists", None)]), "matchExpressions[0].key"),
             (sel(&[], vec![expr("/x", "Exists", None)]), "matchExpressions[0].key"),
-            (sel(&[], vec![expr("ok", "Exists", None), expr("x", "In", Some(&["bad value"]))]), "matchExpressions[1].values[0]"),
+            (
+                sel(&[], vec![expr("ok", "Exists", None), expr("x", "In", Some(&["bad value"]))]),
+                "matchExpressions[1].values[0]",
+            ),
             (sel(&[("-bad", "v")], vec![]), "matchLabels"),
             (sel(&[("k", "v-")], vec![]), "matchLabels"),
             (sel(&[("k", &"v".repeat(64))], vec![]), "matchLabels"),

@@ -9,8 +9,8 @@ use scm_spiffe::{Entry, Selector, SpiffeId, TrustDomain};
 
 use crate::duration::ttl_from_go_duration;
 use crate::labels::{LabelSelectorMatcher, parse_label_selector};
-pub use crate::tmpl::{DNS_NAME_TEMPLATE_NAME, SPIFFE_ID_TEMPLATE_NAME, WORKLOAD_SELECTOR_TEMPLATE_NAME};
 use crate::tmpl::Template;
+pub use crate::tmpl::{DNS_NAME_TEMPLATE_NAME, SPIFFE_ID_TEMPLATE_NAME, WORKLOAD_SELECTOR_TEMPLATE_NAME};
 
 /// A problem with one field of a spec. `field` is a JSON path such as
 /// `spec.workloadSelectorTemplates[1]`. Displays as `spec.x: message`.
@@ -144,7 +144,9 @@ fn parse_templates(
         .unwrap_or_default()
         .iter()
         .enumerate()
-        .map(|(i, v)| Template::parse(name, v).map_err(|e| FieldError::new(format!("{field}[{i}]"), format!("{what}: {e}"))))
+        .map(|(i, v)| {
+            Template::parse(name, v).map_err(|e| FieldError::new(format!("{field}[{i}]"), format!("{what}: {e}")))
+        })
         .collect()
 }
 
@@ -307,9 +309,15 @@ mod tests {
         let bad: Vec<(ClusterStaticEntrySpec, &str)> = vec![
             (ClusterStaticEntrySpec { spiffe_id: "nope".into(), ..spec.clone() }, "spec.spiffeID"),
             (ClusterStaticEntrySpec { parent_id: "".into(), ..spec.clone() }, "spec.parentID"),
-            (ClusterStaticEntrySpec { selectors: vec!["a:b".into(), "novalue:".into()], ..spec.clone() }, "spec.selectors[1]"),
+            (
+                ClusterStaticEntrySpec { selectors: vec!["a:b".into(), "novalue:".into()], ..spec.clone() },
+                "spec.selectors[1]",
+            ),
             (ClusterStaticEntrySpec { selectors: vec![":v".into()], ..spec.clone() }, "spec.selectors[0]"),
-            (ClusterStaticEntrySpec { federates_with: Some(vec!["x y".into()]), ..spec.clone() }, "spec.federatesWith[0]"),
+            (
+                ClusterStaticEntrySpec { federates_with: Some(vec!["x y".into()]), ..spec.clone() },
+                "spec.federatesWith[0]",
+            ),
             (ClusterStaticEntrySpec { jwt_svid_ttl: Some("5".into()), ..spec.clone() }, "spec.jwtSVIDTTL"),
             (ClusterStaticEntrySpec { x509_svid_ttl: Some("-5s".into()), ..spec.clone() }, "spec.x509SVIDTTL"),
         ];

@@ -117,7 +117,10 @@ pub(crate) fn render_pod_entry(
             RenderError::new(field(), format!("failed to render workload selector: failed to execute template: {e}"))
         })?;
         let selector = Selector::parse(&rendered).map_err(|e| {
-            RenderError::new(field(), format!("failed to render workload selector: invalid workload selector {rendered:?}: {e}"))
+            RenderError::new(
+                field(),
+                format!("failed to render workload selector: invalid workload selector {rendered:?}: {e}"),
+            )
         })?;
         selectors.push(selector);
     }

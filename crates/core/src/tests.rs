@@ -8,9 +8,7 @@ use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointSubset, Endpoints, Namespace, Node, ObjectReference, Pod, PodSpec,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    LabelSelector, LabelSelectorRequirement, ObjectMeta, Time,
-};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use scm_api::{ClusterSPIFFEID, ClusterSPIFFEIDSpec, ClusterStaticEntry, ClusterStaticEntrySpec};
 use scm_spiffe::{Entry, Selector, SpiffeId, TrustDomain};
@@ -23,7 +21,8 @@ use crate::*;
 const TD: &str = "example.org";
 const CLUSTER: &str = "test";
 const DOMAIN: &str = "cluster.local";
-const SA_TEMPLATE: &str = "spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Namespace }}/sa/{{ .PodSpec.ServiceAccountName }}";
+const SA_TEMPLATE: &str =
+    "spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Namespace }}/sa/{{ .PodSpec.ServiceAccountName }}";
 
 fn settings() -> Settings {
     Settings {
@@ -64,7 +63,10 @@ fn meta(name: &str, uid: &str) -> ObjectMeta {
 }
 
 fn ns(name: &str, l: &[(&str, &str)]) -> Arc<Namespace> {
-    Arc::new(Namespace { metadata: ObjectMeta { labels: labels(l), ..meta(name, &format!("ns-{name}")) }, ..Default::default() })
+    Arc::new(Namespace {
+        metadata: ObjectMeta { labels: labels(l), ..meta(name, &format!("ns-{name}")) },
+        ..Default::default()
+    })
 }
 
 fn node(name: &str, uid: &str) -> Arc<Node> {
@@ -113,7 +115,10 @@ fn small_world() -> World {
     World {
         namespaces: vec![ns("default", &[])],
         nodes: vec![node("n1", "node-uid-1")],
-        pods: vec![pod("default", "a", "uid-a", "n1", &[("app", "a")]), pod("default", "b", "uid-b", "n1", &[("app", "b")])],
+        pods: vec![
+            pod("default", "a", "uid-a", "n1", &[("app", "a")]),
+            pod("default", "b", "uid-b", "n1", &[("app", "b")]),
+        ],
         ..Default::default()
     }
 }
@@ -148,7 +153,11 @@ fn endpoints(namespace: &str, name: &str, ready: &[(&str, &str)], not_ready: &[(
     };
     Arc::new(Endpoints {
         metadata: ObjectMeta { namespace: Some(namespace.into()), ..meta(name, &format!("ep-{name}")) },
-        subsets: Some(vec![EndpointSubset { addresses: addrs(ready), not_ready_addresses: addrs(not_ready), ..Default::default() }]),
+        subsets: Some(vec![EndpointSubset {
+            addresses: addrs(ready),
+            not_ready_addresses: addrs(not_ready),
+            ..Default::default()
+        }]),
     })
 }
 
@@ -235,7 +244,8 @@ fn render_custom_parent_template() {
     world.cluster_spiffe_ids = vec![cspiffeid("c", "c-uid", 1, spec(SA_TEMPLATE))];
     let mut s = settings();
     s.parent_id_template =
-        Template::parse("parentIDTemplate", "spiffe://{{ .TrustDomain }}/spire/agent/x509pop/{{ .NodeMeta.Name }}").unwrap();
+        Template::parse("parentIDTemplate", "spiffe://{{ .TrustDomain }}/spire/agent/x509pop/{{ .NodeMeta.Name }}")
+            .unwrap();
     let d = declare_entries(&world, &s, &mut RenderCache::new());
     assert_eq!(d.entries[0].entry.parent_id.as_str(), "spiffe://example.org/spire/agent/x509pop/test.example.org");
 }
@@ -265,7 +275,11 @@ fn render_fields_and_selectors() {
     let e = &d.entries[0].entry;
     assert_eq!(
         e.selectors,
-        vec![Selector::new("k8s", "pod-uid:uid-a"), Selector::new("k8s", "ns:default"), Selector::new("k8s", "sa:sa-a")]
+        vec![
+            Selector::new("k8s", "pod-uid:uid-a"),
+            Selector::new("k8s", "ns:default"),
+            Selector::new("k8s", "sa:sa-a")
+        ]
     );
     assert_eq!(e.x509_svid_ttl, Duration::from_secs(3600));
     assert_eq!(e.federates_with, vec![TrustDomain::parse("b.org").unwrap(), TrustDomain::parse("a.org").unwrap()]);
@@ -281,11 +295,17 @@ fn render_failures() {
         (spec("spiffe://other.org/x"), "spec.spiffeIDTemplate"),
         (spec("not-an-id"), "spec.spiffeIDTemplate"),
         (
-            ClusterSPIFFEIDSpec { workload_selector_templates: Some(vec!["ok:1".into(), "novalue:".into()]), ..spec(SA_TEMPLATE) },
+            ClusterSPIFFEIDSpec {
+                workload_selector_templates: Some(vec!["ok:1".into(), "novalue:".into()]),
+                ..spec(SA_TEMPLATE)
+            },
             "spec.workloadSelectorTemplates[1]",
         ),
         (
-            ClusterSPIFFEIDSpec { workload_selector_templates: Some(vec!["{{ .PodMeta.Name }}".into()]), ..spec(SA_TEMPLATE) },
+            ClusterSPIFFEIDSpec {
+                workload_selector_templates: Some(vec!["{{ .PodMeta.Name }}".into()]),
+                ..spec(SA_TEMPLATE)
+            },
             "spec.workloadSelectorTemplates[0]",
         ),
     ];
@@ -385,7 +405,10 @@ fn namespace_and_pod_selection_stats() {
                 "u2",
                 1,
                 ClusterSPIFFEIDSpec {
-                    namespace_selector: Some(LabelSelector { match_labels: labels(&[("team", "a")]), ..Default::default() }),
+                    namespace_selector: Some(LabelSelector {
+                        match_labels: labels(&[("team", "a")]),
+                        ..Default::default()
+                    }),
                     pod_selector: Some(LabelSelector {
                         match_expressions: Some(vec![LabelSelectorRequirement {
                             key: "app".into(),
@@ -447,12 +470,7 @@ fn namespace_and_pod_selection_stats() {
     assert!(d.failures.is_empty());
     let st = |n: &str| d.spiffe_id_stats[n].clone();
     // (cr, namespacesSelected, namespacesIgnored, podsSelected, entriesToSet)
-    let want = [
-        ("all", 4, 2, 4, 4),
-        ("team-a-web", 2, 1, 1, 1),
-        ("not-web", 3, 1, 2, 2),
-        ("no-label", 4, 2, 1, 1),
-    ];
+    let want = [("all", 4, 2, 4, 4), ("team-a-web", 2, 1, 1, 1), ("not-web", 3, 1, 2, 2), ("no-label", 4, 2, 1, 1)];
     for (name, sel, ign, pods, set) in want {
         let got = st(name);
         assert_eq!(
@@ -492,13 +510,19 @@ fn class_filter_in_declare() {
             "mine",
             "u2",
             1,
-            ClusterSPIFFEIDSpec { class_name: Some("mine".into()), ..spec("spiffe://{{ .TrustDomain }}/mine/{{ .PodMeta.Name }}") },
+            ClusterSPIFFEIDSpec {
+                class_name: Some("mine".into()),
+                ..spec("spiffe://{{ .TrustDomain }}/mine/{{ .PodMeta.Name }}")
+            },
         ),
         cspiffeid(
             "theirs",
             "u3",
             1,
-            ClusterSPIFFEIDSpec { class_name: Some("theirs".into()), ..spec("spiffe://{{ .TrustDomain }}/theirs/{{ .PodMeta.Name }}") },
+            ClusterSPIFFEIDSpec {
+                class_name: Some("theirs".into()),
+                ..spec("spiffe://{{ .TrustDomain }}/theirs/{{ .PodMeta.Name }}")
+            },
         ),
     ];
     world.cluster_static_entries = vec![
@@ -507,7 +531,10 @@ fn class_filter_in_declare() {
             "s-mine",
             "s2",
             1,
-            ClusterStaticEntrySpec { class_name: Some("mine".into()), ..static_spec("spiffe://x.org/b", "spiffe://x.org/p", &["a:1"]) },
+            ClusterStaticEntrySpec {
+                class_name: Some("mine".into()),
+                ..static_spec("spiffe://x.org/b", "spiffe://x.org/p", &["a:1"])
+            },
         ),
     ];
     // (config className, watchClassless, processed CSPIFFEIDs, processed CSEs)
@@ -534,7 +561,8 @@ fn class_filter_in_declare() {
 fn reconcile_toggles() {
     let mut world = small_world();
     world.cluster_spiffe_ids = vec![cspiffeid("c", "u", 1, spec(SA_TEMPLATE))];
-    world.cluster_static_entries = vec![cse("s", "s1", 1, static_spec("spiffe://x.org/a", "spiffe://x.org/p", &["a:1"]))];
+    world.cluster_static_entries =
+        vec![cse("s", "s1", 1, static_spec("spiffe://x.org/a", "spiffe://x.org/p", &["a:1"]))];
     let mut s = settings();
     s.reconcile_cluster_spiffe_ids = false;
     let d = declare_entries(&world, &s, &mut RenderCache::new());
@@ -556,7 +584,10 @@ fn fallback() {
             name,
             uid,
             1,
-            ClusterSPIFFEIDSpec { fallback: Some(true), ..spec(&format!("spiffe://{{{{ .TrustDomain }}}}/{name}/{{{{ .PodMeta.Name }}}}")) },
+            ClusterSPIFFEIDSpec {
+                fallback: Some(true),
+                ..spec(&format!("spiffe://{{{{ .TrustDomain }}}}/{name}/{{{{ .PodMeta.Name }}}}"))
+            },
         )
     };
     world.cluster_spiffe_ids = vec![
@@ -624,8 +655,16 @@ fn masking_precedence() {
         assert_eq!(d.entries.len(), 1, "{what}");
         assert_eq!(d.entries[0].source.name, winner, "{what}");
         let loser = if winner == "x" { "y" } else { "x" };
-        assert_eq!((d.spiffe_id_stats[winner].entries_to_set, d.spiffe_id_stats[winner].entries_masked), (1, 0), "{what}");
-        assert_eq!((d.spiffe_id_stats[loser].entries_to_set, d.spiffe_id_stats[loser].entries_masked), (0, 1), "{what}");
+        assert_eq!(
+            (d.spiffe_id_stats[winner].entries_to_set, d.spiffe_id_stats[winner].entries_masked),
+            (1, 0),
+            "{what}"
+        );
+        assert_eq!(
+            (d.spiffe_id_stats[loser].entries_to_set, d.spiffe_id_stats[loser].entries_masked),
+            (0, 1),
+            "{what}"
+        );
     }
 }
 
@@ -665,13 +704,16 @@ fn masking_static_vs_spiffe_id() {
 fn static_entries_declared() {
     let world = World {
         cluster_static_entries: vec![
-        cse(
-            "ok",
-            "s1",
-            1,
-            ClusterStaticEntrySpec { store_svid: Some(true), ..static_spec("spiffe://other.org/a", "spiffe://x.org/p", &["a:1"]) },
-        ),
-        cse("bad", "s2", 1, static_spec("spiffe://x.org/a", "spiffe://x.org/p", &["nocolon"])),
+            cse(
+                "ok",
+                "s1",
+                1,
+                ClusterStaticEntrySpec {
+                    store_svid: Some(true),
+                    ..static_spec("spiffe://other.org/a", "spiffe://x.org/p", &["a:1"])
+                },
+            ),
+            cse("bad", "s2", 1, static_spec("spiffe://x.org/a", "spiffe://x.org/p", &["nocolon"])),
         ],
         ..Default::default()
     };
@@ -748,7 +790,11 @@ fn protection_cr_parse_failure() {
         1,
         ClusterSPIFFEIDSpec {
             pod_selector: Some(LabelSelector {
-                match_expressions: Some(vec![LabelSelectorRequirement { key: "a".into(), operator: "Nope".into(), values: None }]),
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: "a".into(),
+                    operator: "Nope".into(),
+                    values: None,
+                }]),
                 ..Default::default()
             }),
             ..spec(SA_TEMPLATE)
@@ -800,7 +846,8 @@ fn protection_static_failure_keeps_non_pod_entries() {
     assert_eq!(ids(&p.deletes), vec!["2"]);
     assert_eq!(p.kept[0].0.id, "1");
     // With the CSE fixed, nothing is protected any more.
-    world.cluster_static_entries = vec![cse("bad", "s", 1, static_spec("spiffe://x.org/ok", "spiffe://x.org/p", &["a:1"]))];
+    world.cluster_static_entries =
+        vec![cse("bad", "s", 1, static_spec("spiffe://x.org/ok", "spiffe://x.org/p", &["a:1"]))];
     let d = declare(&world);
     assert!(d.protect.is_empty());
     assert_eq!(ids(&plan_simple(&d, &current).deletes), vec!["1", "2"]);
@@ -896,9 +943,14 @@ fn plan_duplicates_and_join_tokens() {
     assert_eq!(ids(&p.deletes), vec!["2", "4"]);
     // Join-token entries in cleanup are deleted (upstream does not filter them there).
     let own = Ownership { prefix: Some("scm.".into()), cleanup: Some("".into()) };
-    let p = plan(&[], &[jt("3", "spiffe://td/node")], &own, &UnsupportedFields::default(), &Protection::default(), &mut || {
-        unreachable!()
-    });
+    let p = plan(
+        &[],
+        &[jt("3", "spiffe://td/node")],
+        &own,
+        &UnsupportedFields::default(),
+        &Protection::default(),
+        &mut || unreachable!(),
+    );
     assert_eq!(ids(&p.deletes), vec!["3"]);
 }
 
@@ -940,8 +992,24 @@ fn outdated_fields_each() {
         assert_eq!(outdated_fields(&new, &base, &none), vec![field]);
         assert_eq!(!outdated_fields(&new, &base, &all).is_empty(), with_unsupported, "{field}");
         // plan: update iff outdated
-        let d = DeclaredEntry { key: entry_key(&new), entry: { let mut n = new.clone(); n.id.clear(); n }, source: declared("spiffe://td/a", "s").source, pod_uid: None };
-        let p = plan(&[d], std::slice::from_ref(&base), &Ownership::default(), &none, &Protection::default(), &mut || unreachable!());
+        let d = DeclaredEntry {
+            key: entry_key(&new),
+            entry: {
+                let mut n = new.clone();
+                n.id.clear();
+                n
+            },
+            source: declared("spiffe://td/a", "s").source,
+            pod_uid: None,
+        };
+        let p = plan(
+            &[d],
+            std::slice::from_ref(&base),
+            &Ownership::default(),
+            &none,
+            &Protection::default(),
+            &mut || unreachable!(),
+        );
         assert_eq!((p.updates.len(), p.unchanged.len()), (1, 0), "{field}");
         assert_eq!(p.updates[0].1.id, "1");
     }
@@ -1069,5 +1137,8 @@ fn declare_timing() {
     let t = std::time::Instant::now();
     let p = plan(&d.entries, &[], &Ownership::default(), &UnsupportedFields::default(), &d.protect, &mut String::new);
     let plan_t = t.elapsed();
-    println!("10k pods x 3 CRs: cold {cold:?}, warm {warm:?}, plan(empty current) {plan_t:?}, creates {}", p.creates.len());
+    println!(
+        "10k pods x 3 CRs: cold {cold:?}, warm {warm:?}, plan(empty current) {plan_t:?}, creates {}",
+        p.creates.len()
+    );
 }

@@ -31,11 +31,9 @@ impl CrRef {
         let generation = cr.metadata.generation;
         let ready_at_generation = generation.is_some()
             && cr.status.as_ref().is_some_and(|s| {
-                s.conditions.iter().any(|c| {
-                    c.type_ == CONDITION_READY
-                        && c.status == "True"
-                        && c.observed_generation == generation
-                })
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == CONDITION_READY && c.status == "True" && c.observed_generation == generation)
             });
         Self {
             name: cr.metadata.name.clone().unwrap_or_default(),
@@ -85,10 +83,7 @@ pub struct Declared {
 impl Declared {
     /// The declaring CR of `trust_domain`, if any.
     pub fn cr_of(&self, trust_domain: &TrustDomain) -> Option<&CrRef> {
-        self.relationships
-            .iter()
-            .find(|(_, fr)| &fr.trust_domain == trust_domain)
-            .map(|(cr, _)| cr)
+        self.relationships.iter().find(|(_, fr)| &fr.trust_domain == trust_domain).map(|(cr, _)| cr)
     }
 }
 
@@ -102,17 +97,11 @@ impl Declared {
 ///    nothing (its trust domain is remembered in `invalid_trust_domains`);
 /// 4. the first valid CR per trust domain is `Declared`; later ones are `Conflict`,
 ///    naming the winner.
-pub fn declare(
-    crs: &[Arc<ClusterFederatedTrustDomain>],
-    class_name: &str,
-    watch_classless: bool,
-) -> Declared {
+pub fn declare(crs: &[Arc<ClusterFederatedTrustDomain>], class_name: &str, watch_classless: bool) -> Declared {
     let mut ordered: Vec<&ClusterFederatedTrustDomain> = crs
         .iter()
         .map(Arc::as_ref)
-        .filter(|cr| {
-            scm_core::class_matches(cr.spec.class_name.as_deref(), class_name, watch_classless)
-        })
+        .filter(|cr| scm_core::class_matches(cr.spec.class_name.as_deref(), class_name, watch_classless))
         .collect();
     ordered.sort_by(|a, b| precedence(a, b));
 
@@ -125,15 +114,11 @@ pub fn declare(
                 let td = TrustDomain::parse(&cr.spec.trust_domain)
                     .map(|td| td.name().to_owned())
                     .unwrap_or_else(|_| cr.spec.trust_domain.clone());
-                out.invalid_trust_domains
-                    .entry(td)
-                    .or_insert_with(|| cr_ref.name.clone());
+                out.invalid_trust_domains.entry(td).or_insert_with(|| cr_ref.name.clone());
                 Outcome::Invalid(err.to_string())
             }
             Ok(fr) => match winners.get(&fr.trust_domain) {
-                Some(winner) => Outcome::Conflict {
-                    winner: winner.clone(),
-                },
+                Some(winner) => Outcome::Conflict { winner: winner.clone() },
                 None => {
                     winners.insert(fr.trust_domain.clone(), cr_ref.name.clone());
                     out.relationships.push((cr_ref.clone(), fr));
@@ -147,16 +132,9 @@ pub fn declare(
 }
 
 fn precedence(a: &ClusterFederatedTrustDomain, b: &ClusterFederatedTrustDomain) -> Ordering {
-    let created =
-        |cr: &ClusterFederatedTrustDomain| cr.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let created = |cr: &ClusterFederatedTrustDomain| cr.metadata.creation_timestamp.as_ref().map(|t| t.0);
     created(a)
         .cmp(&created(b))
-        .then_with(|| {
-            a.metadata
-                .uid
-                .as_deref()
-                .unwrap_or_default()
-                .cmp(b.metadata.uid.as_deref().unwrap_or_default())
-        })
+        .then_with(|| a.metadata.uid.as_deref().unwrap_or_default().cmp(b.metadata.uid.as_deref().unwrap_or_default()))
         .then_with(|| a.metadata.name.cmp(&b.metadata.name))
 }

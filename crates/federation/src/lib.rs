@@ -29,13 +29,11 @@ mod reconciler;
 
 pub use declare::{CrRef, Declared, Outcome, declare};
 pub use parse::{
-    FIELD_BUNDLE_ENDPOINT_URL, FIELD_ENDPOINT_SPIFFE_ID, FIELD_TRUST_DOMAIN,
-    FIELD_TRUST_DOMAIN_BUNDLE, parse_federated_trust_domain,
+    FIELD_BUNDLE_ENDPOINT_URL, FIELD_ENDPOINT_SPIFFE_ID, FIELD_TRUST_DOMAIN, FIELD_TRUST_DOMAIN_BUNDLE,
+    parse_federated_trust_domain,
 };
 pub use plan::{BundleMemory, Plan, authorities_subset, plan, plan_with_memory};
-pub use reconciler::{
-    Action, DeleteFailure, Error, FederationApi, FederationReconciler, PassOutcome, PassResult,
-};
+pub use reconciler::{Action, DeleteFailure, Error, FederationApi, FederationReconciler, PassOutcome, PassResult};
 pub use scm_core::FieldError;
 
 #[cfg(test)]

@@ -29,25 +29,14 @@ pub const FIELD_TRUST_DOMAIN_BUNDLE: &str = "spec.trustDomainBundle";
 pub fn parse_federated_trust_domain(
     spec: &ClusterFederatedTrustDomainSpec,
 ) -> Result<FederationRelationship, FieldError> {
-    let trust_domain = TrustDomain::parse(&spec.trust_domain).map_err(|e| {
-        FieldError::new(
-            FIELD_TRUST_DOMAIN,
-            format!("invalid trustDomain value: {e}"),
-        )
-    })?;
+    let trust_domain = TrustDomain::parse(&spec.trust_domain)
+        .map_err(|e| FieldError::new(FIELD_TRUST_DOMAIN, format!("invalid trustDomain value: {e}")))?;
 
     validate_bundle_endpoint_url(&spec.bundle_endpoint_url).map_err(|reason| {
-        FieldError::new(
-            FIELD_BUNDLE_ENDPOINT_URL,
-            format!("invalid bundleEndpointURL value: {reason}"),
-        )
+        FieldError::new(FIELD_BUNDLE_ENDPOINT_URL, format!("invalid bundleEndpointURL value: {reason}"))
     })?;
 
-    let endpoint_spiffe_id = spec
-        .bundle_endpoint_profile
-        .endpoint_spiffe_id
-        .as_deref()
-        .unwrap_or_default();
+    let endpoint_spiffe_id = spec.bundle_endpoint_profile.endpoint_spiffe_id.as_deref().unwrap_or_default();
     let bundle_endpoint_profile = match spec.bundle_endpoint_profile.r#type {
         BundleEndpointProfileType::HttpsWeb => {
             if !endpoint_spiffe_id.is_empty() {
@@ -60,11 +49,8 @@ pub fn parse_federated_trust_domain(
         }
         BundleEndpointProfileType::HttpsSpiffe => {
             let endpoint_spiffe_id = SpiffeId::parse(endpoint_spiffe_id).map_err(|e| {
-                let hint = if endpoint_spiffe_id.is_empty() {
-                    " (required by the \"https_spiffe\" profile)"
-                } else {
-                    ""
-                };
+                let hint =
+                    if endpoint_spiffe_id.is_empty() { " (required by the \"https_spiffe\" profile)" } else { "" };
                 FieldError::new(
                     FIELD_ENDPOINT_SPIFFE_ID,
                     format!("invalid bundle endpoint profile endpointSPIFFEID value: {e}{hint}"),
@@ -77,10 +63,7 @@ pub fn parse_federated_trust_domain(
     let trust_domain_bundle = match spec.trust_domain_bundle.as_deref() {
         None | Some("") => None,
         Some(doc) => Some(Bundle::parse_jwks(trust_domain.clone(), doc).map_err(|e| {
-            FieldError::new(
-                FIELD_TRUST_DOMAIN_BUNDLE,
-                format!("invalid trustDomainBundle value: {e}"),
-            )
+            FieldError::new(FIELD_TRUST_DOMAIN_BUNDLE, format!("invalid trustDomainBundle value: {e}"))
         })?),
     };
 

@@ -75,8 +75,7 @@ impl BundleMemory {
 
     /// Remembers `bundle` (normalized) for its trust domain.
     pub fn record(&mut self, bundle: &Bundle) {
-        self.bundles
-            .insert(bundle.trust_domain.clone(), normalized(bundle));
+        self.bundles.insert(bundle.trust_domain.clone(), normalized(bundle));
     }
 
     pub fn forget(&mut self, trust_domain: &TrustDomain) {
@@ -138,17 +137,9 @@ pub fn plan(declared: &Declared, current: &[FederationRelationship]) -> Plan {
 /// is deleted (unless an Invalid CR names it: kept), a declared one absent is created,
 /// and one present but different is updated. Equality: URL and profile as upstream, plus
 /// the bundle rule of the module docs.
-pub fn plan_with_memory(
-    declared: &Declared,
-    current: &[FederationRelationship],
-    memory: &BundleMemory,
-) -> Plan {
+pub fn plan_with_memory(declared: &Declared, current: &[FederationRelationship], memory: &BundleMemory) -> Plan {
     let mut out = Plan::default();
-    let declared_tds: BTreeSet<&TrustDomain> = declared
-        .relationships
-        .iter()
-        .map(|(_, fr)| &fr.trust_domain)
-        .collect();
+    let declared_tds: BTreeSet<&TrustDomain> = declared.relationships.iter().map(|(_, fr)| &fr.trust_domain).collect();
     let mut current_by_td: BTreeMap<&TrustDomain, &FederationRelationship> = BTreeMap::new();
     for fr in current {
         current_by_td.insert(&fr.trust_domain, fr);
@@ -176,12 +167,8 @@ pub fn plan_with_memory(
         match (&want.bundle_endpoint_profile, &have.bundle_endpoint_profile) {
             (BundleEndpointProfile::HttpsWeb, BundleEndpointProfile::HttpsWeb) => {}
             (
-                BundleEndpointProfile::HttpsSpiffe {
-                    endpoint_spiffe_id: a,
-                },
-                BundleEndpointProfile::HttpsSpiffe {
-                    endpoint_spiffe_id: b,
-                },
+                BundleEndpointProfile::HttpsSpiffe { endpoint_spiffe_id: a },
+                BundleEndpointProfile::HttpsSpiffe { endpoint_spiffe_id: b },
             ) => {
                 if a != b {
                     fields.push(CHANGED_ENDPOINT_SPIFFE_ID);
@@ -224,12 +211,7 @@ enum BundleDecision {
     Push,
 }
 
-fn bundle_decision(
-    cr_bundle: &Bundle,
-    cr: &CrRef,
-    spire: Option<&Bundle>,
-    memory: &BundleMemory,
-) -> BundleDecision {
+fn bundle_decision(cr_bundle: &Bundle, cr: &CrRef, spire: Option<&Bundle>, memory: &BundleMemory) -> BundleDecision {
     match memory.get(&cr_bundle.trust_domain) {
         Some(remembered) if *remembered == normalized(cr_bundle) => BundleDecision::InSync,
         Some(_) => BundleDecision::Push,
@@ -243,14 +225,10 @@ fn bundle_decision(
 
 /// Whether every authority of `a` is in `b` (X.509 by DER; JWT by key ID and key).
 pub fn authorities_subset(a: &Bundle, b: &Bundle) -> bool {
-    a.x509_authorities
-        .iter()
-        .all(|der| b.x509_authorities.contains(der))
-        && a.jwt_authorities.iter().all(|k| {
-            b.jwt_authorities
-                .iter()
-                .any(|j| j.key_id == k.key_id && j.public_key == k.public_key)
-        })
+    a.x509_authorities.iter().all(|der| b.x509_authorities.contains(der))
+        && a.jwt_authorities
+            .iter()
+            .all(|k| b.jwt_authorities.iter().any(|j| j.key_id == k.key_id && j.public_key == k.public_key))
 }
 
 /// Authorities sorted and deduplicated, so that key order in the JWKS does not matter.
@@ -258,9 +236,8 @@ fn normalized(b: &Bundle) -> Bundle {
     let mut n = b.clone();
     n.x509_authorities.sort();
     n.x509_authorities.dedup();
-    n.jwt_authorities.sort_by(|x, y| {
-        (&x.key_id, &x.public_key, x.expires_at).cmp(&(&y.key_id, &y.public_key, y.expires_at))
-    });
+    n.jwt_authorities
+        .sort_by(|x, y| (&x.key_id, &x.public_key, x.expires_at).cmp(&(&y.key_id, &y.public_key, y.expires_at)));
     n.jwt_authorities.dedup();
     n
 }

@@ -24,21 +24,11 @@ pub trait FederationApi: Sync {
     fn create_federation_relationships(
         &self,
         relationships: &[FederationRelationship],
-    ) -> impl Future<
-        Output = Result<
-            Vec<BatchResult<FederationRelationship>>,
-            BatchError<FederationRelationship>,
-        >,
-    > + Send;
+    ) -> impl Future<Output = Result<Vec<BatchResult<FederationRelationship>>, BatchError<FederationRelationship>>> + Send;
     fn update_federation_relationships(
         &self,
         relationships: &[FederationRelationship],
-    ) -> impl Future<
-        Output = Result<
-            Vec<BatchResult<FederationRelationship>>,
-            BatchError<FederationRelationship>,
-        >,
-    > + Send;
+    ) -> impl Future<Output = Result<Vec<BatchResult<FederationRelationship>>, BatchError<FederationRelationship>>> + Send;
     fn delete_federation_relationships(
         &self,
         trust_domains: &[TrustDomain],
@@ -54,30 +44,21 @@ impl FederationApi for Client {
     fn create_federation_relationships(
         &self,
         relationships: &[FederationRelationship],
-    ) -> impl Future<
-        Output = Result<
-            Vec<BatchResult<FederationRelationship>>,
-            BatchError<FederationRelationship>,
-        >,
-    > + Send {
+    ) -> impl Future<Output = Result<Vec<BatchResult<FederationRelationship>>, BatchError<FederationRelationship>>> + Send
+    {
         Client::create_federation_relationships(self, relationships)
     }
     fn update_federation_relationships(
         &self,
         relationships: &[FederationRelationship],
-    ) -> impl Future<
-        Output = Result<
-            Vec<BatchResult<FederationRelationship>>,
-            BatchError<FederationRelationship>,
-        >,
-    > + Send {
+    ) -> impl Future<Output = Result<Vec<BatchResult<FederationRelationship>>, BatchError<FederationRelationship>>> + Send
+    {
         Client::update_federation_relationships(self, relationships)
     }
     fn delete_federation_relationships(
         &self,
         trust_domains: &[TrustDomain],
-    ) -> impl Future<Output = Result<Vec<BatchResult<TrustDomain>>, BatchError<TrustDomain>>> + Send
-    {
+    ) -> impl Future<Output = Result<Vec<BatchResult<TrustDomain>>, BatchError<TrustDomain>>> + Send {
         Client::delete_federation_relationships(self, trust_domains)
     }
 }
@@ -106,21 +87,12 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PassOutcome {
     /// Declared, and SPIRE holds its relationship (written now or already in line).
-    Ready {
-        trust_domain: TrustDomain,
-        action: Action,
-    },
+    Ready { trust_domain: TrustDomain, action: Action },
     /// Declared, but the write failed (SPIRE's item status, or the RPC failed).
-    ApplyFailed {
-        trust_domain: TrustDomain,
-        message: String,
-    },
+    ApplyFailed { trust_domain: TrustDomain, message: String },
     /// The spec does not parse (`spec.x: ...`). `kept`: the relationship with the trust
     /// domain it names exists in SPIRE and was kept rather than deleted.
-    Invalid {
-        message: String,
-        kept: Option<TrustDomain>,
-    },
+    Invalid { message: String, kept: Option<TrustDomain> },
     /// An older CR (`winner`) declares the same trust domain.
     Conflict { winner: String },
 }
@@ -153,51 +125,24 @@ impl PassOutcome {
     /// A message for the `Ready` condition / an Event.
     pub fn message(&self) -> String {
         match self {
-            PassOutcome::Ready {
-                trust_domain,
-                action: Action::Created,
-            } => {
+            PassOutcome::Ready { trust_domain, action: Action::Created } => {
                 format!("federation relationship with {trust_domain} created")
             }
-            PassOutcome::Ready {
-                trust_domain,
-                action: Action::Updated { fields },
-            } => {
-                format!(
-                    "federation relationship with {trust_domain} updated ({})",
-                    fields.join(", ")
-                )
+            PassOutcome::Ready { trust_domain, action: Action::Updated { fields } } => {
+                format!("federation relationship with {trust_domain} updated ({})", fields.join(", "))
             }
-            PassOutcome::Ready {
-                trust_domain,
-                action: Action::Unchanged,
-            } => {
+            PassOutcome::Ready { trust_domain, action: Action::Unchanged } => {
                 format!("federation relationship with {trust_domain} is in place")
             }
-            PassOutcome::ApplyFailed {
-                trust_domain,
-                message,
-            } => {
-                format!(
-                    "failed to apply the federation relationship with {trust_domain}: {message}"
-                )
+            PassOutcome::ApplyFailed { trust_domain, message } => {
+                format!("failed to apply the federation relationship with {trust_domain}: {message}")
             }
-            PassOutcome::Invalid {
-                message,
-                kept: None,
-            } => message.clone(),
-            PassOutcome::Invalid {
-                message,
-                kept: Some(td),
-            } => {
-                format!(
-                    "{message} (the existing federation relationship with {td} is kept until this is fixed)"
-                )
+            PassOutcome::Invalid { message, kept: None } => message.clone(),
+            PassOutcome::Invalid { message, kept: Some(td) } => {
+                format!("{message} (the existing federation relationship with {td} is kept until this is fixed)")
             }
             PassOutcome::Conflict { winner } => {
-                format!(
-                    "another ClusterFederatedTrustDomain ({winner}) already declares this trust domain"
-                )
+                format!("another ClusterFederatedTrustDomain ({winner}) already declares this trust domain")
             }
         }
     }
@@ -271,27 +216,16 @@ impl PassResult {
     }
 
     /// A create or update (`op`) of the relationship of `td` that failed.
-    fn write_failed(
-        &mut self,
-        op: &'static str,
-        td: &TrustDomain,
-        error: &dyn fmt::Display,
-    ) -> PassOutcome {
+    fn write_failed(&mut self, op: &'static str, td: &TrustDomain, error: &dyn fmt::Display) -> PassOutcome {
         tracing::error!(trust_domain = %td, %error, "Failed to {op} federation relationship");
         self.failed += 1;
-        PassOutcome::ApplyFailed {
-            trust_domain: td.clone(),
-            message: error.to_string(),
-        }
+        PassOutcome::ApplyFailed { trust_domain: td.clone(), message: error.to_string() }
     }
 
     /// CRs per [`PassOutcome::metric_label`], all four labels present.
     pub fn outcome_counts(&self) -> BTreeMap<&'static str, usize> {
         let mut out: BTreeMap<&'static str, usize> =
-            ["ready", "apply_failed", "invalid", "conflict"]
-                .into_iter()
-                .map(|l| (l, 0))
-                .collect();
+            ["ready", "apply_failed", "invalid", "conflict"].into_iter().map(|l| (l, 0)).collect();
         for outcome in self.outcomes.values() {
             *out.entry(outcome.metric_label()).or_default() += 1;
         }
@@ -313,11 +247,7 @@ impl FederationReconciler {
     /// `class_name` / `watch_classless`: the controller's `className` and
     /// `watchClassless` settings (compat-spec §3.3).
     pub fn new(class_name: impl Into<String>, watch_classless: bool) -> Self {
-        Self {
-            class_name: class_name.into(),
-            watch_classless,
-            memory: BundleMemory::default(),
-        }
+        Self { class_name: class_name.into(), watch_classless, memory: BundleMemory::default() }
     }
 
     pub fn memory(&self) -> &BundleMemory {
@@ -352,16 +282,10 @@ impl FederationReconciler {
         api: &A,
         crs: &[Arc<ClusterFederatedTrustDomain>],
     ) -> Result<PassResult, Error> {
-        let current = api
-            .list_federation_relationships()
-            .await
-            .map_err(Error::List)?;
+        let current = api.list_federation_relationships().await.map_err(Error::List)?;
         let declared = self.declare(crs);
         let plan = plan_with_memory(&declared, &current, &self.memory);
-        let mut result = PassResult {
-            current: current.len(),
-            ..Default::default()
-        };
+        let mut result = PassResult { current: current.len(), ..Default::default() };
         let mut per_td: BTreeMap<TrustDomain, PassOutcome> = BTreeMap::new();
 
         for (td, cr) in &plan.kept {
@@ -371,18 +295,10 @@ impl FederationReconciler {
         result.kept = plan.kept.clone();
 
         self.apply_deletes(api, &plan, &mut result).await;
-        self.apply_creates(api, &plan, &mut result, &mut per_td)
-            .await;
-        self.apply_updates(api, &plan, &mut result, &mut per_td)
-            .await;
+        self.apply_creates(api, &plan, &mut result, &mut per_td).await;
+        self.apply_updates(api, &plan, &mut result, &mut per_td).await;
         for td in &plan.unchanged {
-            per_td.insert(
-                td.clone(),
-                PassOutcome::Ready {
-                    trust_domain: td.clone(),
-                    action: Action::Unchanged,
-                },
-            );
+            per_td.insert(td.clone(), PassOutcome::Ready { trust_domain: td.clone(), action: Action::Unchanged });
         }
         result.unchanged = plan.unchanged.len();
         for bundle in &plan.adopted {
@@ -399,24 +315,17 @@ impl FederationReconciler {
             .collect();
         self.memory.retain(|td| keep.contains(td));
 
-        let kept_by_cr: BTreeMap<&str, &TrustDomain> =
-            plan.kept.iter().map(|(td, cr)| (cr.as_str(), td)).collect();
-        let declared_by_cr: BTreeMap<&str, &TrustDomain> = declared
-            .relationships
-            .iter()
-            .map(|(cr, fr)| (cr.name.as_str(), &fr.trust_domain))
-            .collect();
+        let kept_by_cr: BTreeMap<&str, &TrustDomain> = plan.kept.iter().map(|(td, cr)| (cr.as_str(), td)).collect();
+        let declared_by_cr: BTreeMap<&str, &TrustDomain> =
+            declared.relationships.iter().map(|(cr, fr)| (cr.name.as_str(), &fr.trust_domain)).collect();
         for (name, outcome) in &declared.outcomes {
             let outcome = match outcome {
                 Outcome::Declared => {
                     let td = declared_by_cr[name.as_str()];
-                    per_td
-                        .get(td)
-                        .cloned()
-                        .unwrap_or_else(|| PassOutcome::ApplyFailed {
-                            trust_domain: td.clone(),
-                            message: "no outcome recorded".into(),
-                        })
+                    per_td.get(td).cloned().unwrap_or_else(|| PassOutcome::ApplyFailed {
+                        trust_domain: td.clone(),
+                        message: "no outcome recorded".into(),
+                    })
                 }
                 Outcome::Invalid(message) => {
                     tracing::debug!(cluster_federated_trust_domain = %name, %message, "Ignoring invalid ClusterFederatedTrustDomain");
@@ -427,9 +336,7 @@ impl FederationReconciler {
                 }
                 Outcome::Conflict { winner } => {
                     tracing::debug!(cluster_federated_trust_domain = %name, %winner, "Ignoring ClusterFederatedTrustDomain with conflicting trust domain");
-                    PassOutcome::Conflict {
-                        winner: winner.clone(),
-                    }
+                    PassOutcome::Conflict { winner: winner.clone() }
                 }
             };
             result.outcomes.insert(name.clone(), outcome);
@@ -437,12 +344,7 @@ impl FederationReconciler {
         Ok(result)
     }
 
-    async fn apply_deletes<A: FederationApi>(
-        &mut self,
-        api: &A,
-        plan: &Plan,
-        result: &mut PassResult,
-    ) {
+    async fn apply_deletes<A: FederationApi>(&mut self, api: &A, plan: &Plan, result: &mut PassResult) {
         if plan.deletes.is_empty() {
             return;
         }
@@ -466,10 +368,7 @@ impl FederationReconciler {
                 Err(error) => {
                     tracing::error!(trust_domain = %td, %error, "Failed to delete federation relationship");
                     result.failed += 1;
-                    result.delete_failures.push(DeleteFailure {
-                        trust_domain: td.clone(),
-                        message: error.to_string(),
-                    });
+                    result.delete_failures.push(DeleteFailure { trust_domain: td.clone(), message: error.to_string() });
                 }
             }
         }
@@ -497,10 +396,7 @@ impl FederationReconciler {
                         Some(bundle) => self.memory.record(bundle),
                         None => self.memory.forget(td),
                     }
-                    PassOutcome::Ready {
-                        trust_domain: td.clone(),
-                        action: Action::Created,
-                    }
+                    PassOutcome::Ready { trust_domain: td.clone(), action: Action::Created }
                 }
                 Err(error) => result.write_failed("create", td, &error),
             };
@@ -530,10 +426,7 @@ impl FederationReconciler {
                     if let Some(bundle) = &fr.trust_domain_bundle {
                         self.memory.record(bundle);
                     }
-                    PassOutcome::Ready {
-                        trust_domain: td.clone(),
-                        action: Action::Updated { fields },
-                    }
+                    PassOutcome::Ready { trust_domain: td.clone(), action: Action::Updated { fields } }
                 }
                 Err(error) => result.write_failed("update", td, &error),
             };

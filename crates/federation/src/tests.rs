@@ -9,9 +9,7 @@ use scm_api::{
     BundleEndpointProfile as CrProfile, BundleEndpointProfileType, ClusterFederatedTrustDomain,
     ClusterFederatedTrustDomainSpec, ClusterFederatedTrustDomainStatus,
 };
-use scm_spiffe::{
-    Bundle, BundleEndpointProfile, FederationRelationship, JwtAuthority, SpiffeId, TrustDomain,
-};
+use scm_spiffe::{Bundle, BundleEndpointProfile, FederationRelationship, JwtAuthority, SpiffeId, TrustDomain};
 use scm_spire_api::{BatchError, BatchResult, ItemError, ItemErrorKind, SpireError};
 use tonic::Code;
 
@@ -33,11 +31,7 @@ fn ca_der() -> Vec<u8> {
 fn jwt_key(kid: &str) -> JwtAuthority {
     use rcgen::PublicKeyData as _;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    JwtAuthority {
-        key_id: kid.into(),
-        public_key: key.subject_public_key_info(),
-        expires_at: 0,
-    }
+    JwtAuthority { key_id: kid.into(), public_key: key.subject_public_key_info(), expires_at: 0 }
 }
 
 fn bundle(name: &str, x509: &[&Vec<u8>], jwt: &[&JwtAuthority]) -> Bundle {
@@ -54,10 +48,7 @@ fn web_spec(trust_domain: &str, url: &str) -> ClusterFederatedTrustDomainSpec {
     ClusterFederatedTrustDomainSpec {
         trust_domain: trust_domain.into(),
         bundle_endpoint_url: url.into(),
-        bundle_endpoint_profile: CrProfile {
-            r#type: BundleEndpointProfileType::HttpsWeb,
-            endpoint_spiffe_id: None,
-        },
+        bundle_endpoint_profile: CrProfile { r#type: BundleEndpointProfileType::HttpsWeb, endpoint_spiffe_id: None },
         trust_domain_bundle: None,
         class_name: None,
     }
@@ -81,12 +72,7 @@ fn spiffe_spec(
     }
 }
 
-fn cr(
-    name: &str,
-    uid: &str,
-    created: i64,
-    spec: ClusterFederatedTrustDomainSpec,
-) -> Arc<ClusterFederatedTrustDomain> {
+fn cr(name: &str, uid: &str, created: i64, spec: ClusterFederatedTrustDomainSpec) -> Arc<ClusterFederatedTrustDomain> {
     let mut cr = ClusterFederatedTrustDomain::new(name, spec);
     cr.metadata = ObjectMeta {
         name: Some(name.into()),
@@ -98,10 +84,7 @@ fn cr(
     Arc::new(cr)
 }
 
-fn with_class(
-    mut spec: ClusterFederatedTrustDomainSpec,
-    class: &str,
-) -> ClusterFederatedTrustDomainSpec {
+fn with_class(mut spec: ClusterFederatedTrustDomainSpec, class: &str) -> ClusterFederatedTrustDomainSpec {
     spec.class_name = Some(class.into());
     spec
 }
@@ -115,12 +98,7 @@ fn web_fr(name: &str, url: &str) -> FederationRelationship {
     }
 }
 
-fn spiffe_fr(
-    name: &str,
-    url: &str,
-    endpoint_id: &str,
-    bundle: Option<Bundle>,
-) -> FederationRelationship {
+fn spiffe_fr(name: &str, url: &str, endpoint_id: &str, bundle: Option<Bundle>) -> FederationRelationship {
     FederationRelationship {
         trust_domain: td(name),
         bundle_endpoint_url: url.into(),
@@ -135,51 +113,33 @@ fn spiffe_fr(
 
 #[test]
 fn parse_valid_specs() {
-    let fr =
-        parse_federated_trust_domain(&web_spec("other.org", "https://other.org/bundle")).unwrap();
+    let fr = parse_federated_trust_domain(&web_spec("other.org", "https://other.org/bundle")).unwrap();
     assert_eq!(fr, web_fr("other.org", "https://other.org/bundle"));
 
     let ca = ca_der();
     let k = jwt_key("k1");
     let b = bundle("partner.example", &[&ca], &[&k]);
     // The endpoint SPIFFE ID may be in any trust domain.
-    let spec = spiffe_spec(
-        "partner.example",
-        "https://127.0.0.1:8443",
-        "spiffe://elsewhere.test/spire/server",
-        Some(&b),
-    );
+    let spec =
+        spiffe_spec("partner.example", "https://127.0.0.1:8443", "spiffe://elsewhere.test/spire/server", Some(&b));
     let fr = parse_federated_trust_domain(&spec).unwrap();
     assert_eq!(
         fr,
-        spiffe_fr(
-            "partner.example",
-            "https://127.0.0.1:8443",
-            "spiffe://elsewhere.test/spire/server",
-            Some(b)
-        )
+        spiffe_fr("partner.example", "https://127.0.0.1:8443", "spiffe://elsewhere.test/spire/server", Some(b))
     );
 
     // go-spiffe TrustDomainFromString: a SPIFFE ID gives its trust domain.
-    let fr = parse_federated_trust_domain(&web_spec("spiffe://other.org/x", "https://other.org"))
-        .unwrap();
+    let fr = parse_federated_trust_domain(&web_spec("spiffe://other.org/x", "https://other.org")).unwrap();
     assert_eq!(fr.trust_domain, td("other.org"));
 
     // Schemes are case-insensitive (Go's url.Parse lower-cases them too).
-    assert!(
-        parse_federated_trust_domain(&web_spec("other.org", "HTTPS://other.org:8443/b")).is_ok()
-    );
+    assert!(parse_federated_trust_domain(&web_spec("other.org", "HTTPS://other.org:8443/b")).is_ok());
 
     // An empty bundle string is "no bundle"; an empty endpoint ID is "none" for https_web.
     let mut spec = web_spec("other.org", "https://other.org");
     spec.trust_domain_bundle = Some(String::new());
     spec.bundle_endpoint_profile.endpoint_spiffe_id = Some(String::new());
-    assert_eq!(
-        parse_federated_trust_domain(&spec)
-            .unwrap()
-            .trust_domain_bundle,
-        None
-    );
+    assert_eq!(parse_federated_trust_domain(&spec).unwrap().trust_domain_bundle, None);
 }
 
 #[test]
@@ -255,8 +215,7 @@ fn parse_errors_name_their_field() {
             "https_web with endpoint ID",
             {
                 let mut s = web_spec("other.org", "https://other.org");
-                s.bundle_endpoint_profile.endpoint_spiffe_id =
-                    Some("spiffe://other.org/spire/server".into());
+                s.bundle_endpoint_profile.endpoint_spiffe_id = Some("spiffe://other.org/spire/server".into());
                 s
             },
             FIELD_ENDPOINT_SPIFFE_ID,
@@ -274,12 +233,7 @@ fn parse_errors_name_their_field() {
         ),
         (
             "https_spiffe with a bad endpoint ID",
-            spiffe_spec(
-                "other.org",
-                "https://other.org",
-                "spiffe://other.org/a//b",
-                None,
-            ),
+            spiffe_spec("other.org", "https://other.org", "spiffe://other.org/a//b", None),
             FIELD_ENDPOINT_SPIFFE_ID,
             "invalid bundle endpoint profile endpointSPIFFEID value: path cannot contain empty segments",
         ),
@@ -312,9 +266,7 @@ fn parse_errors_name_their_field() {
             {
                 use base64::Engine as _;
                 let c = base64::engine::general_purpose::STANDARD.encode(&ca);
-                bundle_doc(&format!(
-                    r#"{{"keys":[{{"use":"x509-svid","x5c":["{c}","{c}"]}}]}}"#
-                ))
+                bundle_doc(&format!(r#"{{"keys":[{{"use":"x509-svid","x5c":["{c}","{c}"]}}]}}"#))
             },
             FIELD_TRUST_DOMAIN_BUNDLE,
             "invalid trustDomainBundle value: spiffebundle: expected a single certificate in x509-svid entry 0; got 2",
@@ -345,11 +297,7 @@ fn parse_errors_name_their_field() {
             "{what}: got {:?}, want prefix {message_prefix:?}",
             err.message
         );
-        assert_eq!(
-            err.to_string(),
-            format!("{field}: {}", err.message),
-            "{what}"
-        );
+        assert_eq!(err.to_string(), format!("{field}: {}", err.message), "{what}");
     }
 }
 
@@ -364,10 +312,7 @@ fn parse_bundle_is_for_the_spec_trust_domain() {
         Some(&b),
     ))
     .unwrap();
-    assert_eq!(
-        fr.trust_domain_bundle.unwrap().trust_domain,
-        td("partner.example")
-    );
+    assert_eq!(fr.trust_domain_bundle.unwrap().trust_domain, td("partner.example"));
 }
 
 // ---------------------------------------------------------------- declare
@@ -376,24 +321,9 @@ fn parse_bundle_is_for_the_spec_trust_domain() {
 fn class_filter_combinations() {
     let crs = vec![
         cr("classless", "u1", 1, web_spec("a.org", "https://a.org")),
-        cr(
-            "class-x",
-            "u2",
-            2,
-            with_class(web_spec("b.org", "https://b.org"), "x"),
-        ),
-        cr(
-            "class-y",
-            "u3",
-            3,
-            with_class(web_spec("c.org", "https://c.org"), "y"),
-        ),
-        cr(
-            "class-empty",
-            "u4",
-            4,
-            with_class(web_spec("d.org", "https://d.org"), ""),
-        ),
+        cr("class-x", "u2", 2, with_class(web_spec("b.org", "https://b.org"), "x")),
+        cr("class-y", "u3", 3, with_class(web_spec("c.org", "https://c.org"), "y")),
+        cr("class-empty", "u4", 4, with_class(web_spec("d.org", "https://d.org"), "")),
     ];
     // (config className, watchClassless, CRs processed)
     let cases: &[(&str, bool, &[&str])] = &[
@@ -423,29 +353,11 @@ fn oldest_wins_with_uid_tie_break() {
     ];
     let d = declare(&crs, "", true);
     assert_eq!(d.outcomes["tie-a"], Outcome::Declared);
-    assert_eq!(
-        d.outcomes["tie-b"],
-        Outcome::Conflict {
-            winner: "tie-a".into()
-        }
-    );
-    assert_eq!(
-        d.outcomes["newest"],
-        Outcome::Conflict {
-            winner: "tie-a".into()
-        }
-    );
+    assert_eq!(d.outcomes["tie-b"], Outcome::Conflict { winner: "tie-a".into() });
+    assert_eq!(d.outcomes["newest"], Outcome::Conflict { winner: "tie-a".into() });
     assert_eq!(d.outcomes["other"], Outcome::Declared);
-    let urls: Vec<&str> = d
-        .relationships
-        .iter()
-        .map(|(_, fr)| fr.bundle_endpoint_url.as_str())
-        .collect();
-    assert_eq!(
-        urls,
-        ["https://tie-a", "https://y"],
-        "winners, oldest first"
-    );
+    let urls: Vec<&str> = d.relationships.iter().map(|(_, fr)| fr.bundle_endpoint_url.as_str()).collect();
+    assert_eq!(urls, ["https://tie-a", "https://y"], "winners, oldest first");
     assert_eq!(d.cr_of(&td("x.org")).unwrap().uid, "uid-a");
 }
 
@@ -457,21 +369,11 @@ fn invalid_crs_do_not_win_conflicts() {
         cr("bad-td", "c", 3, web_spec("NOT VALID", "https://ok")),
     ];
     let d = declare(&crs, "", true);
-    assert!(
-        matches!(&d.outcomes["old-invalid"], Outcome::Invalid(m) if m.starts_with("spec.bundleEndpointURL: "))
-    );
+    assert!(matches!(&d.outcomes["old-invalid"], Outcome::Invalid(m) if m.starts_with("spec.bundleEndpointURL: ")));
     assert_eq!(d.outcomes["young-valid"], Outcome::Declared);
-    assert!(
-        matches!(&d.outcomes["bad-td"], Outcome::Invalid(m) if m.starts_with("spec.trustDomain: "))
-    );
-    assert_eq!(
-        d.invalid_trust_domains.get("x.org").map(String::as_str),
-        Some("old-invalid")
-    );
-    assert_eq!(
-        d.invalid_trust_domains.get("NOT VALID").map(String::as_str),
-        Some("bad-td")
-    );
+    assert!(matches!(&d.outcomes["bad-td"], Outcome::Invalid(m) if m.starts_with("spec.trustDomain: ")));
+    assert_eq!(d.invalid_trust_domains.get("x.org").map(String::as_str), Some("old-invalid"));
+    assert_eq!(d.invalid_trust_domains.get("NOT VALID").map(String::as_str), Some("bad-td"));
 }
 
 #[test]
@@ -488,14 +390,8 @@ fn cr_ref_ready_at_generation() {
     };
     assert!(!CrRef::of(&c).ready_at_generation);
     for (status, generation, want) in [("True", 3, true), ("True", 2, false), ("False", 3, false)] {
-        c.status = Some(ClusterFederatedTrustDomainStatus {
-            conditions: vec![cond(status, generation)],
-        });
-        assert_eq!(
-            CrRef::of(&c).ready_at_generation,
-            want,
-            "{status} {generation}"
-        );
+        c.status = Some(ClusterFederatedTrustDomainStatus { conditions: vec![cond(status, generation)] });
+        assert_eq!(CrRef::of(&c).ready_at_generation, want, "{status} {generation}");
     }
 }
 
@@ -507,18 +403,8 @@ fn plan_create_update_delete_unchanged() {
         cr("new", "1", 1, web_spec("new.org", "https://new")),
         cr("same", "2", 2, web_spec("same.org", "https://same")),
         cr("url", "3", 3, web_spec("url.org", "https://url/v2")),
-        cr(
-            "profile",
-            "4",
-            4,
-            spiffe_spec("profile.org", "https://p", "spiffe://profile.org/s", None),
-        ),
-        cr(
-            "endpoint-id",
-            "5",
-            5,
-            spiffe_spec("eid.org", "https://e", "spiffe://eid.org/new", None),
-        ),
+        cr("profile", "4", 4, spiffe_spec("profile.org", "https://p", "spiffe://profile.org/s", None)),
+        cr("endpoint-id", "5", 5, spiffe_spec("eid.org", "https://e", "spiffe://eid.org/new", None)),
     ];
     let current = vec![
         web_fr("same.org", "https://same"),
@@ -534,14 +420,8 @@ fn plan_create_update_delete_unchanged() {
     let updated: Vec<&str> = p.updates.iter().map(|fr| fr.trust_domain.name()).collect();
     assert_eq!(updated, ["url.org", "profile.org", "eid.org"]);
     assert_eq!(p.changed_fields[&td("url.org")], ["bundleEndpointURL"]);
-    assert_eq!(
-        p.changed_fields[&td("profile.org")],
-        ["bundleEndpointProfile"]
-    );
-    assert_eq!(
-        p.changed_fields[&td("eid.org")],
-        ["bundleEndpointProfile.endpointSPIFFEID"]
-    );
+    assert_eq!(p.changed_fields[&td("profile.org")], ["bundleEndpointProfile"]);
+    assert_eq!(p.changed_fields[&td("eid.org")], ["bundleEndpointProfile.endpointSPIFFEID"]);
     assert_eq!(p.unchanged, vec![td("same.org")]);
     assert!(p.kept.is_empty());
     assert_eq!(p.write_count(), 6);
@@ -549,11 +429,7 @@ fn plan_create_update_delete_unchanged() {
 
 #[test]
 fn invalid_cr_keeps_its_relationship() {
-    let current = vec![
-        web_fr("x.org", "https://x"),
-        web_fr("y.org", "https://y"),
-        web_fr("z.org", "https://z"),
-    ];
+    let current = vec![web_fr("x.org", "https://x"), web_fr("y.org", "https://y"), web_fr("z.org", "https://z")];
     let crs = vec![
         // Was valid (x.org exists in SPIRE), now broken: kept.
         cr("x", "1", 1, web_spec("x.org", "http://x")),
@@ -572,16 +448,8 @@ fn invalid_cr_keeps_its_relationship() {
     assert!(p.kept.is_empty());
     assert_eq!(p.deletes, vec![td("x.org"), td("y.org")]);
     // A CR of another class does not protect anything either.
-    let other_class = vec![cr(
-        "x",
-        "1",
-        1,
-        with_class(web_spec("x.org", "http://x"), "other"),
-    )];
-    assert_eq!(
-        plan(&declare(&other_class, "", true), &current[..1]).deletes,
-        vec![td("x.org")]
-    );
+    let other_class = vec![cr("x", "1", 1, with_class(web_spec("x.org", "http://x"), "other"))];
+    assert_eq!(plan(&declare(&other_class, "", true), &current[..1]).deletes, vec![td("x.org")]);
 }
 
 #[test]
@@ -610,52 +478,12 @@ fn bundle_rule_table() {
         m
     };
     // (what, CR bundle, SPIRE bundle, memory, ready_at_generation, want: None = unchanged, Some(pushed bundle?))
-    type Case<'a> = (
-        &'a str,
-        Option<&'a Bundle>,
-        Option<&'a Bundle>,
-        Option<&'a Bundle>,
-        bool,
-        Option<bool>,
-        bool,
-    );
+    type Case<'a> = (&'a str, Option<&'a Bundle>, Option<&'a Bundle>, Option<&'a Bundle>, bool, Option<bool>, bool);
     let cases: Vec<Case> = vec![
-        (
-            "no CR bundle, SPIRE refreshed",
-            None,
-            Some(&refreshed),
-            None,
-            false,
-            None,
-            false,
-        ),
-        (
-            "remembered, SPIRE refreshed: no fight",
-            Some(&b1),
-            Some(&refreshed),
-            Some(&b1),
-            false,
-            None,
-            false,
-        ),
-        (
-            "remembered, SPIRE rotated away: no fight",
-            Some(&b1),
-            Some(&rotated),
-            Some(&b1),
-            false,
-            None,
-            false,
-        ),
-        (
-            "remembered, CR edited: pushed",
-            Some(&b12),
-            Some(&refreshed),
-            Some(&b1),
-            false,
-            Some(true),
-            false,
-        ),
+        ("no CR bundle, SPIRE refreshed", None, Some(&refreshed), None, false, None, false),
+        ("remembered, SPIRE refreshed: no fight", Some(&b1), Some(&refreshed), Some(&b1), false, None, false),
+        ("remembered, SPIRE rotated away: no fight", Some(&b1), Some(&rotated), Some(&b1), false, None, false),
+        ("remembered, CR edited: pushed", Some(&b12), Some(&refreshed), Some(&b1), false, Some(true), false),
         (
             "remembered, CR edited (metadata only): pushed",
             Some(&b1_reordered_meta),
@@ -665,42 +493,10 @@ fn bundle_rule_table() {
             Some(true),
             false,
         ),
-        (
-            "first pass, CR subset of SPIRE: adopted",
-            Some(&b1),
-            Some(&refreshed),
-            None,
-            false,
-            None,
-            true,
-        ),
-        (
-            "first pass, CR has a new authority: pushed",
-            Some(&b2),
-            Some(&refreshed),
-            None,
-            false,
-            Some(true),
-            false,
-        ),
-        (
-            "first pass, SPIRE has no bundle: pushed",
-            Some(&b1),
-            None,
-            None,
-            false,
-            Some(true),
-            false,
-        ),
-        (
-            "first pass, rotated, status says applied: adopted",
-            Some(&b1),
-            Some(&rotated),
-            None,
-            true,
-            None,
-            true,
-        ),
+        ("first pass, CR subset of SPIRE: adopted", Some(&b1), Some(&refreshed), None, false, None, true),
+        ("first pass, CR has a new authority: pushed", Some(&b2), Some(&refreshed), None, false, Some(true), false),
+        ("first pass, SPIRE has no bundle: pushed", Some(&b1), None, None, false, Some(true), false),
+        ("first pass, rotated, status says applied: adopted", Some(&b1), Some(&rotated), None, true, None, true),
         (
             "first pass, status says applied, SPIRE has no bundle: pushed",
             Some(&b1),
@@ -727,11 +523,7 @@ fn bundle_rule_table() {
             });
         }
         let current = vec![spiffe_fr("p.org", url, eid, spire_bundle.cloned())];
-        let p = plan_with_memory(
-            &declare(&[Arc::new(c)], "", true),
-            &current,
-            &mem(remembered),
-        );
+        let p = plan_with_memory(&declare(&[Arc::new(c)], "", true), &current, &mem(remembered));
         match want_push {
             None => {
                 assert_eq!(p.unchanged, vec![td("p.org")], "{what}");
@@ -739,23 +531,11 @@ fn bundle_rule_table() {
             }
             Some(_) => {
                 assert_eq!(p.updates.len(), 1, "{what}");
-                assert_eq!(
-                    p.changed_fields[&td("p.org")],
-                    ["trustDomainBundle"],
-                    "{what}"
-                );
-                let sent = p.updates[0]
-                    .trust_domain_bundle
-                    .as_ref()
-                    .expect("bundle sent");
+                assert_eq!(p.changed_fields[&td("p.org")], ["trustDomainBundle"], "{what}");
+                let sent = p.updates[0].trust_domain_bundle.as_ref().expect("bundle sent");
                 assert_eq!(
                     Some(sent),
-                    cr_bundle
-                        .map(|b| Bundle {
-                            trust_domain: td("p.org"),
-                            ..b.clone()
-                        })
-                        .as_ref(),
+                    cr_bundle.map(|b| Bundle { trust_domain: td("p.org"), ..b.clone() }).as_ref(),
                     "{what}"
                 );
             }
@@ -768,26 +548,13 @@ fn bundle_rule_table() {
 fn url_update_without_bundle_change_sends_no_bundle() {
     let ca = ca_der();
     let b = bundle("p.org", &[&ca], &[]);
-    let crs = vec![cr(
-        "p",
-        "u",
-        1,
-        spiffe_spec("p.org", "https://new", "spiffe://p.org/s", Some(&b)),
-    )];
-    let current = vec![spiffe_fr(
-        "p.org",
-        "https://old",
-        "spiffe://p.org/s",
-        Some(b.clone()),
-    )];
+    let crs = vec![cr("p", "u", 1, spiffe_spec("p.org", "https://new", "spiffe://p.org/s", Some(&b)))];
+    let current = vec![spiffe_fr("p.org", "https://old", "spiffe://p.org/s", Some(b.clone()))];
     let mut memory = BundleMemory::default();
     memory.record(&b);
     let p = plan_with_memory(&declare(&crs, "", true), &current, &memory);
     assert_eq!(p.updates.len(), 1);
-    assert_eq!(
-        p.updates[0].trust_domain_bundle, None,
-        "SPIRE keeps its (possibly refreshed) bundle"
-    );
+    assert_eq!(p.updates[0].trust_domain_bundle, None, "SPIRE keeps its (possibly refreshed) bundle");
     assert_eq!(p.changed_fields[&td("p.org")], ["bundleEndpointURL"]);
     // Creates always carry the CR's bundle (the bootstrap https_spiffe needs).
     let p = plan_with_memory(&declare(&crs, "", true), &[], &memory);
@@ -803,20 +570,11 @@ fn authority_subset() {
     let big = bundle("p.org", &[&c1, &c2], &[&k1, &k2]);
     assert!(authorities_subset(&bundle("p.org", &[], &[]), &big));
     assert!(authorities_subset(&bundle("p.org", &[&c2], &[&k2]), &big));
-    assert!(!authorities_subset(
-        &bundle("p.org", &[&ca_der()], &[]),
-        &big
-    ));
-    assert!(
-        !authorities_subset(&bundle("p.org", &[], &[&k1_other_key]), &big),
-        "same kid, other key"
-    );
+    assert!(!authorities_subset(&bundle("p.org", &[&ca_der()], &[]), &big));
+    assert!(!authorities_subset(&bundle("p.org", &[], &[&k1_other_key]), &big), "same kid, other key");
     let mut k1_expiring = k1.clone();
     k1_expiring.expires_at = 99;
-    assert!(
-        authorities_subset(&bundle("p.org", &[], &[&k1_expiring]), &big),
-        "expiry does not matter"
-    );
+    assert!(authorities_subset(&bundle("p.org", &[], &[&k1_expiring]), &big), "expiry does not matter");
 }
 
 // ---------------------------------------------------------------- pass over a fake SPIRE
@@ -836,10 +594,7 @@ struct FakeSpire {
 impl FakeSpire {
     fn with(relationships: Vec<FederationRelationship>) -> Self {
         let f = FakeSpire::default();
-        *f.relationships.lock().unwrap() = relationships
-            .into_iter()
-            .map(|fr| (fr.trust_domain.clone(), fr))
-            .collect();
+        *f.relationships.lock().unwrap() = relationships.into_iter().map(|fr| (fr.trust_domain.clone(), fr)).collect();
         f
     }
     fn take_calls(&self) -> Vec<String> {
@@ -850,51 +605,28 @@ impl FakeSpire {
     }
     /// SPIRE's bundle refresher.
     fn refresh(&self, name: &str, bundle: Bundle) {
-        self.relationships
-            .lock()
-            .unwrap()
-            .get_mut(&td(name))
-            .unwrap()
-            .trust_domain_bundle = Some(bundle);
+        self.relationships.lock().unwrap().get_mut(&td(name)).unwrap().trust_domain_bundle = Some(bundle);
     }
     fn rpc_error(method: &'static str) -> SpireError {
-        SpireError::Rpc {
-            method,
-            code: Code::Unavailable,
-            message: "down".into(),
-        }
+        SpireError::Rpc { method, code: Code::Unavailable, message: "down".into() }
     }
 }
 
 impl FederationApi for FakeSpire {
-    async fn list_federation_relationships(
-        &self,
-    ) -> Result<Vec<FederationRelationship>, SpireError> {
+    async fn list_federation_relationships(&self) -> Result<Vec<FederationRelationship>, SpireError> {
         self.calls.lock().unwrap().push("list".into());
         if *self.fail_list.lock().unwrap() {
             return Err(Self::rpc_error("ListFederationRelationships"));
         }
-        Ok(self
-            .relationships
-            .lock()
-            .unwrap()
-            .values()
-            .cloned()
-            .collect())
+        Ok(self.relationships.lock().unwrap().values().cloned().collect())
     }
 
     async fn create_federation_relationships(
         &self,
         relationships: &[FederationRelationship],
     ) -> Result<Vec<BatchResult<FederationRelationship>>, BatchError<FederationRelationship>> {
-        let names: Vec<&str> = relationships
-            .iter()
-            .map(|fr| fr.trust_domain.name())
-            .collect();
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("create {}", names.join(",")));
+        let names: Vec<&str> = relationships.iter().map(|fr| fr.trust_domain.name()).collect();
+        self.calls.lock().unwrap().push(format!("create {}", names.join(",")));
         let reject = self.reject_create.lock().unwrap().clone();
         let mut state = self.relationships.lock().unwrap();
         Ok(relationships
@@ -924,14 +656,8 @@ impl FederationApi for FakeSpire {
         &self,
         relationships: &[FederationRelationship],
     ) -> Result<Vec<BatchResult<FederationRelationship>>, BatchError<FederationRelationship>> {
-        let names: Vec<&str> = relationships
-            .iter()
-            .map(|fr| fr.trust_domain.name())
-            .collect();
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("update {}", names.join(",")));
+        let names: Vec<&str> = relationships.iter().map(|fr| fr.trust_domain.name()).collect();
+        self.calls.lock().unwrap().push(format!("update {}", names.join(",")));
         if *self.fail_update_rpc.lock().unwrap() {
             let error = Self::rpc_error("BatchUpdateFederationRelationship");
             let results = relationships
@@ -957,14 +683,8 @@ impl FederationApi for FakeSpire {
                         kind: ItemErrorKind::Rejected,
                     });
                 };
-                let bundle = fr
-                    .trust_domain_bundle
-                    .clone()
-                    .or_else(|| stored.trust_domain_bundle.clone());
-                *stored = FederationRelationship {
-                    trust_domain_bundle: bundle,
-                    ..fr.clone()
-                };
+                let bundle = fr.trust_domain_bundle.clone().or_else(|| stored.trust_domain_bundle.clone());
+                *stored = FederationRelationship { trust_domain_bundle: bundle, ..fr.clone() };
                 Ok(stored.clone())
             })
             .collect())
@@ -975,20 +695,15 @@ impl FederationApi for FakeSpire {
         trust_domains: &[TrustDomain],
     ) -> Result<Vec<BatchResult<TrustDomain>>, BatchError<TrustDomain>> {
         let names: Vec<&str> = trust_domains.iter().map(TrustDomain::name).collect();
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("delete {}", names.join(",")));
+        self.calls.lock().unwrap().push(format!("delete {}", names.join(",")));
         let mut state = self.relationships.lock().unwrap();
         Ok(trust_domains
             .iter()
             .map(|t| match state.remove(t) {
                 Some(_) => Ok(t.clone()),
-                None => Err(ItemError {
-                    code: Code::NotFound,
-                    message: "not found".into(),
-                    kind: ItemErrorKind::Rejected,
-                }),
+                None => {
+                    Err(ItemError { code: Code::NotFound, message: "not found".into(), kind: ItemErrorKind::Rejected })
+                }
             })
             .collect())
     }
@@ -1008,111 +723,42 @@ async fn pass_applies_in_order_and_reports() {
         cr("kept", "3", 3, web_spec("kept.org", "http://now-invalid")),
         cr("same", "4", 4, web_spec("same.org", "https://same")),
         cr("dup", "5", 5, web_spec("same.org", "https://other")),
-        cr(
-            "foreign",
-            "6",
-            6,
-            with_class(web_spec("foreign.org", "https://f"), "other"),
-        ),
+        cr("foreign", "6", 6, with_class(web_spec("foreign.org", "https://f"), "other")),
     ];
     let mut r = FederationReconciler::new("", true);
     let res = r.pass_with(&spire, &crs).await.unwrap();
-    assert_eq!(
-        spire.take_calls(),
-        [
-            "list",
-            "delete gone.org",
-            "create new.org",
-            "update url.org"
-        ]
-    );
-    assert_eq!(
-        (
-            res.current,
-            res.created,
-            res.updated,
-            res.deleted,
-            res.failed,
-            res.unchanged
-        ),
-        (4, 1, 1, 1, 0, 1)
-    );
+    assert_eq!(spire.take_calls(), ["list", "delete gone.org", "create new.org", "update url.org"]);
+    assert_eq!((res.current, res.created, res.updated, res.deleted, res.failed, res.unchanged), (4, 1, 1, 1, 0, 1));
     assert_eq!(res.kept, vec![(td("kept.org"), "kept".to_owned())]);
     assert_eq!(res.deleted_trust_domains, vec![td("gone.org")]);
-    assert_eq!(
-        res.outcomes["new"],
-        PassOutcome::Ready {
-            trust_domain: td("new.org"),
-            action: Action::Created
-        }
-    );
+    assert_eq!(res.outcomes["new"], PassOutcome::Ready { trust_domain: td("new.org"), action: Action::Created });
     assert_eq!(
         res.outcomes["url"],
         PassOutcome::Ready {
             trust_domain: td("url.org"),
-            action: Action::Updated {
-                fields: vec!["bundleEndpointURL"]
-            }
+            action: Action::Updated { fields: vec!["bundleEndpointURL"] }
         }
     );
-    assert_eq!(
-        res.outcomes["same"],
-        PassOutcome::Ready {
-            trust_domain: td("same.org"),
-            action: Action::Unchanged
-        }
-    );
-    assert_eq!(
-        res.outcomes["dup"],
-        PassOutcome::Conflict {
-            winner: "same".into()
-        }
-    );
-    assert!(
-        matches!(&res.outcomes["kept"], PassOutcome::Invalid { message, kept: Some(t) }
-        if message.starts_with("spec.bundleEndpointURL: invalid bundleEndpointURL value: scheme must be https") && *t == td("kept.org"))
-    );
+    assert_eq!(res.outcomes["same"], PassOutcome::Ready { trust_domain: td("same.org"), action: Action::Unchanged });
+    assert_eq!(res.outcomes["dup"], PassOutcome::Conflict { winner: "same".into() });
+    assert!(matches!(&res.outcomes["kept"], PassOutcome::Invalid { message, kept: Some(t) }
+        if message.starts_with("spec.bundleEndpointURL: invalid bundleEndpointURL value: scheme must be https") && *t == td("kept.org")));
     assert!(!res.outcomes.contains_key("foreign"));
     assert_eq!(res.outcomes["kept"].reason(), "Invalid");
     assert_eq!(res.outcomes["dup"].reason(), "Conflict");
     assert_eq!(res.outcomes["new"].reason(), "Applied");
-    assert!(
-        res.outcomes["kept"]
-            .message()
-            .contains("is kept until this is fixed")
-    );
+    assert!(res.outcomes["kept"].message().contains("is kept until this is fixed"));
     assert_eq!(
         res.outcome_counts(),
-        BTreeMap::from([
-            ("apply_failed", 0),
-            ("conflict", 1),
-            ("invalid", 1),
-            ("ready", 3)
-        ])
+        BTreeMap::from([("apply_failed", 0), ("conflict", 1), ("invalid", 1), ("ready", 3)])
     );
-    assert_eq!(
-        res.writes,
-        BTreeMap::from([
-            (("create", "ok"), 1),
-            (("delete", "ok"), 1),
-            (("update", "ok"), 1)
-        ])
-    );
+    assert_eq!(res.writes, BTreeMap::from([(("create", "ok"), 1), (("delete", "ok"), 1), (("update", "ok"), 1)]));
     assert!(spire.get("kept.org").is_some());
 
     // Nothing changed: one list, zero writes.
     let res = r.pass_with(&spire, &crs).await.unwrap();
     assert_eq!(spire.take_calls(), ["list"]);
-    assert_eq!(
-        (
-            res.created,
-            res.updated,
-            res.deleted,
-            res.failed,
-            res.unchanged
-        ),
-        (0, 0, 0, 0, 3)
-    );
+    assert_eq!((res.created, res.updated, res.deleted, res.failed, res.unchanged), (0, 0, 0, 0, 3));
     assert_eq!(res.write_attempts(), 0);
 }
 
@@ -1125,72 +771,37 @@ async fn bundle_change_pushed_once_and_spire_refresh_not_fought() {
     let spire = FakeSpire::default();
     let mut r = FederationReconciler::new("", true);
 
-    let crs = vec![cr(
-        "p",
-        "u",
-        1,
-        spiffe_spec("p.org", "https://p", eid, Some(&b1)),
-    )];
+    let crs = vec![cr("p", "u", 1, spiffe_spec("p.org", "https://p", eid, Some(&b1)))];
     r.pass_with(&spire, &crs).await.unwrap();
     assert_eq!(spire.take_calls(), ["list", "create p.org"]);
-    assert_eq!(
-        spire.get("p.org").unwrap().trust_domain_bundle,
-        Some(b1.clone())
-    );
+    assert_eq!(spire.get("p.org").unwrap().trust_domain_bundle, Some(b1.clone()));
     assert_eq!(r.memory().len(), 1);
 
     // SPIRE refreshes from the endpoint: its bundle now differs from the CR's. No write.
     spire.refresh("p.org", bundle("p.org", &[&ca3], &[]));
     let res = r.pass_with(&spire, &crs).await.unwrap();
     assert_eq!(spire.take_calls(), ["list"]);
-    assert_eq!(
-        res.outcomes["p"],
-        PassOutcome::Ready {
-            trust_domain: td("p.org"),
-            action: Action::Unchanged
-        }
-    );
+    assert_eq!(res.outcomes["p"], PassOutcome::Ready { trust_domain: td("p.org"), action: Action::Unchanged });
 
     // The CR's bundle is edited: pushed once...
-    let crs = vec![cr(
-        "p",
-        "u",
-        1,
-        spiffe_spec("p.org", "https://p", eid, Some(&b2)),
-    )];
+    let crs = vec![cr("p", "u", 1, spiffe_spec("p.org", "https://p", eid, Some(&b2)))];
     let res = r.pass_with(&spire, &crs).await.unwrap();
     assert_eq!(spire.take_calls(), ["list", "update p.org"]);
     assert_eq!(
         res.outcomes["p"],
-        PassOutcome::Ready {
-            trust_domain: td("p.org"),
-            action: Action::Updated {
-                fields: vec!["trustDomainBundle"]
-            }
-        }
+        PassOutcome::Ready { trust_domain: td("p.org"), action: Action::Updated { fields: vec!["trustDomainBundle"] } }
     );
-    assert_eq!(
-        spire.get("p.org").unwrap().trust_domain_bundle,
-        Some(b2.clone())
-    );
+    assert_eq!(spire.get("p.org").unwrap().trust_domain_bundle, Some(b2.clone()));
     // ...and not again, even after SPIRE refreshes once more.
     spire.refresh("p.org", bundle("p.org", &[&ca3], &[]));
     r.pass_with(&spire, &crs).await.unwrap();
     assert_eq!(spire.take_calls(), ["list"]);
 
     // A URL change alone does not re-send the bootstrap bundle.
-    let crs = vec![cr(
-        "p",
-        "u",
-        1,
-        spiffe_spec("p.org", "https://p2", eid, Some(&b2)),
-    )];
+    let crs = vec![cr("p", "u", 1, spiffe_spec("p.org", "https://p2", eid, Some(&b2)))];
     r.pass_with(&spire, &crs).await.unwrap();
     assert_eq!(spire.take_calls(), ["list", "update p.org"]);
-    assert_eq!(
-        spire.get("p.org").unwrap().trust_domain_bundle,
-        Some(bundle("p.org", &[&ca3], &[]))
-    );
+    assert_eq!(spire.get("p.org").unwrap().trust_domain_bundle, Some(bundle("p.org", &[&ca3], &[])));
 
     // A restart (empty memory) with SPIRE holding a superset of the CR bundle: no write.
     let with_b2 = bundle("p.org", &[&ca2, &ca3], &[]);
@@ -1211,21 +822,14 @@ async fn failures() {
     let ca = ca_der();
     let b = bundle("p.org", &[&ca], &[]);
     let eid = "spiffe://p.org/s";
-    let spire = FakeSpire::with(vec![spiffe_fr(
-        "p.org",
-        "https://p",
-        eid,
-        Some(bundle("p.org", &[&ca_der()], &[])),
-    )]);
+    let spire = FakeSpire::with(vec![spiffe_fr("p.org", "https://p", eid, Some(bundle("p.org", &[&ca_der()], &[])))]);
     let mut r = FederationReconciler::new("", true);
 
     // A failed list: Err, nothing written.
     *spire.fail_list.lock().unwrap() = true;
     let err = r.pass_with(&spire, &[]).await.unwrap_err();
     assert!(
-        err.to_string().starts_with(
-            "failed to list federation relationships: ListFederationRelationships failed"
-        ),
+        err.to_string().starts_with("failed to list federation relationships: ListFederationRelationships failed"),
         "{err}"
     );
     assert_eq!(spire.take_calls(), ["list"]);
@@ -1233,12 +837,7 @@ async fn failures() {
 
     // An update RPC failure: ApplyFailed, counted, bundle not remembered, retried next pass.
     let crs = vec![
-        cr(
-            "p",
-            "u",
-            1,
-            spiffe_spec("p.org", "https://p", eid, Some(&b)),
-        ),
+        cr("p", "u", 1, spiffe_spec("p.org", "https://p", eid, Some(&b))),
         cr("q", "v", 2, web_spec("q.org", "https://q")),
     ];
     *spire.fail_update_rpc.lock().unwrap() = true;
@@ -1247,17 +846,12 @@ async fn failures() {
     assert_eq!(spire.take_calls(), ["list", "create q.org", "update p.org"]);
     assert_eq!((res.updated, res.created, res.failed), (0, 0, 2));
     assert_eq!(res.write_errors.len(), 1);
-    assert!(
-        matches!(&res.outcomes["p"], PassOutcome::ApplyFailed { message, .. } if message.contains("down"))
-    );
+    assert!(matches!(&res.outcomes["p"], PassOutcome::ApplyFailed { message, .. } if message.contains("down")));
     assert!(
         matches!(&res.outcomes["q"], PassOutcome::ApplyFailed { message, .. } if message.contains("datastore error"))
     );
     assert_eq!(res.outcomes["p"].reason(), "ApplyFailed");
-    assert_eq!(
-        res.writes,
-        BTreeMap::from([(("create", "error"), 1), (("update", "error"), 1)])
-    );
+    assert_eq!(res.writes, BTreeMap::from([(("create", "error"), 1), (("update", "error"), 1)]));
     assert!(r.memory().is_empty());
 
     *spire.fail_update_rpc.lock().unwrap() = false;
@@ -1273,9 +867,7 @@ async fn delete_of_a_vanished_relationship_counts_as_deleted() {
     // SPIRE lists it, but it is gone by the time the delete arrives.
     struct Vanishing(FakeSpire);
     impl FederationApi for Vanishing {
-        async fn list_federation_relationships(
-            &self,
-        ) -> Result<Vec<FederationRelationship>, SpireError> {
+        async fn list_federation_relationships(&self) -> Result<Vec<FederationRelationship>, SpireError> {
             let out = self.0.list_federation_relationships().await;
             self.0.relationships.lock().unwrap().clear();
             out
@@ -1283,15 +875,13 @@ async fn delete_of_a_vanished_relationship_counts_as_deleted() {
         async fn create_federation_relationships(
             &self,
             r: &[FederationRelationship],
-        ) -> Result<Vec<BatchResult<FederationRelationship>>, BatchError<FederationRelationship>>
-        {
+        ) -> Result<Vec<BatchResult<FederationRelationship>>, BatchError<FederationRelationship>> {
             self.0.create_federation_relationships(r).await
         }
         async fn update_federation_relationships(
             &self,
             r: &[FederationRelationship],
-        ) -> Result<Vec<BatchResult<FederationRelationship>>, BatchError<FederationRelationship>>
-        {
+        ) -> Result<Vec<BatchResult<FederationRelationship>>, BatchError<FederationRelationship>> {
             self.0.update_federation_relationships(r).await
         }
         async fn delete_federation_relationships(
@@ -1302,10 +892,7 @@ async fn delete_of_a_vanished_relationship_counts_as_deleted() {
         }
     }
     let spire = Vanishing(FakeSpire::with(vec![web_fr("x.org", "https://x")]));
-    let res = FederationReconciler::new("", true)
-        .pass_with(&spire, &[])
-        .await
-        .unwrap();
+    let res = FederationReconciler::new("", true).pass_with(&spire, &[]).await.unwrap();
     assert_eq!((res.deleted, res.failed), (1, 0));
     assert_eq!(res.writes, BTreeMap::from([(("delete", "not_found"), 1)]));
 }

@@ -46,23 +46,13 @@ fn federations(server: &SpireServer) -> BTreeMap<String, (String, &'static str, 
             a.iter()
                 .map(|fr| {
                     let (profile, id) = if fr.get("https_spiffe").is_some_and(|p| !p.is_null()) {
-                        (
-                            "https_spiffe",
-                            fr["https_spiffe"]["endpoint_spiffe_id"]
-                                .as_str()
-                                .unwrap()
-                                .to_owned(),
-                        )
+                        ("https_spiffe", fr["https_spiffe"]["endpoint_spiffe_id"].as_str().unwrap().to_owned())
                     } else {
                         ("https_web", String::new())
                     };
                     (
                         fr["trust_domain"].as_str().unwrap().to_owned(),
-                        (
-                            fr["bundle_endpoint_url"].as_str().unwrap().to_owned(),
-                            profile,
-                            id,
-                        ),
+                        (fr["bundle_endpoint_url"].as_str().unwrap().to_owned(), profile, id),
                     )
                 })
                 .collect()
@@ -82,11 +72,7 @@ fn federated_bundles(server: &SpireServer) -> BTreeMap<String, Vec<Vec<u8>>> {
                         .as_array()
                         .unwrap()
                         .iter()
-                        .map(|c| {
-                            base64::engine::general_purpose::STANDARD
-                                .decode(c["asn1"].as_str().unwrap())
-                                .unwrap()
-                        })
+                        .map(|c| base64::engine::general_purpose::STANDARD.decode(c["asn1"].as_str().unwrap()).unwrap())
                         .collect();
                     certs.sort();
                     (b["trust_domain"].as_str().unwrap().to_owned(), certs)
@@ -98,19 +84,13 @@ fn federated_bundles(server: &SpireServer) -> BTreeMap<String, Vec<Vec<u8>>> {
 
 // ---------------------------------------------------------------- CRs
 
-fn cr(
-    name: &str,
-    created: i64,
-    spec: ClusterFederatedTrustDomainSpec,
-) -> Arc<ClusterFederatedTrustDomain> {
+fn cr(name: &str, created: i64, spec: ClusterFederatedTrustDomainSpec) -> Arc<ClusterFederatedTrustDomain> {
     let mut cr = ClusterFederatedTrustDomain::new(name, spec);
     cr.metadata = ObjectMeta {
         name: Some(name.into()),
         uid: Some(format!("uid-{name}")),
         generation: Some(1),
-        creation_timestamp: Some(Time(
-            Timestamp::from_second(1_700_000_000 + created).unwrap(),
-        )),
+        creation_timestamp: Some(Time(Timestamp::from_second(1_700_000_000 + created).unwrap())),
         ..Default::default()
     };
     Arc::new(cr)
@@ -120,21 +100,13 @@ fn web(trust_domain: &str, url: &str) -> ClusterFederatedTrustDomainSpec {
     ClusterFederatedTrustDomainSpec {
         trust_domain: trust_domain.into(),
         bundle_endpoint_url: url.into(),
-        bundle_endpoint_profile: CrProfile {
-            r#type: BundleEndpointProfileType::HttpsWeb,
-            endpoint_spiffe_id: None,
-        },
+        bundle_endpoint_profile: CrProfile { r#type: BundleEndpointProfileType::HttpsWeb, endpoint_spiffe_id: None },
         trust_domain_bundle: None,
         class_name: None,
     }
 }
 
-fn spiffe(
-    trust_domain: &str,
-    url: &str,
-    endpoint_id: &str,
-    bundle: Option<String>,
-) -> ClusterFederatedTrustDomainSpec {
+fn spiffe(trust_domain: &str, url: &str, endpoint_id: &str, bundle: Option<String>) -> ClusterFederatedTrustDomainSpec {
     ClusterFederatedTrustDomainSpec {
         trust_domain: trust_domain.into(),
         bundle_endpoint_url: url.into(),
@@ -167,21 +139,13 @@ fn ca_der(trust_domain: &str) -> Vec<u8> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.subject_alt_names = vec![rcgen::SanType::URI(
-        format!("spiffe://{trust_domain}").try_into().unwrap(),
-    )];
+    params.subject_alt_names = vec![rcgen::SanType::URI(format!("spiffe://{trust_domain}").try_into().unwrap())];
     params.self_signed(&key).unwrap().der().to_vec()
 }
 
 fn assert_zero_writes(res: &PassResult, what: &str) {
     assert_eq!(
-        (
-            res.created,
-            res.updated,
-            res.deleted,
-            res.failed,
-            res.write_attempts()
-        ),
+        (res.created, res.updated, res.deleted, res.failed, res.write_attempts()),
         (0, 0, 0, 0, 0),
         "{what}: {res:#?}"
     );
@@ -204,91 +168,32 @@ async fn federation_against_real_spire_servers() {
     let partner_url = partner.var("SPIRE_BUNDLE_ENDPOINT_URL").to_owned();
     let partner_port = partner.var("SPIRE_BUNDLE_ENDPOINT_PORT").to_owned();
     let partner_doc = partner.cli_ok(&["bundle", "show", "-format", "spiffe"]);
-    let partner_bundle =
-        Bundle::parse_jwks(TrustDomain::parse(PARTNER_TD).unwrap(), &partner_doc).unwrap();
+    let partner_bundle = Bundle::parse_jwks(TrustDomain::parse(PARTNER_TD).unwrap(), &partner_doc).unwrap();
     assert!(!partner_bundle.x509_authorities.is_empty());
     assert!(federations(&main).is_empty());
-    assert!(
-        !federated_bundles(&main).contains_key(PARTNER_TD),
-        "main starts without the partner's bundle"
-    );
+    assert!(!federated_bundles(&main).contains_key(PARTNER_TD), "main starts without the partner's bundle");
 
     // ---- create: one https_web, one https_spiffe (with the partner's bundle as bootstrap)
-    let web_v1 = cr(
-        "web",
-        1,
-        web("web.example", "https://web.example.invalid/bundle"),
-    );
-    let partner_v1 = cr(
-        "partner",
-        2,
-        spiffe(
-            PARTNER_TD,
-            &partner_url,
-            PARTNER_ENDPOINT_ID,
-            Some(partner_doc.clone()),
-        ),
-    );
+    let web_v1 = cr("web", 1, web("web.example", "https://web.example.invalid/bundle"));
+    let partner_v1 = cr("partner", 2, spiffe(PARTNER_TD, &partner_url, PARTNER_ENDPOINT_ID, Some(partner_doc.clone())));
     // https_web with a bootstrap bundle (SPIRE cannot fetch from this URL: it keeps ours).
     let boot_ca = ca_der("boot.example");
-    let boot_bundle = Bundle {
-        x509_authorities: vec![boot_ca.clone()],
-        ..Bundle::empty(td("boot.example"))
-    };
+    let boot_bundle = Bundle { x509_authorities: vec![boot_ca.clone()], ..Bundle::empty(td("boot.example")) };
     let mut boot_spec = web("boot.example", "https://boot.example.invalid/");
     boot_spec.trust_domain_bundle = Some(boot_bundle.to_jwks());
     let mut crs = vec![web_v1.clone(), partner_v1.clone(), cr("boot", 0, boot_spec)];
     let res = reconciler.pass(&client, &crs).await.unwrap();
-    assert_eq!(
-        (res.created, res.updated, res.deleted, res.failed),
-        (3, 0, 0, 0),
-        "{res:#?}"
-    );
-    assert_eq!(
-        federated_bundles(&main).get("boot.example"),
-        Some(&vec![boot_ca.clone()])
-    );
+    assert_eq!((res.created, res.updated, res.deleted, res.failed), (3, 0, 0, 0), "{res:#?}");
+    assert_eq!(federated_bundles(&main).get("boot.example"), Some(&vec![boot_ca.clone()]));
 
+    assert_eq!(res.outcomes["web"], PassOutcome::Ready { trust_domain: td("web.example"), action: Action::Created });
+    assert_eq!(res.outcomes["partner"], PassOutcome::Ready { trust_domain: td(PARTNER_TD), action: Action::Created });
+    assert_eq!(federations(&main).remove("boot.example").unwrap().1, "https_web");
     assert_eq!(
-        res.outcomes["web"],
-        PassOutcome::Ready {
-            trust_domain: td("web.example"),
-            action: Action::Created
-        }
-    );
-    assert_eq!(
-        res.outcomes["partner"],
-        PassOutcome::Ready {
-            trust_domain: td(PARTNER_TD),
-            action: Action::Created
-        }
-    );
-    assert_eq!(
-        federations(&main).remove("boot.example").unwrap().1,
-        "https_web"
-    );
-    assert_eq!(
-        federations(&main)
-            .into_iter()
-            .filter(|(k, _)| k != "boot.example")
-            .collect::<BTreeMap<_, _>>(),
+        federations(&main).into_iter().filter(|(k, _)| k != "boot.example").collect::<BTreeMap<_, _>>(),
         BTreeMap::from([
-            (
-                "web.example".to_owned(),
-                (
-                    "https://web.example.invalid/bundle".to_owned(),
-                    "https_web",
-                    String::new()
-                )
-            ),
-            (
-                PARTNER_TD.to_owned(),
-                (
-                    partner_url.clone(),
-                    "https_spiffe",
-                    PARTNER_ENDPOINT_ID.to_owned()
-                )
-            ),
+            ("web.example".to_owned(), ("https://web.example.invalid/bundle".to_owned(), "https_web", String::new())),
+            (PARTNER_TD.to_owned(), (partner_url.clone(), "https_spiffe", PARTNER_ENDPOINT_ID.to_owned())),
         ])
     );
 
@@ -298,74 +203,42 @@ async fn federation_against_real_spire_servers() {
     assert!(main.cli_ok(&["bundle", "list"]).contains(PARTNER_TD));
     // An authenticated fetch from the https_spiffe endpoint (fails unless the endpoint's
     // SVID verifies against the bootstrap bundle and has the endpoint SPIFFE ID).
-    assert!(
-        main.cli_ok(&["federation", "refresh", "-id", PARTNER_TD])
-            .contains("Bundle refreshed")
-    );
+    assert!(main.cli_ok(&["federation", "refresh", "-id", PARTNER_TD]).contains("Bundle refreshed"));
     assert_eq!(federated_bundles(&main).get(PARTNER_TD), Some(&partner_cas));
 
     // ---- no change: zero writes (SPIRE's refreshed bundle differs in metadata from the CR's)
     let res = reconciler.pass(&client, &crs).await.unwrap();
     assert_zero_writes(&res, "second pass");
     assert_eq!(res.unchanged, 3);
-    assert_eq!(
-        reconciler.memory().len(),
-        2,
-        "the partner's and boot's bundles"
-    );
+    assert_eq!(reconciler.memory().len(), 2, "the partner's and boot's bundles");
     // A restart (fresh reconciler, empty bundle memory): still zero writes.
-    let res = FederationReconciler::new("", false)
-        .pass(&client, &crs)
-        .await
-        .unwrap();
+    let res = FederationReconciler::new("", false).pass(&client, &crs).await.unwrap();
     assert_zero_writes(&res, "pass after a restart");
     // The https_web relationship goes with its CR.
     crs.pop();
     let res = reconciler.pass(&client, &crs).await.unwrap();
-    assert_eq!(
-        (res.deleted, res.failed, res.write_attempts()),
-        (1, 0, 1),
-        "{res:#?}"
-    );
+    assert_eq!((res.deleted, res.failed, res.write_attempts()), (1, 0, 1), "{res:#?}");
     assert_eq!(res.deleted_trust_domains, vec![td("boot.example")]);
     assert_eq!(reconciler.memory().len(), 1);
 
     // ---- update: URL (https_web)
-    crs[0] = cr(
-        "web",
-        1,
-        web("web.example", "https://web2.example.invalid/bundle"),
-    );
+    crs[0] = cr("web", 1, web("web.example", "https://web2.example.invalid/bundle"));
     let res = reconciler.pass(&client, &crs).await.unwrap();
-    assert_eq!(
-        (res.updated, res.failed, res.write_attempts()),
-        (1, 0, 1),
-        "{res:#?}"
-    );
+    assert_eq!((res.updated, res.failed, res.write_attempts()), (1, 0, 1), "{res:#?}");
     assert_eq!(
         res.outcomes["web"],
         PassOutcome::Ready {
             trust_domain: td("web.example"),
-            action: Action::Updated {
-                fields: vec!["bundleEndpointURL"]
-            }
+            action: Action::Updated { fields: vec!["bundleEndpointURL"] }
         }
     );
-    assert_eq!(
-        federations(&main)["web.example"].0,
-        "https://web2.example.invalid/bundle"
-    );
+    assert_eq!(federations(&main)["web.example"].0, "https://web2.example.invalid/bundle");
 
     // ---- update: profile https_web -> https_spiffe, then back
     crs[0] = cr(
         "web",
         1,
-        spiffe(
-            "web.example",
-            "https://web2.example.invalid/bundle",
-            "spiffe://web.example/spire/server",
-            None,
-        ),
+        spiffe("web.example", "https://web2.example.invalid/bundle", "spiffe://web.example/spire/server", None),
     );
     let res = reconciler.pass(&client, &crs).await.unwrap();
     assert_eq!((res.updated, res.failed), (1, 0), "{res:#?}");
@@ -377,50 +250,29 @@ async fn federation_against_real_spire_servers() {
             "spiffe://web.example/spire/server".to_owned()
         )
     );
-    crs[0] = cr(
-        "web",
-        1,
-        web("web.example", "https://web2.example.invalid/bundle"),
-    );
+    crs[0] = cr("web", 1, web("web.example", "https://web2.example.invalid/bundle"));
     let res = reconciler.pass(&client, &crs).await.unwrap();
     assert_eq!(
         res.outcomes["web"],
         PassOutcome::Ready {
             trust_domain: td("web.example"),
-            action: Action::Updated {
-                fields: vec!["bundleEndpointProfile"]
-            }
+            action: Action::Updated { fields: vec!["bundleEndpointProfile"] }
         }
     );
     assert_eq!(
         federations(&main)["web.example"],
-        (
-            "https://web2.example.invalid/bundle".to_owned(),
-            "https_web",
-            String::new()
-        )
+        ("https://web2.example.invalid/bundle".to_owned(), "https_web", String::new())
     );
 
     // ---- update: URL of the https_spiffe relationship (bundle unchanged: none sent, SPIRE keeps its own)
     let partner_url2 = format!("https://localhost:{partner_port}");
-    crs[1] = cr(
-        "partner",
-        2,
-        spiffe(
-            PARTNER_TD,
-            &partner_url2,
-            PARTNER_ENDPOINT_ID,
-            Some(partner_doc.clone()),
-        ),
-    );
+    crs[1] = cr("partner", 2, spiffe(PARTNER_TD, &partner_url2, PARTNER_ENDPOINT_ID, Some(partner_doc.clone())));
     let res = reconciler.pass(&client, &crs).await.unwrap();
     assert_eq!(
         res.outcomes["partner"],
         PassOutcome::Ready {
             trust_domain: td(PARTNER_TD),
-            action: Action::Updated {
-                fields: vec!["bundleEndpointURL"]
-            }
+            action: Action::Updated { fields: vec!["bundleEndpointURL"] }
         }
     );
     assert_eq!(federations(&main)[PARTNER_TD].0, partner_url2);
@@ -429,110 +281,59 @@ async fn federation_against_real_spire_servers() {
         Some(&partner_cas),
         "an update without a bundle keeps SPIRE's"
     );
-    assert!(
-        main.cli_ok(&["federation", "refresh", "-id", PARTNER_TD])
-            .contains("Bundle refreshed")
-    );
+    assert!(main.cli_ok(&["federation", "refresh", "-id", PARTNER_TD]).contains("Bundle refreshed"));
 
     // ---- update: the bundle alone (upstream would not push this)
     let extra_ca = ca_der(PARTNER_TD);
     let mut edited = partner_bundle.clone();
     edited.x509_authorities.push(extra_ca.clone());
-    crs[1] = cr(
-        "partner",
-        2,
-        spiffe(
-            PARTNER_TD,
-            &partner_url2,
-            PARTNER_ENDPOINT_ID,
-            Some(edited.to_jwks()),
-        ),
-    );
+    crs[1] = cr("partner", 2, spiffe(PARTNER_TD, &partner_url2, PARTNER_ENDPOINT_ID, Some(edited.to_jwks())));
     crs[1] = {
         let mut c = (*crs[1]).clone();
         c.metadata.generation = Some(2);
         Arc::new(c)
     };
     let res = reconciler.pass(&client, &crs).await.unwrap();
-    assert_eq!(
-        (res.updated, res.failed, res.write_attempts()),
-        (1, 0, 1),
-        "{res:#?}"
-    );
+    assert_eq!((res.updated, res.failed, res.write_attempts()), (1, 0, 1), "{res:#?}");
     assert_eq!(
         res.outcomes["partner"],
         PassOutcome::Ready {
             trust_domain: td(PARTNER_TD),
-            action: Action::Updated {
-                fields: vec!["trustDomainBundle"]
-            }
+            action: Action::Updated { fields: vec!["trustDomainBundle"] }
         }
     );
     let with_extra = sorted([partner_cas.clone(), vec![extra_ca.clone()]].concat());
-    assert_eq!(
-        federated_bundles(&main).get(PARTNER_TD),
-        Some(&with_extra),
-        "the edited bundle reached SPIRE"
-    );
+    assert_eq!(federated_bundles(&main).get(PARTNER_TD), Some(&with_extra), "the edited bundle reached SPIRE");
 
     // Pushed once: SPIRE refreshes from the endpoint (dropping the extra authority) and
     // the pass does not put it back.
-    assert!(
-        main.cli_ok(&["federation", "refresh", "-id", PARTNER_TD])
-            .contains("Bundle refreshed")
-    );
-    assert_eq!(
-        federated_bundles(&main).get(PARTNER_TD),
-        Some(&partner_cas),
-        "SPIRE refreshed from the endpoint"
-    );
+    assert!(main.cli_ok(&["federation", "refresh", "-id", PARTNER_TD]).contains("Bundle refreshed"));
+    assert_eq!(federated_bundles(&main).get(PARTNER_TD), Some(&partner_cas), "SPIRE refreshed from the endpoint");
     let res = reconciler.pass(&client, &crs).await.unwrap();
     assert_zero_writes(&res, "after SPIRE's refresh");
-    assert_eq!(
-        federated_bundles(&main).get(PARTNER_TD),
-        Some(&partner_cas),
-        "no fight with SPIRE's refreshed bundle"
-    );
+    assert_eq!(federated_bundles(&main).get(PARTNER_TD), Some(&partner_cas), "no fight with SPIRE's refreshed bundle");
     // After a restart, the CR's status (Ready at its generation, as the runtime writes it)
     // says the bundle was applied: zero writes too.
     let with_status: Vec<_> = crs.iter().map(with_ready_status).collect();
-    let res = FederationReconciler::new("", false)
-        .pass(&client, &with_status)
-        .await
-        .unwrap();
+    let res = FederationReconciler::new("", false).pass(&client, &with_status).await.unwrap();
     assert_zero_writes(&res, "restart with status");
 
     // ---- conflict: a newer CR for the same trust domain loses, nothing is written
-    crs.push(cr(
-        "partner-dup",
-        3,
-        web(PARTNER_TD, "https://elsewhere.invalid"),
-    ));
+    crs.push(cr("partner-dup", 3, web(PARTNER_TD, "https://elsewhere.invalid")));
     let res = reconciler.pass(&client, &crs).await.unwrap();
     assert_zero_writes(&res, "conflict");
-    assert_eq!(
-        res.outcomes["partner-dup"],
-        PassOutcome::Conflict {
-            winner: "partner".into()
-        }
-    );
+    assert_eq!(res.outcomes["partner-dup"], PassOutcome::Conflict { winner: "partner".into() });
     assert_eq!(res.outcomes["partner-dup"].reason(), "Conflict");
     assert_eq!(federations(&main)[PARTNER_TD].0, partner_url2);
 
     // ---- invalid: the relationship is kept (upstream would delete it) and reported
-    crs[0] = cr(
-        "web",
-        1,
-        web("web.example", "http://web2.example.invalid/bundle"),
-    );
+    crs[0] = cr("web", 1, web("web.example", "http://web2.example.invalid/bundle"));
     let res = reconciler.pass(&client, &crs).await.unwrap();
     assert_zero_writes(&res, "invalid CR");
     match &res.outcomes["web"] {
         PassOutcome::Invalid { message, kept } => {
             assert!(
-                message.starts_with(
-                    "spec.bundleEndpointURL: invalid bundleEndpointURL value: scheme must be https"
-                ),
+                message.starts_with("spec.bundleEndpointURL: invalid bundleEndpointURL value: scheme must be https"),
                 "{message}"
             );
             assert_eq!(kept.as_ref(), Some(&td("web.example")));
@@ -546,31 +347,18 @@ async fn federation_against_real_spire_servers() {
     crs.remove(0);
     crs.retain(|c| c.metadata.name.as_deref() != Some("partner"));
     let res = reconciler.pass(&client, &crs).await.unwrap();
-    assert_eq!(
-        (res.deleted, res.updated, res.failed),
-        (1, 1, 0),
-        "{res:#?}"
-    );
+    assert_eq!((res.deleted, res.updated, res.failed), (1, 1, 0), "{res:#?}");
     assert_eq!(res.deleted_trust_domains, vec![td("web.example")]);
     assert_eq!(
         res.outcomes["partner-dup"],
         PassOutcome::Ready {
             trust_domain: td(PARTNER_TD),
-            action: Action::Updated {
-                fields: vec!["bundleEndpointURL", "bundleEndpointProfile"]
-            },
+            action: Action::Updated { fields: vec!["bundleEndpointURL", "bundleEndpointProfile"] },
         }
     );
     assert_eq!(
         federations(&main),
-        BTreeMap::from([(
-            PARTNER_TD.to_owned(),
-            (
-                "https://elsewhere.invalid".to_owned(),
-                "https_web",
-                String::new()
-            )
-        )])
+        BTreeMap::from([(PARTNER_TD.to_owned(), ("https://elsewhere.invalid".to_owned(), "https_web", String::new()))])
     );
 
     // ---- everything goes

@@ -53,10 +53,7 @@ fn succeeded(out: Output, what: &str) -> Output {
 
 /// A fresh directory under /tmp: it keeps socket paths short (sun_path is 108 bytes).
 fn tempdir(prefix: &str) -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in("/tmp")
-        .expect("temp dir in /tmp")
+    tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp").expect("temp dir in /tmp")
 }
 
 // ---------------------------------------------------------------- env files
@@ -70,8 +67,7 @@ impl PeersEnv {
     /// Reads and parses `path`; panics if it cannot be read.
     pub fn read(path: impl AsRef<Path>) -> PeersEnv {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         PeersEnv::parse(&text)
     }
 
@@ -88,9 +84,7 @@ impl PeersEnv {
 
     /// The value of `key`; panics if the file has none.
     pub fn get(&self, key: &str) -> &str {
-        self.0
-            .get(key)
-            .unwrap_or_else(|| panic!("{key} missing from the peers env file"))
+        self.0.get(key).unwrap_or_else(|| panic!("{key} missing from the peers env file"))
     }
 
     /// Runs `kubectl ARGS...` (`KUBECTL`) against `KUBECONFIG`.
@@ -105,11 +99,8 @@ impl PeersEnv {
     /// A Kubernetes client for `KUBECONFIG` (its current context: admin).
     #[cfg(feature = "kube")]
     pub async fn kube_client(&self) -> kube::Client {
-        let kubeconfig =
-            kube::config::Kubeconfig::read_from(self.get("KUBECONFIG")).expect("kubeconfig");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .expect("kube config");
+        let kubeconfig = kube::config::Kubeconfig::read_from(self.get("KUBECONFIG")).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("kube config");
         kube::Client::try_from(config).expect("kube client")
     }
 }
@@ -202,32 +193,20 @@ pub fn require_peers(test: &str, peers: &[&str]) -> bool {
     let missing: Vec<&str> = peers
         .iter()
         .copied()
-        .filter(|p| {
-            !peers_sh()
-                .args(["path", p])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
+        .filter(|p| !peers_sh().args(["path", p]).output().is_ok_and(|o| o.status.success()))
         .collect();
     if missing.is_empty() {
         return true;
     }
     let why = if peers_script().exists() {
-        format!(
-            "{} not built (run: e2e/peers.sh build {})",
-            missing.join(", "),
-            missing.join(" ")
-        )
+        format!("{} not built (run: e2e/peers.sh build {})", missing.join(", "), missing.join(" "))
     } else {
         format!("{} is missing", peers_script().display())
     };
     if peers_required() {
         panic!("SPIRE_TESTS_REQUIRE_PEERS is set but {why}");
     }
-    eprintln!(
-        "\n{bar}\nSKIPPED {test}: {why}\n{bar}\n",
-        bar = "!".repeat(78)
-    );
+    eprintln!("\n{bar}\nSKIPPED {test}: {why}\n{bar}\n", bar = "!".repeat(78));
     false
 }
 
@@ -248,11 +227,7 @@ impl Peers {
         let path = std::env::var_os("PEERS_ENV").filter(|p| !p.is_empty())?;
         let env = PeersEnv::read(path);
         let dir = PathBuf::from(env.get("PEERS_DIR"));
-        Some(Peers {
-            env,
-            dir,
-            own: None,
-        })
+        Some(Peers { env, dir, own: None })
     }
 
     /// Starts a set of peers of its own in a temp dir; stopped on drop.
@@ -260,15 +235,8 @@ impl Peers {
         let own = tempdir("scm-peers.");
         let dir = own.path().to_path_buf();
         // Built before `peers.sh up` runs, so that a failure stops what it started.
-        let mut peers = Peers {
-            env: PeersEnv::default(),
-            dir,
-            own: Some(own),
-        };
-        succeeded(
-            peers_sh().arg("up").arg(&peers.dir).output().unwrap(),
-            "peers.sh up",
-        );
+        let mut peers = Peers { env: PeersEnv::default(), dir, own: Some(own) };
+        succeeded(peers_sh().arg("up").arg(&peers.dir).output().unwrap(), "peers.sh up");
         peers.env = PeersEnv::read(peers.dir.join("env"));
         peers
     }
@@ -282,15 +250,9 @@ impl Peers {
     }
 
     fn up_until_exit() -> Peers {
-        let dir = repo_root()
-            .join("target")
-            .join(format!("e2e-peers-{}", std::process::id()));
+        let dir = repo_root().join("target").join(format!("e2e-peers-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let status = peers_sh()
-            .arg("up")
-            .arg(&dir)
-            .status()
-            .expect("run e2e/peers.sh up");
+        let status = peers_sh().arg("up").arg(&dir).status().expect("run e2e/peers.sh up");
         assert!(status.success(), "e2e/peers.sh up {} failed", dir.display());
         let watchdog = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; bash '{script}' down '{dir}' >/dev/null 2>&1",
@@ -308,37 +270,17 @@ impl Peers {
             .stderr(Stdio::null())
             .spawn()
             .expect("watchdog");
-        Peers {
-            env: PeersEnv::read(dir.join("env")),
-            dir,
-            own: None,
-        }
+        Peers { env: PeersEnv::read(dir.join("env")), dir, own: None }
     }
 
     /// Applies the CRDs of `crds/` (server-side) and waits until they are established.
     pub fn install_crds(&self) {
         let crds = repo_root().join("crds");
         let crds = crds.to_str().unwrap();
-        let out = self
-            .env
-            .kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crds]);
-        assert!(
-            out.status.success(),
-            "installing CRDs failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = self.env.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "-f",
-            crds,
-        ]);
-        assert!(
-            out.status.success(),
-            "CRDs not established: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = self.env.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crds]);
+        assert!(out.status.success(), "installing CRDs failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self.env.kubectl(&["wait", "--for=condition=Established", "--timeout=60s", "-f", crds]);
+        assert!(out.status.success(), "CRDs not established: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
 
@@ -380,12 +322,8 @@ impl SpireServer {
     pub fn start_in(dir: &Path, name: &str, trust_domain: &str, extra: &[&str]) -> SpireServer {
         std::fs::create_dir_all(dir).unwrap();
         // Built before `spire-up` runs, so that a failure still ends in `spire-down`.
-        let mut server = SpireServer {
-            env: PeersEnv::default(),
-            dir: dir.to_path_buf(),
-            name: name.to_owned(),
-            _tmp: None,
-        };
+        let mut server =
+            SpireServer { env: PeersEnv::default(), dir: dir.to_path_buf(), name: name.to_owned(), _tmp: None };
         let out = peers_sh()
             .arg("spire-up")
             .arg(dir)
@@ -415,19 +353,12 @@ impl SpireServer {
 
     /// Runs the spire-server CLI (`ARGS... -socketPath SOCKET`) against this server.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(self.bin())
-            .args(args)
-            .args(["-socketPath", self.socket()])
-            .output()
-            .expect("run spire-server")
+        Command::new(self.bin()).args(args).args(["-socketPath", self.socket()]).output().expect("run spire-server")
     }
 
     /// [`SpireServer::cli`], asserting success; its stdout.
     pub fn cli_ok(&self, args: &[&str]) -> String {
-        let out = succeeded(
-            self.cli(args),
-            &format!("spire-server {args:?} ({})", self.name),
-        );
+        let out = succeeded(self.cli(args), &format!("spire-server {args:?} ({})", self.name));
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -447,11 +378,7 @@ impl SpireServer {
 
 impl Drop for SpireServer {
     fn drop(&mut self) {
-        let _ = peers_sh()
-            .arg("spire-down")
-            .arg(&self.dir)
-            .arg(&self.name)
-            .output();
+        let _ = peers_sh().arg("spire-down").arg(&self.dir).arg(&self.name).output();
     }
 }
 
@@ -477,11 +404,7 @@ where
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[cfg(test)]

@@ -27,8 +27,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use scm_spiffe::TrustDomain;
 use scm_webhook::{
-    AdmissionSettings, CertResolver, Metrics, NoPodSink, Route, Server, ServerConfig, ServingCert,
-    Webhook,
+    AdmissionSettings, CertResolver, Metrics, NoPodSink, Route, Server, ServerConfig, ServingCert, Webhook,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -41,13 +40,7 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        rate: 1000,
-        seconds: 10,
-        connections: 8,
-        h2: false,
-        cert_dir: None,
-    };
+    let mut a = Args { rate: 1000, seconds: 10, connections: 8, h2: false, cert_dir: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -58,9 +51,7 @@ fn args() -> Args {
             "--cert-dir" => a.cert_dir = Some(val().into()),
             "--h2" => a.h2 = true,
             "-h" | "--help" => {
-                println!(
-                    "admission_bench [--rate N] [--seconds N] [--connections N] [--h2] [--cert-dir DIR]"
-                );
+                println!("admission_bench [--rate N] [--seconds N] [--connections N] [--h2] [--cert-dir DIR]");
                 std::process::exit(0);
             }
             other => panic!("unknown flag {other}"),
@@ -75,10 +66,7 @@ fn dev_cert(dir: Option<&std::path::Path>) -> (ServingCert, String) {
         let cert = std::fs::read(dir.join("tls.crt")).expect("tls.crt");
         let key = std::fs::read(dir.join("tls.key")).expect("tls.key");
         let ca = std::fs::read_to_string(dir.join("ca.crt")).expect("ca.crt");
-        return (
-            ServingCert::from_pem(&cert, &key).expect("usable tls.crt/tls.key"),
-            ca,
-        );
+        return (ServingCert::from_pem(&cert, &key).expect("usable tls.crt/tls.key"), ca);
     }
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::default();
@@ -86,12 +74,8 @@ fn dev_cert(dir: Option<&std::path::Path>) -> (ServingCert, String) {
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let serving =
-        ServingCert::from_pem(leaf.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+    let serving = ServingCert::from_pem(leaf.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap();
     (serving, ca_cert.pem())
 }
 
@@ -130,7 +114,12 @@ fn review(route: Route) -> Bytes {
             }
         }),
     };
-    Bytes::from(serde_json::to_vec(&serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})).unwrap())
+    Bytes::from(
+        serde_json::to_vec(
+            &serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}),
+        )
+        .unwrap(),
+    )
 }
 
 enum Sender {
@@ -141,15 +130,9 @@ enum Sender {
 async fn connect(addr: std::net::SocketAddr, tls: &tokio_rustls::TlsConnector, h2: bool) -> Sender {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     tcp.set_nodelay(true).unwrap();
-    let io = TokioIo::new(
-        tls.connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .unwrap(),
-    );
+    let io = TokioIo::new(tls.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap());
     if h2 {
-        let (s, c) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .unwrap();
+        let (s, c) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
         tokio::spawn(c);
         Sender::H2(s)
     } else {
@@ -177,12 +160,7 @@ async fn send(s: &mut Sender, path: &str, body: Bytes) -> Result<(), String> {
     }
     .map_err(|e| e.to_string())?;
     let status = res.status();
-    let body = res
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let body = res.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
     if status != 200 || !body.windows(14).any(|w| w == b"\"allowed\":true") {
         return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
     }
@@ -205,20 +183,10 @@ async fn main() {
     resolver.set(cert);
     let mut settings = AdmissionSettings::new(TrustDomain::parse("example.org").unwrap(), "bench");
     settings.class_name = "bench".into();
-    let webhook = Webhook::new(
-        settings,
-        Arc::new(NoPodSink),
-        Metrics::unregistered().unwrap(),
-    );
-    let server = Server::bind(
-        ServerConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            ..Default::default()
-        },
-        resolver,
-    )
-    .await
-    .unwrap();
+    let webhook = Webhook::new(settings, Arc::new(NoPodSink), Metrics::unregistered().unwrap());
+    let server = Server::bind(ServerConfig { addr: "127.0.0.1:0".parse().unwrap(), ..Default::default() }, resolver)
+        .await
+        .unwrap();
     let addr = server.local_addr().unwrap();
     let cancel = CancellationToken::new();
     let serving = tokio::spawn(server.serve(webhook.router(), cancel.clone()));
@@ -227,25 +195,15 @@ async fn main() {
     for der in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(der.unwrap()).unwrap();
     }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.alpn_protocols = vec![if a.h2 {
-        b"h2".to_vec()
-    } else {
-        b"http/1.1".to_vec()
-    }];
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![if a.h2 { b"h2".to_vec() } else { b"http/1.1".to_vec() }];
     let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg));
 
-    let routes = [
-        Route::ValidateClusterSPIFFEID,
-        Route::MutateClusterSPIFFEID,
-        Route::ObservePod,
-    ];
+    let routes = [Route::ValidateClusterSPIFFEID, Route::MutateClusterSPIFFEID, Route::ObservePod];
     let bodies: Vec<Bytes> = routes.iter().map(|r| review(*r)).collect();
 
     // Warm up every connection (handshake, first request) before measuring.
@@ -253,9 +211,7 @@ async fn main() {
     for _ in 0..a.connections {
         let mut s = connect(addr, &tls, a.h2).await;
         for (r, b) in routes.iter().zip(&bodies) {
-            send(&mut s, r.path(), b.clone())
-                .await
-                .expect("warm-up request");
+            send(&mut s, r.path(), b.clone()).await.expect("warm-up request");
         }
         senders.push(s);
     }
@@ -320,21 +276,12 @@ async fn main() {
         all.len() as f64 / elapsed.as_secs_f64(),
         elapsed.as_secs_f64(),
         errors.len(),
-        errors
-            .first()
-            .map(|e| format!(" (first: {e})"))
-            .unwrap_or_default()
+        errors.first().map(|e| format!(" (first: {e})")).unwrap_or_default()
     );
     println!("latency from send to complete response:");
     report("all", all.iter().map(|(_, d, _)| *d).collect());
     for (ri, r) in routes.iter().enumerate() {
-        report(
-            r.path(),
-            all.iter()
-                .filter(|(i, _, _)| *i == ri)
-                .map(|(_, d, _)| *d)
-                .collect(),
-        );
+        report(r.path(), all.iter().filter(|(i, _, _)| *i == ri).map(|(_, d, _)| *d).collect());
     }
     println!("latency from the scheduled send time (includes ~1 ms timer granularity):");
     report("all", all.iter().map(|(_, _, d)| *d).collect());

@@ -73,33 +73,22 @@ impl Route {
     pub fn path(self) -> &'static str {
         match self {
             Route::ValidateClusterSPIFFEID => "/validate-spire-spiffe-io-v1alpha1-clusterspiffeid",
-            Route::ValidateClusterStaticEntry => {
-                "/validate-spire-spiffe-io-v1alpha1-clusterstaticentry"
-            }
+            Route::ValidateClusterStaticEntry => "/validate-spire-spiffe-io-v1alpha1-clusterstaticentry",
             Route::ValidateClusterFederatedTrustDomain => {
                 "/validate-spire-spiffe-io-v1alpha1-clusterfederatedtrustdomain"
             }
             Route::MutateClusterSPIFFEID => "/mutate-spire-spiffe-io-v1alpha1-clusterspiffeid",
-            Route::MutateClusterStaticEntry => {
-                "/mutate-spire-spiffe-io-v1alpha1-clusterstaticentry"
-            }
-            Route::MutateClusterFederatedTrustDomain => {
-                "/mutate-spire-spiffe-io-v1alpha1-clusterfederatedtrustdomain"
-            }
+            Route::MutateClusterStaticEntry => "/mutate-spire-spiffe-io-v1alpha1-clusterstaticentry",
+            Route::MutateClusterFederatedTrustDomain => "/mutate-spire-spiffe-io-v1alpha1-clusterfederatedtrustdomain",
             Route::ObservePod => "/observe-v1-pod",
         }
     }
 
     fn crd_kind(self) -> Option<CrdKind> {
         match self {
-            Route::ValidateClusterSPIFFEID | Route::MutateClusterSPIFFEID => {
-                Some(CrdKind::ClusterSPIFFEID)
-            }
-            Route::ValidateClusterStaticEntry | Route::MutateClusterStaticEntry => {
-                Some(CrdKind::ClusterStaticEntry)
-            }
-            Route::ValidateClusterFederatedTrustDomain
-            | Route::MutateClusterFederatedTrustDomain => {
+            Route::ValidateClusterSPIFFEID | Route::MutateClusterSPIFFEID => Some(CrdKind::ClusterSPIFFEID),
+            Route::ValidateClusterStaticEntry | Route::MutateClusterStaticEntry => Some(CrdKind::ClusterStaticEntry),
+            Route::ValidateClusterFederatedTrustDomain | Route::MutateClusterFederatedTrustDomain => {
                 Some(CrdKind::ClusterFederatedTrustDomain)
             }
             Route::ObservePod => None,
@@ -109,9 +98,7 @@ impl Route {
     fn is_mutating(self) -> bool {
         matches!(
             self,
-            Route::MutateClusterSPIFFEID
-                | Route::MutateClusterStaticEntry
-                | Route::MutateClusterFederatedTrustDomain
+            Route::MutateClusterSPIFFEID | Route::MutateClusterStaticEntry | Route::MutateClusterFederatedTrustDomain
         )
     }
 }
@@ -121,11 +108,9 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
     for route in Route::ALL {
         router = router.route(
             route.path(),
-            post(
-                move |State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Body| {
-                    handle(inner, route, headers, body)
-                },
-            ),
+            post(move |State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Body| {
+                handle(inner, route, headers, body)
+            }),
         );
     }
     router.with_state(inner)
@@ -145,16 +130,10 @@ impl Decision {
         Self::default()
     }
     pub fn forbidden(message: String) -> Self {
-        Self {
-            denial: Some((403, "Forbidden", message)),
-            ..Self::default()
-        }
+        Self { denial: Some((403, "Forbidden", message)), ..Self::default() }
     }
     pub fn bad_request(message: String) -> Self {
-        Self {
-            denial: Some((400, "BadRequest", message)),
-            ..Self::default()
-        }
+        Self { denial: Some((400, "BadRequest", message)), ..Self::default() }
     }
 }
 
@@ -162,20 +141,13 @@ async fn handle(inner: Arc<Inner>, route: Route, headers: HeaderMap, body: Body)
     let start = Instant::now();
     let path = route.path();
     let response = handle_inner(&inner, route, headers, body).await;
-    inner
-        .metrics
-        .request_duration
-        .with_label_values(&[path])
-        .observe(start.elapsed().as_secs_f64());
+    inner.metrics.request_duration.with_label_values(&[path]).observe(start.elapsed().as_secs_f64());
     response
 }
 
 async fn handle_inner(inner: &Inner, route: Route, headers: HeaderMap, body: Body) -> Response {
     let path = route.path();
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim();
     if !media_type.eq_ignore_ascii_case("application/json") {
         return errored(
@@ -188,8 +160,7 @@ async fn handle_inner(inner: &Inner, route: Route, headers: HeaderMap, body: Bod
     let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
         Err(err) => {
-            let too_large = std::error::Error::source(&err)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            let too_large = std::error::Error::source(&err).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
                 || err.to_string().contains("length limit");
             return if too_large {
                 errored(
@@ -199,43 +170,23 @@ async fn handle_inner(inner: &Inner, route: Route, headers: HeaderMap, body: Bod
                     format!("request body exceeds {MAX_BODY_BYTES} bytes"),
                 )
             } else {
-                errored(
-                    inner,
-                    path,
-                    StatusCode::BAD_REQUEST,
-                    format!("reading request body: {err}"),
-                )
+                errored(inner, path, StatusCode::BAD_REQUEST, format!("reading request body: {err}"))
             };
         }
     };
     if bytes.is_empty() {
-        return errored(
-            inner,
-            path,
-            StatusCode::BAD_REQUEST,
-            "request body is empty".into(),
-        );
+        return errored(inner, path, StatusCode::BAD_REQUEST, "request body is empty".into());
     }
     let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&bytes) {
         Ok(r) => r,
         Err(err) => {
-            return errored(
-                inner,
-                path,
-                StatusCode::BAD_REQUEST,
-                format!("unable to decode the request: {err}"),
-            );
+            return errored(inner, path, StatusCode::BAD_REQUEST, format!("unable to decode the request: {err}"));
         }
     };
     let req: AdmissionRequest<DynamicObject> = match review.try_into() {
         Ok(r) => r,
         Err(_) => {
-            return errored(
-                inner,
-                path,
-                StatusCode::BAD_REQUEST,
-                "AdmissionReview has no request".into(),
-            );
+            return errored(inner, path, StatusCode::BAD_REQUEST, "AdmissionReview has no request".into());
         }
     };
 
@@ -261,16 +212,9 @@ fn decide(inner: &Inner, route: Route, req: &AdmissionRequest<DynamicObject>) ->
         ));
     }
     let Some(object) = req.object.as_ref() else {
-        return Decision::bad_request(format!(
-            "{} request without an object",
-            operation_str(&req.operation)
-        ));
+        return Decision::bad_request(format!("{} request without an object", operation_str(&req.operation)));
     };
-    let old = if matches!(req.operation, Operation::Update) {
-        req.old_object.as_ref()
-    } else {
-        None
-    };
+    let old = if matches!(req.operation, Operation::Update) { req.old_object.as_ref() } else { None };
     if route.is_mutating() {
         defaulting::default_object(&inner.settings, kind, object, old)
     } else {
@@ -278,12 +222,7 @@ fn decide(inner: &Inner, route: Route, req: &AdmissionRequest<DynamicObject>) ->
     }
 }
 
-fn respond(
-    inner: &Inner,
-    route: Route,
-    req: &AdmissionRequest<DynamicObject>,
-    decision: Decision,
-) -> Response {
+fn respond(inner: &Inner, route: Route, req: &AdmissionRequest<DynamicObject>, decision: Decision) -> Response {
     let path = route.path();
     let mut res = AdmissionResponse::from(req);
     let allowed = decision.denial.is_none();
@@ -295,44 +234,27 @@ fn respond(
         res.warnings = Some(decision.warnings.clone());
     }
     let mut patched = false;
-    if let Some(patch) = decision
-        .patch
-        .filter(|p| !p.0.is_empty())
-        .filter(|_| allowed)
-    {
+    if let Some(patch) = decision.patch.filter(|p| !p.0.is_empty()).filter(|_| allowed) {
         patched = true;
         res = match res.with_patch(patch) {
             Ok(r) => r,
             Err(err) => {
                 let mut r = AdmissionResponse::from(req);
                 r.allowed = false;
-                r.result = Status::failure(&format!("encoding patch: {err}"), "InternalError")
-                    .with_code(500);
+                r.result = Status::failure(&format!("encoding patch: {err}"), "InternalError").with_code(500);
                 r
             }
         };
     }
     let allowed = res.allowed;
     let operation = operation_str(&req.operation);
-    let kind = if req.kind.kind.is_empty() {
-        "unknown"
-    } else {
-        req.kind.kind.as_str()
-    };
-    inner
-        .metrics
-        .requests
-        .with_label_values(&[path, operation, if allowed { "true" } else { "false" }])
-        .inc();
+    let kind = if req.kind.kind.is_empty() { "unknown" } else { req.kind.kind.as_str() };
+    inner.metrics.requests.with_label_values(&[path, operation, if allowed { "true" } else { "false" }]).inc();
     if !allowed {
         inner.metrics.denials.with_label_values(&[path, kind]).inc();
     }
     let name = display_name(req);
-    let message = if allowed {
-        ""
-    } else {
-        res.result.message.as_str()
-    };
+    let message = if allowed { "" } else { res.result.message.as_str() };
     if route == Route::ObservePod {
         tracing::debug!(uid = %req.uid, kind, name = %name, namespace = ?req.namespace, sub_resource = ?req.sub_resource, operation, allowed, "pod admission observed");
     } else {
@@ -357,11 +279,7 @@ fn review_json(res: AdmissionResponse) -> serde_json::Value {
     if let Some(patch) = v.pointer_mut("/response/patch")
         && let Some(items) = patch.as_array()
     {
-        let bytes: Vec<u8> = items
-            .iter()
-            .filter_map(|b| b.as_u64())
-            .map(|b| b as u8)
-            .collect();
+        let bytes: Vec<u8> = items.iter().filter_map(|b| b.as_u64()).map(|b| b as u8).collect();
         *patch = serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
     }
     v
@@ -371,14 +289,10 @@ fn review_json(res: AdmissionResponse) -> serde_json::Value {
 /// body with `allowed=false` and the same code.
 fn errored(inner: &Inner, path: &'static str, status: StatusCode, message: String) -> Response {
     tracing::warn!(path, status = status.as_u16(), %message, "admission request rejected before decoding");
-    inner
-        .metrics
-        .requests
-        .with_label_values(&[path, "UNKNOWN", "false"])
-        .inc();
+    inner.metrics.requests.with_label_values(&[path, "UNKNOWN", "false"]).inc();
     let mut res = AdmissionResponse::invalid(&message);
-    res.result = Status::failure(&message, status.canonical_reason().unwrap_or("BadRequest"))
-        .with_code(status.as_u16());
+    res.result =
+        Status::failure(&message, status.canonical_reason().unwrap_or("BadRequest")).with_code(status.as_u16());
     (status, axum::Json(res.into_review())).into_response()
 }
 
@@ -396,19 +310,11 @@ fn display_name(req: &AdmissionRequest<DynamicObject>) -> String {
     if !req.name.is_empty() {
         return req.name.clone();
     }
-    for obj in [req.object.as_ref(), req.old_object.as_ref()]
-        .into_iter()
-        .flatten()
-    {
+    for obj in [req.object.as_ref(), req.old_object.as_ref()].into_iter().flatten() {
         if let Some(n) = obj.metadata.name.as_ref().filter(|n| !n.is_empty()) {
             return n.clone();
         }
-        if let Some(g) = obj
-            .metadata
-            .generate_name
-            .as_ref()
-            .filter(|n| !n.is_empty())
-        {
+        if let Some(g) = obj.metadata.generate_name.as_ref().filter(|n| !n.is_empty()) {
             return format!("{g}*");
         }
     }

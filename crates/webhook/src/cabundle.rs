@@ -91,16 +91,8 @@ impl CaBundleParams {
     pub fn new(validating_name: impl Into<String>) -> Self {
         Self {
             configs: vec![
-                WebhookConfigRef {
-                    kind: ConfigKind::Validating,
-                    name: validating_name.into(),
-                    required: true,
-                },
-                WebhookConfigRef {
-                    kind: ConfigKind::Mutating,
-                    name: DEFAULT_MUTATING_NAME.into(),
-                    required: false,
-                },
+                WebhookConfigRef { kind: ConfigKind::Validating, name: validating_name.into(), required: true },
+                WebhookConfigRef { kind: ConfigKind::Mutating, name: DEFAULT_MUTATING_NAME.into(), required: false },
                 WebhookConfigRef {
                     kind: ConfigKind::Validating,
                     name: DEFAULT_POD_OBSERVER_NAME.into(),
@@ -157,11 +149,7 @@ impl CaBundleManager {
         let (hosts_tx, hosts) = watch::channel(None);
         let (synced_tx, synced) = watch::channel(false);
         let task = tokio::spawn(run(client, params, bundles, cancel, hosts_tx, synced_tx));
-        CaBundleHandle {
-            task,
-            hosts,
-            synced,
-        }
+        CaBundleHandle { task, hosts, synced }
     }
 }
 
@@ -186,11 +174,7 @@ fn hooks_of<'a>(configs: impl Iterator<Item = (&'a str, &'a WebhookClientConfig)
     configs
         .map(|(name, cc)| Hook {
             name: name.to_owned(),
-            ca_bundle: cc
-                .ca_bundle
-                .as_ref()
-                .map(|b| b.0.clone())
-                .unwrap_or_default(),
+            ca_bundle: cc.ca_bundle.as_ref().map(|b| b.0.clone()).unwrap_or_default(),
             host: host_of(cc),
         })
         .collect()
@@ -210,21 +194,11 @@ pub fn host_of(cc: &WebhookClientConfig) -> Option<String> {
 }
 
 fn vwc_hooks(o: &ValidatingWebhookConfiguration) -> Vec<Hook> {
-    hooks_of(
-        o.webhooks
-            .iter()
-            .flatten()
-            .map(|w| (w.name.as_str(), &w.client_config)),
-    )
+    hooks_of(o.webhooks.iter().flatten().map(|w| (w.name.as_str(), &w.client_config)))
 }
 
 fn mwc_hooks(o: &MutatingWebhookConfiguration) -> Vec<Hook> {
-    hooks_of(
-        o.webhooks
-            .iter()
-            .flatten()
-            .map(|w| (w.name.as_str(), &w.client_config)),
-    )
+    hooks_of(o.webhooks.iter().flatten().map(|w| (w.name.as_str(), &w.client_config)))
 }
 
 fn watch_one(client: &kube::Client, r: &WebhookConfigRef) -> BoxStream<'static, Ev> {
@@ -294,15 +268,10 @@ async fn run(
     hosts_tx: watch::Sender<Option<Vec<String>>>,
     synced_tx: watch::Sender<bool>,
 ) -> Result<(), CaBundleError> {
-    let mut events =
-        futures::stream::select_all(params.configs.iter().map(|r| watch_one(&client, r)));
+    let mut events = futures::stream::select_all(params.configs.iter().map(|r| watch_one(&client, r)));
     let mut state = State {
         objects: BTreeMap::new(),
-        listed: params
-            .configs
-            .iter()
-            .map(|r| ((r.kind, r.name.clone()), false))
-            .collect(),
+        listed: params.configs.iter().map(|r| ((r.kind, r.name.clone()), false)).collect(),
         desired_pem: None,
     };
     let mut next_bundle = Instant::now();
@@ -366,10 +335,7 @@ async fn run(
                 }
                 if r.required {
                     tracing::error!(kind = r.kind.as_str(), name = %r.name, "required webhook configuration does not exist");
-                    return Err(CaBundleError::Missing {
-                        kind: r.kind.as_str(),
-                        name: r.name.clone(),
-                    });
+                    return Err(CaBundleError::Missing { kind: r.kind.as_str(), name: r.name.clone() });
                 }
                 tracing::info!(kind = r.kind.as_str(), name = %r.name, "optional webhook configuration does not exist; not managing it");
             }
@@ -390,11 +356,8 @@ async fn run(
             let mut all_ok = true;
             for (key, obj) in &state.objects {
                 let Some(hooks) = obj else { continue };
-                let stale: Vec<&str> = hooks
-                    .iter()
-                    .filter(|h| h.ca_bundle != pem.as_bytes())
-                    .map(|h| h.name.as_str())
-                    .collect();
+                let stale: Vec<&str> =
+                    hooks.iter().filter(|h| h.ca_bundle != pem.as_bytes()).map(|h| h.name.as_str()).collect();
                 if stale.is_empty() {
                     continue;
                 }
@@ -416,13 +379,7 @@ async fn run(
 }
 
 fn collect_hosts(state: &State) -> Vec<String> {
-    let mut hosts: Vec<String> = state
-        .objects
-        .values()
-        .flatten()
-        .flatten()
-        .filter_map(|h| h.host.clone())
-        .collect();
+    let mut hosts: Vec<String> = state.objects.values().flatten().flatten().filter_map(|h| h.host.clone()).collect();
     hosts.sort();
     hosts.dedup();
     hosts
@@ -445,10 +402,7 @@ async fn patch(
     manager: &str,
 ) -> Result<(), kube::Error> {
     let body = ca_bundle_patch(webhooks, pem);
-    let pp = PatchParams {
-        field_manager: Some(manager.to_owned()),
-        ..Default::default()
-    };
+    let pp = PatchParams { field_manager: Some(manager.to_owned()), ..Default::default() };
     match key.0 {
         ConfigKind::Validating => {
             Api::<ValidatingWebhookConfiguration>::all(client.clone())
@@ -479,19 +433,10 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(
-            host_of(&svc).as_deref(),
-            Some("scm-webhook.spire-system.svc")
-        );
-        let url = WebhookClientConfig {
-            url: Some("https://localhost:9443/validate-x".into()),
-            ..Default::default()
-        };
+        assert_eq!(host_of(&svc).as_deref(), Some("scm-webhook.spire-system.svc"));
+        let url = WebhookClientConfig { url: Some("https://localhost:9443/validate-x".into()), ..Default::default() };
         assert_eq!(host_of(&url).as_deref(), Some("localhost"));
-        let ip = WebhookClientConfig {
-            url: Some("https://127.0.0.1:9443/x".into()),
-            ..Default::default()
-        };
+        let ip = WebhookClientConfig { url: Some("https://127.0.0.1:9443/x".into()), ..Default::default() };
         assert_eq!(host_of(&ip).as_deref(), Some("127.0.0.1"));
         assert_eq!(host_of(&WebhookClientConfig::default()), None);
     }

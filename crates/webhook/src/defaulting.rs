@@ -33,23 +33,15 @@ pub(crate) fn default_object(
     let mut warnings = Vec::new();
     apply_defaults(settings, &mut defaulted, old, &mut warnings);
     let patch = json_patch::diff(&original, &defaulted);
-    Decision {
-        denial: None,
-        warnings,
-        patch: (!patch.0.is_empty()).then_some(patch),
-    }
+    Decision { denial: None, warnings, patch: (!patch.0.is_empty()).then_some(patch) }
 }
 
 fn spec_class(obj: &Value) -> &str {
-    obj.pointer("/spec/className")
-        .and_then(Value::as_str)
-        .unwrap_or("")
+    obj.pointer("/spec/className").and_then(Value::as_str).unwrap_or("")
 }
 
 fn label_class(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/labels")
-        .and_then(|l| l.get(scm_api::CLASS_NAME_LABEL))
-        .and_then(Value::as_str)
+    obj.pointer("/metadata/labels").and_then(|l| l.get(scm_api::CLASS_NAME_LABEL)).and_then(Value::as_str)
 }
 
 fn apply_defaults(
@@ -65,10 +57,7 @@ fn apply_defaults(
         && spec_class(obj).is_empty()
         && let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut)
     {
-        spec.insert(
-            "className".into(),
-            Value::String(settings.class_name.clone()),
-        );
+        spec.insert("className".into(), Value::String(settings.class_name.clone()));
     }
 
     // 2. The class-name label mirrors spec.className.
@@ -89,9 +78,7 @@ fn apply_defaults(
         (Some(l), _) => {
             // The label differs from the class. If it was our mirror of the old class and the
             // class changed in this update, follow the class; otherwise leave it alone.
-            if old_mirrored.as_deref() == Some(l.as_str())
-                && (class.is_empty() || is_label_value(&class))
-            {
+            if old_mirrored.as_deref() == Some(l.as_str()) && (class.is_empty() || is_label_value(&class)) {
                 set_label(obj, (!class.is_empty()).then_some(class.as_str()));
             } else {
                 warnings.push(format!(
@@ -108,9 +95,7 @@ fn set_label(obj: &mut Value, value: Option<&str>) {
     let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
         return;
     };
-    let labels = meta
-        .entry("labels")
-        .or_insert_with(|| Value::Object(Default::default()));
+    let labels = meta.entry("labels").or_insert_with(|| Value::Object(Default::default()));
     if labels.is_null() {
         *labels = Value::Object(Default::default());
     }
@@ -119,10 +104,7 @@ fn set_label(obj: &mut Value, value: Option<&str>) {
     };
     match value {
         Some(v) => {
-            labels.insert(
-                scm_api::CLASS_NAME_LABEL.into(),
-                Value::String(v.to_owned()),
-            );
+            labels.insert(scm_api::CLASS_NAME_LABEL.into(), Value::String(v.to_owned()));
         }
         None => {
             labels.remove(scm_api::CLASS_NAME_LABEL);
@@ -139,8 +121,7 @@ pub(crate) fn is_label_value(v: &str) -> bool {
     v.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]
@@ -159,8 +140,7 @@ mod tests {
     }
 
     fn settings(class: &str, watch_classless: bool, default_class_name: bool) -> AdmissionSettings {
-        let mut s =
-            AdmissionSettings::new(scm_spiffe::TrustDomain::parse("example.org").unwrap(), "c");
+        let mut s = AdmissionSettings::new(scm_spiffe::TrustDomain::parse("example.org").unwrap(), "c");
         s.class_name = class.into();
         s.watch_classless = watch_classless;
         s.default_class_name = default_class_name;
@@ -176,33 +156,13 @@ mod tests {
         let o = obj(
             json!({"apiVersion":"spire.spiffe.io/v1alpha1","kind":"ClusterSPIFFEID","metadata":{"name":"x"},"spec":{"spiffeIDTemplate":"t"}}),
         );
-        let d = default_object(
-            &settings("blue", false, false),
-            CrdKind::ClusterSPIFFEID,
-            &o,
-            None,
-        );
+        let d = default_object(&settings("blue", false, false), CrdKind::ClusterSPIFFEID, &o, None);
         assert!(d.patch.is_none());
-        let d = default_object(
-            &settings("blue", true, true),
-            CrdKind::ClusterSPIFFEID,
-            &o,
-            None,
-        );
+        let d = default_object(&settings("blue", true, true), CrdKind::ClusterSPIFFEID, &o, None);
         assert!(d.patch.is_none());
-        let d = default_object(
-            &settings("", false, true),
-            CrdKind::ClusterSPIFFEID,
-            &o,
-            None,
-        );
+        let d = default_object(&settings("", false, true), CrdKind::ClusterSPIFFEID, &o, None);
         assert!(d.patch.is_none());
-        let d = default_object(
-            &settings("blue", false, true),
-            CrdKind::ClusterSPIFFEID,
-            &o,
-            None,
-        );
+        let d = default_object(&settings("blue", false, true), CrdKind::ClusterSPIFFEID, &o, None);
         let patch = serde_json::to_value(d.patch.unwrap()).unwrap();
         assert_eq!(
             patch,
@@ -216,24 +176,20 @@ mod tests {
     #[test]
     fn label_follows_class_on_update_only_when_it_was_a_mirror() {
         let s = settings("", false, false);
-        let old = obj(
-            json!({"metadata":{"name":"x","labels":{"spire.spiffe.io/class-name":"a"}},"spec":{"className":"a"}}),
-        );
-        let new = obj(
-            json!({"metadata":{"name":"x","labels":{"spire.spiffe.io/class-name":"a"}},"spec":{"className":"b"}}),
-        );
+        let old =
+            obj(json!({"metadata":{"name":"x","labels":{"spire.spiffe.io/class-name":"a"}},"spec":{"className":"a"}}));
+        let new =
+            obj(json!({"metadata":{"name":"x","labels":{"spire.spiffe.io/class-name":"a"}},"spec":{"className":"b"}}));
         let d = default_object(&s, CrdKind::ClusterStaticEntry, &new, Some(&old));
         assert_eq!(
             serde_json::to_value(d.patch.unwrap()).unwrap(),
             json!([{"op":"replace","path":"/metadata/labels/spire.spiffe.io~1class-name","value":"b"}])
         );
         // Someone set the label to something else deliberately: keep it, warn.
-        let old = obj(
-            json!({"metadata":{"name":"x","labels":{"spire.spiffe.io/class-name":"z"}},"spec":{"className":"a"}}),
-        );
-        let new = obj(
-            json!({"metadata":{"name":"x","labels":{"spire.spiffe.io/class-name":"z"}},"spec":{"className":"b"}}),
-        );
+        let old =
+            obj(json!({"metadata":{"name":"x","labels":{"spire.spiffe.io/class-name":"z"}},"spec":{"className":"a"}}));
+        let new =
+            obj(json!({"metadata":{"name":"x","labels":{"spire.spiffe.io/class-name":"z"}},"spec":{"className":"b"}}));
         let d = default_object(&s, CrdKind::ClusterStaticEntry, &new, Some(&old));
         assert!(d.patch.is_none());
         assert_eq!(d.warnings.len(), 1);

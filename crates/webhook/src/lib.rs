@@ -85,13 +85,7 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn new(settings: AdmissionSettings, pod_sink: Arc<dyn PodSink>, metrics: Metrics) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                settings,
-                pod_sink,
-                metrics,
-            }),
-        }
+        Self { inner: Arc::new(Inner { settings, pod_sink, metrics }) }
     }
 
     /// The router with every admission path ([`Route::ALL`]); POST only. Serve it with

@@ -51,17 +51,11 @@ impl Metrics {
                     format!("{PREFIX}_request_duration_seconds"),
                     "Time to answer an admission request (decode, decide, encode), by path.",
                 )
-                .buckets(vec![
-                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                    1.0,
-                ]),
+                .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
                 &["path"],
             )?,
             denials: CounterVec::new(
-                Opts::new(
-                    format!("{PREFIX}_denials_total"),
-                    "Admission requests denied, by path and object kind.",
-                ),
+                Opts::new(format!("{PREFIX}_denials_total"), "Admission requests denied, by path and object kind."),
                 &["path", "kind"],
             )?,
             certificate_expiry: Gauge::new(

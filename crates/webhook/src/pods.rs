@@ -16,11 +16,7 @@ pub enum ObservedPod {
     /// A pod is being created (it may already name its node in `spec.nodeName`).
     Created(Box<Pod>),
     /// The scheduler (or anyone) bound pod `namespace/name` to `node_name`.
-    Bound {
-        namespace: String,
-        name: String,
-        node_name: String,
-    },
+    Bound { namespace: String, name: String, node_name: String },
 }
 
 /// Receives pod observations. Called on the request path: must not block (push to a
@@ -56,14 +52,9 @@ impl PodSink for tokio::sync::mpsc::Sender<ObservedPod> {
 
 /// Turns a pod or `pods/binding` admission request into an observation. Anything else
 /// (other operations, other resources, undecodable objects) is ignored.
-pub(crate) fn observe(
-    sink: &dyn PodSink,
-    req: &kube::core::admission::AdmissionRequest<kube::core::DynamicObject>,
-) {
+pub(crate) fn observe(sink: &dyn PodSink, req: &kube::core::admission::AdmissionRequest<kube::core::DynamicObject>) {
     use kube::core::admission::Operation;
-    if !matches!(req.operation, Operation::Create)
-        || req.resource.resource != "pods"
-        || !req.resource.group.is_empty()
+    if !matches!(req.operation, Operation::Create) || req.resource.resource != "pods" || !req.resource.group.is_empty()
     {
         return;
     }
@@ -71,9 +62,7 @@ pub(crate) fn observe(
         return;
     };
     match req.sub_resource.as_deref() {
-        None | Some("") => match serde_json::to_value(object)
-            .and_then(serde_json::from_value::<Pod>)
-        {
+        None | Some("") => match serde_json::to_value(object).and_then(serde_json::from_value::<Pod>) {
             Ok(mut pod) => {
                 if pod.metadata.namespace.is_none() {
                     pod.metadata.namespace = req.namespace.clone();
@@ -84,34 +73,19 @@ pub(crate) fn observe(
         },
         Some("binding") => {
             // A core/v1 Binding: `target` names the node; the request names the pod.
-            let node = object.data.get("target").filter(|t| {
-                t.get("kind")
-                    .and_then(|k| k.as_str())
-                    .is_none_or(|k| k == "Node")
-            });
-            let node_name = node
-                .and_then(|t| t.get("name"))
-                .and_then(|n| n.as_str())
-                .unwrap_or_default();
-            let name = if req.name.is_empty() {
-                object.metadata.name.clone().unwrap_or_default()
-            } else {
-                req.name.clone()
-            };
-            let namespace = req
-                .namespace
-                .clone()
-                .or_else(|| object.metadata.namespace.clone())
-                .unwrap_or_default();
+            let node = object
+                .data
+                .get("target")
+                .filter(|t| t.get("kind").and_then(|k| k.as_str()).is_none_or(|k| k == "Node"));
+            let node_name = node.and_then(|t| t.get("name")).and_then(|n| n.as_str()).unwrap_or_default();
+            let name =
+                if req.name.is_empty() { object.metadata.name.clone().unwrap_or_default() } else { req.name.clone() };
+            let namespace = req.namespace.clone().or_else(|| object.metadata.namespace.clone()).unwrap_or_default();
             if node_name.is_empty() || name.is_empty() {
                 tracing::debug!(uid = %req.uid, "pod binding without pod or node name");
                 return;
             }
-            sink.observed(ObservedPod::Bound {
-                namespace,
-                name,
-                node_name: node_name.to_owned(),
-            });
+            sink.observed(ObservedPod::Bound { namespace, name, node_name: node_name.to_owned() });
         }
         Some(_) => {}
     }

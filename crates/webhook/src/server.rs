@@ -51,20 +51,13 @@ impl ServerConfig {
     /// interfaces).
     pub fn with_host_port(host: &str, port: u16) -> std::io::Result<Self> {
         let host = if host.is_empty() { "0.0.0.0" } else { host };
-        let ip: std::net::IpAddr = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!("webhook host {host:?} is not an IP address: {e}"),
-                )
-            })?;
-        Ok(Self {
-            addr: SocketAddr::new(ip, port),
-            ..Self::default()
-        })
+        let ip: std::net::IpAddr = host.trim_start_matches('[').trim_end_matches(']').parse().map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("webhook host {host:?} is not an IP address: {e}"),
+            )
+        })?;
+        Ok(Self { addr: SocketAddr::new(ip, port), ..Self::default() })
     }
 }
 
@@ -80,11 +73,7 @@ impl Server {
     pub async fn bind(config: ServerConfig, resolver: Arc<CertResolver>) -> std::io::Result<Self> {
         let tls = CertResolver::server_config(resolver).map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(config.addr).await?;
-        Ok(Self {
-            listener,
-            acceptor: TlsAcceptor::from(Arc::new(tls)),
-            config,
-        })
+        Ok(Self { listener, acceptor: TlsAcceptor::from(Arc::new(tls)), config })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -93,23 +82,12 @@ impl Server {
 
     /// Serves `router` until `cancel` fires, then drains (see the module docs).
     pub async fn serve(self, router: Router, cancel: CancellationToken) -> std::io::Result<()> {
-        let Server {
-            listener,
-            acceptor,
-            config,
-        } = self;
+        let Server { listener, acceptor, config } = self;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "webhook server listening");
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(config.header_read_timeout)
-            .keep_alive(true);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Duration::from_secs(30));
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout).keep_alive(true);
+        builder.http2().timer(TokioTimer::new()).keep_alive_interval(Duration::from_secs(30));
         let builder = Arc::new(builder);
         let graceful = GracefulShutdown::new();
 
@@ -133,8 +111,7 @@ impl Server {
             let watcher = graceful.watcher();
             let handshake_timeout = config.handshake_timeout;
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
-                {
+                let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(err)) => {
                         tracing::debug!(%peer, %err, "webhook TLS handshake failed");
@@ -154,10 +131,7 @@ impl Server {
         }
         drop(listener);
         tracing::info!(connections = graceful.count(), "webhook server draining");
-        if tokio::time::timeout(config.drain_timeout, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(config.drain_timeout, graceful.shutdown()).await.is_err() {
             tracing::warn!("webhook server drain timed out; closing remaining connections");
         }
         Ok(())

@@ -9,11 +9,7 @@ use crate::cabundle::BundleSource;
 use crate::cert::spire::{BoxError, SvidMinter};
 
 impl SvidMinter for scm_spire_api::Client {
-    fn mint_x509_svid(
-        &self,
-        csr_der: Vec<u8>,
-        ttl: Duration,
-    ) -> BoxFuture<'_, Result<Vec<Vec<u8>>, BoxError>> {
+    fn mint_x509_svid(&self, csr_der: Vec<u8>, ttl: Duration) -> BoxFuture<'_, Result<Vec<Vec<u8>>, BoxError>> {
         Box::pin(async move {
             let svid = scm_spire_api::Client::mint_x509_svid(self, &csr_der, ttl).await?;
             Ok(svid.cert_chain_der)

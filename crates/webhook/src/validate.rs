@@ -42,10 +42,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -62,10 +59,7 @@ impl From<scm_core::FieldError> for FieldError {
         } else {
             format!("spec.{}", e.field)
         };
-        Self {
-            field,
-            message: e.message,
-        }
+        Self { field, message: e.message }
     }
 }
 
@@ -92,47 +86,31 @@ pub(crate) fn validate_object(
     name: &str,
 ) -> Decision {
     let Some(spec) = object.data.get("spec") else {
-        return Decision::forbidden(format!(
-            "{} {name:?} is invalid: spec: Required value",
-            kind.as_str()
-        ));
+        return Decision::forbidden(format!("{} {name:?} is invalid: spec: Required value", kind.as_str()));
     };
     let verdict = match kind {
         CrdKind::ClusterSPIFFEID => {
             decode::<ClusterSPIFFEIDSpec>(spec).map(|s| validate_cluster_spiffe_id(settings, &s))
         }
-        CrdKind::ClusterStaticEntry => decode::<ClusterStaticEntrySpec>(spec)
-            .map(|s| validate_cluster_static_entry(settings, &s)),
+        CrdKind::ClusterStaticEntry => {
+            decode::<ClusterStaticEntrySpec>(spec).map(|s| validate_cluster_static_entry(settings, &s))
+        }
         CrdKind::ClusterFederatedTrustDomain => precheck_profile_type(spec)
             .and_then(|()| decode::<ClusterFederatedTrustDomainSpec>(spec))
             .map(|s| validate_cluster_federated_trust_domain(settings, &s)),
     };
     let verdict = match verdict {
         Ok(v) => v,
-        Err(Rejection::Field(e)) => Verdict {
-            errors: vec![e],
-            warnings: vec![],
-        },
+        Err(Rejection::Field(e)) => Verdict { errors: vec![e], warnings: vec![] },
         Err(Rejection::Decode(msg)) => {
-            return Decision::bad_request(format!(
-                "{} {name:?} could not be decoded: spec: {msg}",
-                kind.as_str()
-            ));
+            return Decision::bad_request(format!("{} {name:?} could not be decoded: spec: {msg}", kind.as_str()));
         }
     };
     if verdict.errors.is_empty() {
-        Decision {
-            denial: None,
-            warnings: verdict.warnings,
-            patch: None,
-        }
+        Decision { denial: None, warnings: verdict.warnings, patch: None }
     } else {
         let errors: Vec<String> = verdict.errors.iter().map(ToString::to_string).collect();
-        let mut d = Decision::forbidden(format!(
-            "{} {name:?} is invalid: {}",
-            kind.as_str(),
-            errors.join("; ")
-        ));
+        let mut d = Decision::forbidden(format!("{} {name:?} is invalid: {}", kind.as_str(), errors.join("; ")));
         d.warnings = verdict.warnings;
         d
     }
@@ -154,9 +132,7 @@ fn precheck_profile_type(spec: &Value) -> Result<(), Rejection> {
         Some(Value::String(t)) if t == "https_spiffe" || t == "https_web" => Ok(()),
         Some(Value::String(t)) => Err(Rejection::Field(FieldError::new(
             "spec.bundleEndpointProfile.type",
-            format!(
-                "unknown bundle endpoint profile type {t:?}; expected https_spiffe or https_web"
-            ),
+            format!("unknown bundle endpoint profile type {t:?}; expected https_spiffe or https_web"),
         ))),
         _ => Ok(()), // absent or not a string: the decoder reports it
     }
@@ -164,10 +140,7 @@ fn precheck_profile_type(spec: &Value) -> Result<(), Rejection> {
 
 // ------------------------------------------------------------------- ClusterSPIFFEID
 
-pub fn validate_cluster_spiffe_id(
-    settings: &AdmissionSettings,
-    spec: &ClusterSPIFFEIDSpec,
-) -> Verdict {
+pub fn validate_cluster_spiffe_id(settings: &AdmissionSettings, spec: &ClusterSPIFFEIDSpec) -> Verdict {
     let mut v = Verdict::default();
     class_warning(settings, spec.class_name.as_deref(), &mut v);
     let parsed = match scm_core::parse_cluster_spiffe_id(spec) {
@@ -190,48 +163,47 @@ pub fn validate_cluster_spiffe_id(
     let src = &spec.spiffe_id_template;
     match render(&parsed.spiffe_id_template, &data) {
         Err(e) => render_failure(field, src, &e, &mut v),
-        Ok(rendered) => match SpiffeId::parse(&rendered) {
-            Ok(id) if id.is_member_of(td) => {}
-            Ok(id) => v.error(
-                field,
-                format!(
-                    "renders to {:?}, which is not in the trust domain {:?} (rendered against a synthetic pod)",
-                    id.as_str(),
-                    td.name()
+        Ok(rendered) => {
+            match SpiffeId::parse(&rendered) {
+                Ok(id) if id.is_member_of(td) => {}
+                Ok(id) => v.error(
+                    field,
+                    format!(
+                        "renders to {:?}, which is not in the trust domain {:?} (rendered against a synthetic pod)",
+                        id.as_str(),
+                        td.name()
+                    ),
                 ),
-            ),
-            Err(e) => {
-                let msg = format!("renders to an invalid SPIFFE ID {rendered:?}: {e} (rendered against a synthetic pod)");
-                if reads_unknowable_data(src) {
-                    v.warn(format!("{field}: {msg}; it reads labels or annotations, so pods with the right values may still render"));
-                } else if let Some(td_part) = rendered.strip_prefix("spiffe://").and_then(|r| r.split('/').next())
-                    && !td_part.is_empty()
-                    && td_part != td.name()
-                    && !reads_unknowable_data(src)
-                {
-                    v.error(field, format!("{msg}; the trust domain must be {:?}", td.name()));
-                } else {
-                    v.error(field, msg);
+                Err(e) => {
+                    let msg =
+                        format!("renders to an invalid SPIFFE ID {rendered:?}: {e} (rendered against a synthetic pod)");
+                    if reads_unknowable_data(src) {
+                        v.warn(format!("{field}: {msg}; it reads labels or annotations, so pods with the right values may still render"));
+                    } else if let Some(td_part) = rendered.strip_prefix("spiffe://").and_then(|r| r.split('/').next())
+                        && !td_part.is_empty()
+                        && td_part != td.name()
+                        && !reads_unknowable_data(src)
+                    {
+                        v.error(field, format!("{msg}; the trust domain must be {:?}", td.name()));
+                    } else {
+                        v.error(field, msg);
+                    }
                 }
             }
-        },
+        }
     }
 
     // Workload selectors.
-    for (i, (tmpl, src)) in parsed
-        .workload_selector_templates
-        .iter()
-        .zip(spec.workload_selector_templates.iter().flatten())
-        .enumerate()
+    for (i, (tmpl, src)) in
+        parsed.workload_selector_templates.iter().zip(spec.workload_selector_templates.iter().flatten()).enumerate()
     {
         let field = format!("spec.workloadSelectorTemplates[{i}]");
         match render(tmpl, &data) {
             Err(e) => render_failure(&field, src, &e, &mut v),
             Ok(rendered) => {
                 if let Err(e) = Selector::parse(&rendered) {
-                    let msg = format!(
-                        "renders to an invalid selector {rendered:?}: {e} (rendered against a synthetic pod)"
-                    );
+                    let msg =
+                        format!("renders to an invalid selector {rendered:?}: {e} (rendered against a synthetic pod)");
                     if reads_unknowable_data(src) {
                         v.warn(format!("{field}: {msg}"));
                     } else {
@@ -243,12 +215,7 @@ pub fn validate_cluster_spiffe_id(
     }
 
     // DNS names: render errors are errors; bad names only warnings.
-    for (i, (tmpl, src)) in parsed
-        .dns_name_templates
-        .iter()
-        .zip(spec.dns_name_templates.iter().flatten())
-        .enumerate()
-    {
+    for (i, (tmpl, src)) in parsed.dns_name_templates.iter().zip(spec.dns_name_templates.iter().flatten()).enumerate() {
         let field = format!("spec.dnsNameTemplates[{i}]");
         match render(tmpl, &data) {
             Err(e) => render_failure(&field, src, &e, &mut v),
@@ -267,11 +234,7 @@ pub fn validate_cluster_spiffe_id(
 type Data = scm_template::TemplateData<'static>;
 
 fn synthetic_data(s: &AdmissionSettings) -> Option<Data> {
-    Some(Data::synthetic(
-        s.trust_domain.name(),
-        &s.cluster_name,
-        &s.cluster_domain,
-    ))
+    Some(Data::synthetic(s.trust_domain.name(), &s.cluster_name, &s.cluster_domain))
 }
 
 /// Renders; errors carry whether they come from the template's shape or from data.
@@ -290,36 +253,26 @@ struct RenderError {
 
 /// Templates whose output depends on values a synthetic pod cannot have.
 fn reads_unknowable_data(src: &str) -> bool {
-    src.contains(".Labels")
-        || src.contains(".Annotations")
-        || src.contains("index ")
-        || src.contains("OwnerReferences")
+    src.contains(".Labels") || src.contains(".Annotations") || src.contains("index ") || src.contains("OwnerReferences")
 }
 
 /// Execution failures that depend on the pod's data rather than the template's shape.
 fn is_data_dependent(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    [
-        "index out of range",
-        "out of range",
-        "nil pointer",
-        "error calling index",
-        "nil map",
-    ]
-    .iter()
-    .any(|p| m.contains(p))
+    ["index out of range", "out of range", "nil pointer", "error calling index", "nil map"]
+        .iter()
+        .any(|p| m.contains(p))
 }
 
 fn render_failure(field: &str, src: &str, e: &RenderError, v: &mut Verdict) {
     let message = &e.message;
     if e.unsupported {
         // The controller renders with the same engine, so it would fail on every pod.
-        v.error(
-            field,
-            format!("uses a template construct this implementation cannot render: {message}"),
-        );
+        v.error(field, format!("uses a template construct this implementation cannot render: {message}"));
     } else if is_data_dependent(message) && reads_unknowable_data(src) {
-        v.warn(format!("{field}: does not render for a synthetic pod ({message}); pods with the data it reads may still render"));
+        v.warn(format!(
+            "{field}: does not render for a synthetic pod ({message}); pods with the data it reads may still render"
+        ));
     } else {
         v.error(field, format!("does not render: {message}"));
     }
@@ -327,10 +280,7 @@ fn render_failure(field: &str, src: &str, e: &RenderError, v: &mut Verdict) {
 
 // ------------------------------------------------------------------- ClusterStaticEntry
 
-pub fn validate_cluster_static_entry(
-    settings: &AdmissionSettings,
-    spec: &ClusterStaticEntrySpec,
-) -> Verdict {
+pub fn validate_cluster_static_entry(settings: &AdmissionSettings, spec: &ClusterStaticEntrySpec) -> Verdict {
     let mut v = Verdict::default();
     class_warning(settings, spec.class_name.as_deref(), &mut v);
     let entry = match scm_core::parse_static_entry(spec) {
@@ -360,9 +310,7 @@ pub fn validate_cluster_static_entry(
     ttl_warning("spec.jwtSVIDTTL", entry.jwt_svid_ttl, &mut v);
     for (i, name) in entry.dns_names.iter().enumerate() {
         if !is_dns_name(name) {
-            v.warn(format!(
-                "spec.dnsNames[{i}]: {name:?} is not a DNS name; SPIRE will refuse the entry"
-            ));
+            v.warn(format!("spec.dnsNames[{i}]: {name:?} is not a DNS name; SPIRE will refuse the entry"));
         }
     }
     v
@@ -459,27 +407,10 @@ mod tests {
 
     #[test]
     fn dns_names() {
-        for ok in [
-            "a",
-            "svc.ns.svc",
-            "x-y.example.org",
-            "*.example.org",
-            "1.2.3.4",
-        ] {
+        for ok in ["a", "svc.ns.svc", "x-y.example.org", "*.example.org", "1.2.3.4"] {
             assert!(is_dns_name(ok), "{ok}");
         }
-        for bad in [
-            "",
-            "-a",
-            "a-",
-            "a..b",
-            "a b",
-            "<no value>",
-            "a.*.b",
-            "*",
-            "a_b",
-            &"x".repeat(64),
-        ] {
+        for bad in ["", "-a", "a-", "a..b", "a b", "<no value>", "a.*.b", "*", "a_b", &"x".repeat(64)] {
             assert!(!is_dns_name(bad), "{bad}");
         }
     }

@@ -29,11 +29,7 @@ fn settings() -> AdmissionSettings {
 fn webhook_with(settings: AdmissionSettings) -> (Webhook, Arc<Recorder>, Metrics) {
     let rec = Arc::new(Recorder::default());
     let metrics = Metrics::unregistered().unwrap();
-    (
-        Webhook::new(settings, rec.clone(), metrics.clone()),
-        rec,
-        metrics,
-    )
+    (Webhook::new(settings, rec.clone(), metrics.clone()), rec, metrics)
 }
 
 fn webhook() -> Webhook {
@@ -42,14 +38,7 @@ fn webhook() -> Webhook {
 
 const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
 
-fn crd_review(
-    kind: &str,
-    resource: &str,
-    op: &str,
-    name: &str,
-    object: Option<Value>,
-    old: Option<Value>,
-) -> Value {
+fn crd_review(kind: &str, resource: &str, op: &str, name: &str, object: Option<Value>, old: Option<Value>) -> Value {
     json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
@@ -72,14 +61,7 @@ fn object(kind: &str, name: &str, spec: Value) -> Value {
 }
 
 fn csid(name: &str, spec: Value) -> Value {
-    crd_review(
-        "ClusterSPIFFEID",
-        "clusterspiffeids",
-        "CREATE",
-        name,
-        Some(object("ClusterSPIFFEID", name, spec)),
-        None,
-    )
+    crd_review("ClusterSPIFFEID", "clusterspiffeids", "CREATE", name, Some(object("ClusterSPIFFEID", name, spec)), None)
 }
 
 fn cse(name: &str, spec: Value) -> Value {
@@ -104,37 +86,22 @@ fn cftd(name: &str, spec: Value) -> Value {
     )
 }
 
-async fn call_raw(
-    wh: &Webhook,
-    path: &str,
-    content_type: Option<&str>,
-    body: Vec<u8>,
-) -> (StatusCode, Value) {
+async fn call_raw(wh: &Webhook, path: &str, content_type: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
     let mut req = Request::post(path);
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
     }
-    let res = wh
-        .router()
-        .oneshot(req.body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
+    let res = wh.router().oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let v = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)}));
+    let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)}));
     (status, v)
 }
 
 /// POSTs a review and returns `.response`, checking the HTTP status is 200 and the uid echoed.
 async fn call(wh: &Webhook, route: Route, review: Value) -> Value {
-    let (status, body) = call_raw(
-        wh,
-        route.path(),
-        Some("application/json"),
-        serde_json::to_vec(&review).unwrap(),
-    )
-    .await;
+    let (status, body) =
+        call_raw(wh, route.path(), Some("application/json"), serde_json::to_vec(&review).unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["apiVersion"], "admission.k8s.io/v1", "{body}");
     assert_eq!(body["kind"], "AdmissionReview", "{body}");
@@ -153,31 +120,19 @@ fn assert_forbidden(res: &Value, kind: &str, name: &str, field: &str) -> String 
     assert_eq!(res["status"]["code"], 403, "{res}");
     assert_eq!(res["status"]["reason"], "Forbidden", "{res}");
     let msg = res["status"]["message"].as_str().unwrap().to_owned();
-    assert!(
-        msg.contains(&format!("{kind} \"{name}\"")),
-        "message does not name the object: {msg}"
-    );
-    assert!(
-        msg.contains(&format!("{field}: ")),
-        "message does not name {field}: {msg}"
-    );
+    assert!(msg.contains(&format!("{kind} \"{name}\"")), "message does not name the object: {msg}");
+    assert!(msg.contains(&format!("{field}: ")), "message does not name {field}: {msg}");
     msg
 }
 
 fn warnings(res: &Value) -> Vec<String> {
-    res["warnings"]
-        .as_array()
-        .map(|a| a.iter().map(|w| w.as_str().unwrap().to_owned()).collect())
-        .unwrap_or_default()
+    res["warnings"].as_array().map(|a| a.iter().map(|w| w.as_str().unwrap().to_owned()).collect()).unwrap_or_default()
 }
 
 fn patch_of(res: &Value) -> Option<Value> {
     let p = res["patch"].as_str()?;
     assert_eq!(res["patchType"], "JSONPatch", "{res}");
-    Some(
-        serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(p).unwrap())
-            .unwrap(),
-    )
+    Some(serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(p).unwrap()).unwrap())
 }
 
 const GOOD_TEMPLATE: &str =
@@ -214,18 +169,9 @@ async fn cluster_spiffe_id_invalid_fields_are_denied_naming_the_field() {
     let wh = webhook();
     let cases = [
         (json!({"spiffeIDTemplate": ""}), "spec.spiffeIDTemplate"),
-        (
-            json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/{{ nofunc . }}"}),
-            "spec.spiffeIDTemplate",
-        ),
-        (
-            json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain"}),
-            "spec.spiffeIDTemplate",
-        ),
-        (
-            json!({"spiffeIDTemplate": GOOD_TEMPLATE, "federatesWith": ["ok.org", "Bad.Org"]}),
-            "spec.federatesWith[1]",
-        ),
+        (json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/{{ nofunc . }}"}), "spec.spiffeIDTemplate"),
+        (json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain"}), "spec.spiffeIDTemplate"),
+        (json!({"spiffeIDTemplate": GOOD_TEMPLATE, "federatesWith": ["ok.org", "Bad.Org"]}), "spec.federatesWith[1]"),
         (
             json!({"spiffeIDTemplate": GOOD_TEMPLATE, "podSelector": {"matchExpressions": [{"key": "a", "operator": "Bogus"}]}}),
             "spec.podSelector",
@@ -242,22 +188,11 @@ async fn cluster_spiffe_id_invalid_fields_are_denied_naming_the_field() {
             json!({"spiffeIDTemplate": GOOD_TEMPLATE, "workloadSelectorTemplates": ["{{ nofunc }}"]}),
             "spec.workloadSelectorTemplates[0]",
         ),
-        (
-            json!({"spiffeIDTemplate": GOOD_TEMPLATE, "ttl": "one hour"}),
-            "spec.ttl",
-        ),
-        (
-            json!({"spiffeIDTemplate": GOOD_TEMPLATE, "jwtTtl": "-5m"}),
-            "spec.jwtTtl",
-        ),
+        (json!({"spiffeIDTemplate": GOOD_TEMPLATE, "ttl": "one hour"}), "spec.ttl"),
+        (json!({"spiffeIDTemplate": GOOD_TEMPLATE, "jwtTtl": "-5m"}), "spec.jwtTtl"),
     ];
     for (spec, field) in cases {
-        let res = call(
-            &wh,
-            Route::ValidateClusterSPIFFEID,
-            csid("bad", spec.clone()),
-        )
-        .await;
+        let res = call(&wh, Route::ValidateClusterSPIFFEID, csid("bad", spec.clone())).await;
         assert_forbidden(&res, "ClusterSPIFFEID", "bad", field);
     }
 }
@@ -265,15 +200,9 @@ async fn cluster_spiffe_id_invalid_fields_are_denied_naming_the_field() {
 #[tokio::test]
 async fn unknown_function_message_carries_the_template_error() {
     let wh = webhook();
-    let res = call(
-        &wh,
-        Route::ValidateClusterSPIFFEID,
-        csid(
-            "nf",
-            json!({"spiffeIDTemplate": "spiffe://x/{{ nofunc . }}"}),
-        ),
-    )
-    .await;
+    let res =
+        call(&wh, Route::ValidateClusterSPIFFEID, csid("nf", json!({"spiffeIDTemplate": "spiffe://x/{{ nofunc . }}"})))
+            .await;
     let msg = assert_forbidden(&res, "ClusterSPIFFEID", "nf", "spec.spiffeIDTemplate");
     assert!(msg.contains("\"nofunc\""), "{msg}");
     assert!(msg.contains("spiffeIDTemplate:1"), "{msg}");
@@ -288,10 +217,7 @@ async fn cluster_spiffe_id_warnings() {
     let res = call(
         &wh,
         Route::ValidateClusterSPIFFEID,
-        csid(
-            "w",
-            json!({"spiffeIDTemplate": GOOD_TEMPLATE, "ttl": "30s", "className": "green"}),
-        ),
+        csid("w", json!({"spiffeIDTemplate": GOOD_TEMPLATE, "ttl": "30s", "className": "green"})),
     )
     .await;
     assert_allowed(&res);
@@ -300,28 +226,15 @@ async fn cluster_spiffe_id_warnings() {
     assert!(w.contains("\"green\"") && w.contains("\"blue\""), "{w}");
 
     // Classless object, install with a class and watchClassless=false: ignored ⇒ warned.
-    let res = call(
-        &wh,
-        Route::ValidateClusterSPIFFEID,
-        csid("w", json!({"spiffeIDTemplate": GOOD_TEMPLATE})),
-    )
-    .await;
+    let res = call(&wh, Route::ValidateClusterSPIFFEID, csid("w", json!({"spiffeIDTemplate": GOOD_TEMPLATE}))).await;
     assert_allowed(&res);
-    assert!(
-        warnings(&res)
-            .join("\n")
-            .contains("spec.className is empty"),
-        "{res}"
-    );
+    assert!(warnings(&res).join("\n").contains("spec.className is empty"), "{res}");
 
     // This install's class: no warning.
     let res = call(
         &wh,
         Route::ValidateClusterSPIFFEID,
-        csid(
-            "w",
-            json!({"spiffeIDTemplate": GOOD_TEMPLATE, "className": "blue"}),
-        ),
+        csid("w", json!({"spiffeIDTemplate": GOOD_TEMPLATE, "className": "blue"})),
     )
     .await;
     assert_allowed(&res);
@@ -335,10 +248,7 @@ async fn cluster_spiffe_id_templates_are_rendered_against_a_synthetic_pod() {
     let res = call(
         &wh,
         Route::ValidateClusterSPIFFEID,
-        csid(
-            "r",
-            json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/{{ .PodMeta.Nmae }}"}),
-        ),
+        csid("r", json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/{{ .PodMeta.Nmae }}"})),
     )
     .await;
     assert_forbidden(&res, "ClusterSPIFFEID", "r", "spec.spiffeIDTemplate");
@@ -346,21 +256,14 @@ async fn cluster_spiffe_id_templates_are_rendered_against_a_synthetic_pod() {
     let res = call(
         &wh,
         Route::ValidateClusterSPIFFEID,
-        csid(
-            "r",
-            json!({"spiffeIDTemplate": "spiffe://other.org/ns/{{ .PodMeta.Namespace }}"}),
-        ),
+        csid("r", json!({"spiffeIDTemplate": "spiffe://other.org/ns/{{ .PodMeta.Namespace }}"})),
     )
     .await;
     let msg = assert_forbidden(&res, "ClusterSPIFFEID", "r", "spec.spiffeIDTemplate");
     assert!(msg.contains("example.org"), "{msg}");
     // Not a SPIFFE ID at all.
-    let res = call(
-        &wh,
-        Route::ValidateClusterSPIFFEID,
-        csid("r", json!({"spiffeIDTemplate": "{{ .PodMeta.Name }}"})),
-    )
-    .await;
+    let res =
+        call(&wh, Route::ValidateClusterSPIFFEID, csid("r", json!({"spiffeIDTemplate": "{{ .PodMeta.Name }}"}))).await;
     assert_forbidden(&res, "ClusterSPIFFEID", "r", "spec.spiffeIDTemplate");
     // Selector not type:value.
     let res = call(
@@ -369,12 +272,7 @@ async fn cluster_spiffe_id_templates_are_rendered_against_a_synthetic_pod() {
         csid("r", json!({"spiffeIDTemplate": GOOD_TEMPLATE, "workloadSelectorTemplates": ["k8s:ns:{{ .PodMeta.Namespace }}", "novalue"]})),
     )
     .await;
-    assert_forbidden(
-        &res,
-        "ClusterSPIFFEID",
-        "r",
-        "spec.workloadSelectorTemplates[1]",
-    );
+    assert_forbidden(&res, "ClusterSPIFFEID", "r", "spec.workloadSelectorTemplates[1]");
     // DNS name that is not one: warning only.
     let res = call(
         &wh,
@@ -384,10 +282,7 @@ async fn cluster_spiffe_id_templates_are_rendered_against_a_synthetic_pod() {
     .await;
     assert_allowed(&res);
     let w = warnings(&res).join("\n");
-    assert!(
-        w.contains("spec.dnsNameTemplates[1]") && !w.contains("spec.dnsNameTemplates[0]"),
-        "{w}"
-    );
+    assert!(w.contains("spec.dnsNameTemplates[1]") && !w.contains("spec.dnsNameTemplates[0]"), "{w}");
     // Label-dependent templates: the value is unknowable for a synthetic pod ⇒ allowed
     // (with a warning when the synthetic pod does not render to a valid ID).
     for t in [
@@ -396,12 +291,7 @@ async fn cluster_spiffe_id_templates_are_rendered_against_a_synthetic_pod() {
         "spiffe://{{ .TrustDomain }}/team/{{ .PodMeta.Labels.team }}",
         "spiffe://{{ .TrustDomain }}/owner/{{ (index .PodMeta.OwnerReferences 3).Name }}",
     ] {
-        let res = call(
-            &wh,
-            Route::ValidateClusterSPIFFEID,
-            csid("r", json!({"spiffeIDTemplate": t})),
-        )
-        .await;
+        let res = call(&wh, Route::ValidateClusterSPIFFEID, csid("r", json!({"spiffeIDTemplate": t}))).await;
         assert_allowed(&res);
     }
     // A construct the engine cannot render (whole struct): the controller would fail on
@@ -409,10 +299,7 @@ async fn cluster_spiffe_id_templates_are_rendered_against_a_synthetic_pod() {
     let res = call(
         &wh,
         Route::ValidateClusterSPIFFEID,
-        csid(
-            "r",
-            json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/{{ .PodMeta }}"}),
-        ),
+        csid("r", json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/{{ .PodMeta }}"})),
     )
     .await;
     assert_forbidden(&res, "ClusterSPIFFEID", "r", "spec.spiffeIDTemplate");
@@ -420,10 +307,7 @@ async fn cluster_spiffe_id_templates_are_rendered_against_a_synthetic_pod() {
     let res = call(
         &wh,
         Route::ValidateClusterSPIFFEID,
-        csid(
-            "r",
-            json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/{{ .PodMeta.Nmae }}"}),
-        ),
+        csid("r", json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/{{ .PodMeta.Nmae }}"})),
     )
     .await;
     let msg = assert_forbidden(&res, "ClusterSPIFFEID", "r", "spec.spiffeIDTemplate");
@@ -448,12 +332,7 @@ fn good_cse() -> Value {
 #[tokio::test]
 async fn cluster_static_entry_valid_and_invalid() {
     let wh = webhook();
-    let res = call(
-        &wh,
-        Route::ValidateClusterStaticEntry,
-        cse("db", good_cse()),
-    )
-    .await;
+    let res = call(&wh, Route::ValidateClusterStaticEntry, cse("db", good_cse())).await;
     assert_allowed(&res);
     assert!(warnings(&res).is_empty(), "{res}");
 
@@ -463,24 +342,12 @@ async fn cluster_static_entry_valid_and_invalid() {
         s
     };
     let cases = [
-        (
-            with("spiffeID", json!("spiffe://example.org/")),
-            "spec.spiffeID",
-        ),
+        (with("spiffeID", json!("spiffe://example.org/")), "spec.spiffeID"),
         (with("spiffeID", json!("db")), "spec.spiffeID"),
-        (
-            with("parentID", json!("http://example.org/x")),
-            "spec.parentID",
-        ),
-        (
-            with("selectors", json!(["unix:uid:1", "nocolon"])),
-            "spec.selectors[1]",
-        ),
+        (with("parentID", json!("http://example.org/x")), "spec.parentID"),
+        (with("selectors", json!(["unix:uid:1", "nocolon"])), "spec.selectors[1]"),
         (with("selectors", json!([":v"])), "spec.selectors[0]"),
-        (
-            with("federatesWith", json!(["x y"])),
-            "spec.federatesWith[0]",
-        ),
+        (with("federatesWith", json!(["x y"])), "spec.federatesWith[0]"),
         (with("x509SVIDTTL", json!("10")), "spec.x509SVIDTTL"),
         (with("jwtSVIDTTL", json!("-1h")), "spec.jwtSVIDTTL"),
     ];
@@ -501,10 +368,7 @@ async fn cluster_static_entry_warnings() {
     let res = call(&wh, Route::ValidateClusterStaticEntry, cse("nested", spec)).await;
     assert_allowed(&res);
     let w = warnings(&res).join("\n");
-    assert!(
-        w.contains("spec.parentID") && !w.contains("spec.spiffeID"),
-        "{w}"
-    );
+    assert!(w.contains("spec.parentID") && !w.contains("spec.spiffeID"), "{w}");
     // Nested servers register under a parent in the same trust domain: no warning.
     let mut spec = good_cse();
     spec["parentID"] = json!("spiffe://example.org/spire/server");
@@ -521,10 +385,7 @@ async fn cluster_static_entry_warnings() {
     let w = warnings(&res).join("\n");
     assert!(w.contains("spec.spiffeID"), "{w}");
     assert!(w.contains("spec.x509SVIDTTL"), "{w}");
-    assert!(
-        w.contains("spec.dnsNames[1]") && !w.contains("spec.dnsNames[0]"),
-        "{w}"
-    );
+    assert!(w.contains("spec.dnsNames[1]") && !w.contains("spec.dnsNames[0]"), "{w}");
 }
 
 // ------------------------------------------------------------------ ClusterFederatedTrustDomain
@@ -541,23 +402,11 @@ fn good_cftd() -> Value {
 #[tokio::test]
 async fn cluster_federated_trust_domain_valid_and_invalid() {
     let wh = webhook();
-    let res = call(
-        &wh,
-        Route::ValidateClusterFederatedTrustDomain,
-        cftd("other", good_cftd()),
-    )
-    .await;
+    let res = call(&wh, Route::ValidateClusterFederatedTrustDomain, cftd("other", good_cftd())).await;
     assert_allowed(&res);
     assert!(warnings(&res).is_empty(), "{res}");
     let web = json!({"trustDomain": "web.org", "bundleEndpointURL": "https://web.org/bundle", "bundleEndpointProfile": {"type": "https_web"}});
-    assert_allowed(
-        &call(
-            &wh,
-            Route::ValidateClusterFederatedTrustDomain,
-            cftd("web", web),
-        )
-        .await,
-    );
+    assert_allowed(&call(&wh, Route::ValidateClusterFederatedTrustDomain, cftd("web", web)).await);
 
     let with = |ptr: &str, v: Value| {
         let mut s = good_cftd();
@@ -566,45 +415,19 @@ async fn cluster_federated_trust_domain_valid_and_invalid() {
     };
     let cases = [
         (with("/trustDomain", json!("Other.org")), "spec.trustDomain"),
+        (with("/bundleEndpointURL", json!("http://other.org")), "spec.bundleEndpointURL"),
+        (with("/bundleEndpointURL", json!("https://u:p@other.org")), "spec.bundleEndpointURL"),
+        (with("/bundleEndpointURL", json!("")), "spec.bundleEndpointURL"),
         (
-            with("/bundleEndpointURL", json!("http://other.org")),
-            "spec.bundleEndpointURL",
-        ),
-        (
-            with("/bundleEndpointURL", json!("https://u:p@other.org")),
-            "spec.bundleEndpointURL",
-        ),
-        (
-            with("/bundleEndpointURL", json!("")),
-            "spec.bundleEndpointURL",
-        ),
-        (
-            with(
-                "/bundleEndpointProfile/endpointSPIFFEID",
-                json!("other.org"),
-            ),
+            with("/bundleEndpointProfile/endpointSPIFFEID", json!("other.org")),
             "spec.bundleEndpointProfile.endpointSPIFFEID",
         ),
-        (
-            with("/bundleEndpointProfile/type", json!("https_bogus")),
-            "spec.bundleEndpointProfile.type",
-        ),
-        (
-            with("/bundleEndpointProfile/type", json!("https_web")),
-            "spec.bundleEndpointProfile.endpointSPIFFEID",
-        ),
-        (
-            with("/trustDomainBundle", json!("{not json")),
-            "spec.trustDomainBundle",
-        ),
+        (with("/bundleEndpointProfile/type", json!("https_bogus")), "spec.bundleEndpointProfile.type"),
+        (with("/bundleEndpointProfile/type", json!("https_web")), "spec.bundleEndpointProfile.endpointSPIFFEID"),
+        (with("/trustDomainBundle", json!("{not json")), "spec.trustDomainBundle"),
     ];
     for (spec, field) in cases {
-        let res = call(
-            &wh,
-            Route::ValidateClusterFederatedTrustDomain,
-            cftd("bad", spec),
-        )
-        .await;
+        let res = call(&wh, Route::ValidateClusterFederatedTrustDomain, cftd("bad", spec)).await;
         assert_forbidden(&res, "ClusterFederatedTrustDomain", "bad", field);
     }
 }
@@ -614,17 +437,9 @@ async fn cluster_federated_trust_domain_warnings() {
     let wh = webhook();
     let mut spec = good_cftd();
     spec.as_object_mut().unwrap().remove("trustDomainBundle");
-    let res = call(
-        &wh,
-        Route::ValidateClusterFederatedTrustDomain,
-        cftd("nb", spec),
-    )
-    .await;
+    let res = call(&wh, Route::ValidateClusterFederatedTrustDomain, cftd("nb", spec)).await;
     assert_allowed(&res);
-    assert!(
-        warnings(&res).join("\n").contains("spec.trustDomainBundle"),
-        "{res}"
-    );
+    assert!(warnings(&res).join("\n").contains("spec.trustDomainBundle"), "{res}");
 }
 
 // ------------------------------------------------------------------ request handling
@@ -633,14 +448,7 @@ async fn cluster_federated_trust_domain_warnings() {
 async fn delete_and_connect_are_allowed_without_looking() {
     let wh = webhook();
     let old = object("ClusterSPIFFEID", "gone", json!({"spiffeIDTemplate": ""}));
-    let review = crd_review(
-        "ClusterSPIFFEID",
-        "clusterspiffeids",
-        "DELETE",
-        "gone",
-        None,
-        Some(old),
-    );
+    let review = crd_review("ClusterSPIFFEID", "clusterspiffeids", "DELETE", "gone", None, Some(old));
     assert_allowed(&call(&wh, Route::ValidateClusterSPIFFEID, review.clone()).await);
     assert_allowed(&call(&wh, Route::MutateClusterSPIFFEID, review).await);
 }
@@ -671,33 +479,17 @@ async fn undecodable_requests_get_400() {
         b"".to_vec(),
         br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec(),
     ] {
-        let (status, v) = call_raw(
-            &wh,
-            Route::ValidateClusterSPIFFEID.path(),
-            Some("application/json"),
-            body,
-        )
-        .await;
+        let (status, v) = call_raw(&wh, Route::ValidateClusterSPIFFEID.path(), Some("application/json"), body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
         assert_eq!(v["response"]["allowed"], false, "{v}");
         assert_eq!(v["response"]["status"]["code"], 400, "{v}");
     }
     // A spec that is not the kind's shape: controller-runtime's Errored(400) in a 200.
-    let res = call(
-        &wh,
-        Route::ValidateClusterStaticEntry,
-        cse("x", json!({"spiffeID": 5})),
-    )
-    .await;
+    let res = call(&wh, Route::ValidateClusterStaticEntry, cse("x", json!({"spiffeID": 5}))).await;
     assert_eq!(res["allowed"], false, "{res}");
     assert_eq!(res["status"]["code"], 400, "{res}");
     // The wrong kind on a path.
-    let res = call(
-        &wh,
-        Route::ValidateClusterStaticEntry,
-        csid("x", json!({"spiffeIDTemplate": GOOD_TEMPLATE})),
-    )
-    .await;
+    let res = call(&wh, Route::ValidateClusterStaticEntry, csid("x", json!({"spiffeIDTemplate": GOOD_TEMPLATE}))).await;
     assert_eq!(res["allowed"], false, "{res}");
     assert_eq!(res["status"]["code"], 400, "{res}");
 }
@@ -707,18 +499,12 @@ async fn content_type_must_be_json() {
     let wh = webhook();
     let body = serde_json::to_vec(&csid("x", json!({"spiffeIDTemplate": GOOD_TEMPLATE}))).unwrap();
     for ct in [None, Some("text/plain"), Some("application/yaml")] {
-        let (status, v) =
-            call_raw(&wh, Route::ValidateClusterSPIFFEID.path(), ct, body.clone()).await;
+        let (status, v) = call_raw(&wh, Route::ValidateClusterSPIFFEID.path(), ct, body.clone()).await;
         assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?} {v}");
         assert_eq!(v["response"]["allowed"], false, "{v}");
     }
-    let (status, _) = call_raw(
-        &wh,
-        Route::ValidateClusterSPIFFEID.path(),
-        Some("application/json; charset=utf-8"),
-        body,
-    )
-    .await;
+    let (status, _) =
+        call_raw(&wh, Route::ValidateClusterSPIFFEID.path(), Some("application/json; charset=utf-8"), body).await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -728,13 +514,7 @@ async fn body_over_7_mib_is_refused() {
     let mut spec = json!({"spiffeIDTemplate": GOOD_TEMPLATE});
     spec["hint"] = json!("x".repeat(scm_webhook::MAX_BODY_BYTES));
     let body = serde_json::to_vec(&csid("big", spec)).unwrap();
-    let (status, v) = call_raw(
-        &wh,
-        Route::ValidateClusterSPIFFEID.path(),
-        Some("application/json"),
-        body,
-    )
-    .await;
+    let (status, v) = call_raw(&wh, Route::ValidateClusterSPIFFEID.path(), Some("application/json"), body).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
 }
 
@@ -743,66 +523,24 @@ async fn only_post_is_served() {
     let wh = webhook();
     let res = wh
         .router()
-        .oneshot(
-            Request::get(Route::ValidateClusterSPIFFEID.path())
-                .body(Body::empty())
-                .unwrap(),
-        )
+        .oneshot(Request::get(Route::ValidateClusterSPIFFEID.path()).body(Body::empty()).unwrap())
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
-    let res = wh
-        .router()
-        .oneshot(Request::post("/nope").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let res = wh.router().oneshot(Request::post("/nope").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn decisions_are_counted() {
     let (wh, _, metrics) = webhook_with(settings());
-    call(
-        &wh,
-        Route::ValidateClusterSPIFFEID,
-        csid("ok", json!({"spiffeIDTemplate": GOOD_TEMPLATE})),
-    )
-    .await;
-    call(
-        &wh,
-        Route::ValidateClusterSPIFFEID,
-        csid("bad", json!({"spiffeIDTemplate": ""})),
-    )
-    .await;
+    call(&wh, Route::ValidateClusterSPIFFEID, csid("ok", json!({"spiffeIDTemplate": GOOD_TEMPLATE}))).await;
+    call(&wh, Route::ValidateClusterSPIFFEID, csid("bad", json!({"spiffeIDTemplate": ""}))).await;
     let p = Route::ValidateClusterSPIFFEID.path();
-    assert_eq!(
-        metrics
-            .requests
-            .with_label_values(&[p, "CREATE", "true"])
-            .get(),
-        1.0
-    );
-    assert_eq!(
-        metrics
-            .requests
-            .with_label_values(&[p, "CREATE", "false"])
-            .get(),
-        1.0
-    );
-    assert_eq!(
-        metrics
-            .denials
-            .with_label_values(&[p, "ClusterSPIFFEID"])
-            .get(),
-        1.0
-    );
-    assert_eq!(
-        metrics
-            .request_duration
-            .with_label_values(&[p])
-            .get_sample_count(),
-        2
-    );
+    assert_eq!(metrics.requests.with_label_values(&[p, "CREATE", "true"]).get(), 1.0);
+    assert_eq!(metrics.requests.with_label_values(&[p, "CREATE", "false"]).get(), 1.0);
+    assert_eq!(metrics.denials.with_label_values(&[p, "ClusterSPIFFEID"]).get(), 1.0);
+    assert_eq!(metrics.request_duration.with_label_values(&[p]).get_sample_count(), 2);
 }
 
 // ------------------------------------------------------------------ defaulting
@@ -841,18 +579,10 @@ async fn defaulting_mirrors_the_class_label_and_leaves_unchanged_objects_alone()
     );
     let res = call(&wh, Route::MutateClusterSPIFFEID, review).await;
     assert_allowed(&res);
-    assert!(
-        res.get("patch").is_none() && res.get("patchType").is_none(),
-        "{res}"
-    );
+    assert!(res.get("patch").is_none() && res.get("patchType").is_none(), "{res}");
 
     // No class anywhere (install without className) ⇒ nothing to default.
-    let res = call(
-        &wh,
-        Route::MutateClusterFederatedTrustDomain,
-        cftd("o", good_cftd()),
-    )
-    .await;
+    let res = call(&wh, Route::MutateClusterFederatedTrustDomain, cftd("o", good_cftd())).await;
     assert_allowed(&res);
     assert!(res.get("patch").is_none(), "{res}");
 }
@@ -862,26 +592,13 @@ async fn class_name_default_is_opt_in() {
     let mut s = settings();
     s.class_name = "blue".into();
     let (wh, _, _) = webhook_with(s.clone());
-    let res = call(
-        &wh,
-        Route::MutateClusterSPIFFEID,
-        csid("web", json!({"spiffeIDTemplate": GOOD_TEMPLATE})),
-    )
-    .await;
+    let res = call(&wh, Route::MutateClusterSPIFFEID, csid("web", json!({"spiffeIDTemplate": GOOD_TEMPLATE}))).await;
     assert_allowed(&res);
-    assert!(
-        res.get("patch").is_none(),
-        "className defaulting must be off unless opted in: {res}"
-    );
+    assert!(res.get("patch").is_none(), "className defaulting must be off unless opted in: {res}");
 
     s.default_class_name = true;
     let (wh, _, _) = webhook_with(s.clone());
-    let res = call(
-        &wh,
-        Route::MutateClusterSPIFFEID,
-        csid("web", json!({"spiffeIDTemplate": GOOD_TEMPLATE})),
-    )
-    .await;
+    let res = call(&wh, Route::MutateClusterSPIFFEID, csid("web", json!({"spiffeIDTemplate": GOOD_TEMPLATE}))).await;
     assert_eq!(
         patch_of(&res).unwrap(),
         json!([
@@ -893,12 +610,7 @@ async fn class_name_default_is_opt_in() {
     // take them from other installs ⇒ no default.
     s.watch_classless = true;
     let (wh, _, _) = webhook_with(s);
-    let res = call(
-        &wh,
-        Route::MutateClusterSPIFFEID,
-        csid("web", json!({"spiffeIDTemplate": GOOD_TEMPLATE})),
-    )
-    .await;
+    let res = call(&wh, Route::MutateClusterSPIFFEID, csid("web", json!({"spiffeIDTemplate": GOOD_TEMPLATE}))).await;
     assert!(res.get("patch").is_none(), "{res}");
 }
 
@@ -930,25 +642,15 @@ async fn pod_creation_is_observed_and_allowed() {
         "metadata": {"name": "web-1", "namespace": "default", "uid": "u-1", "labels": {"app": "web"}},
         "spec": {"containers": [{"name": "c", "image": "i"}], "serviceAccountName": "web", "nodeName": "node-a"}
     });
-    let res = call(
-        &wh,
-        Route::ObservePod,
-        pod_review("CREATE", None, "web-1", pod),
-    )
-    .await;
+    let res = call(&wh, Route::ObservePod, pod_review("CREATE", None, "web-1", pod)).await;
     assert_allowed(&res);
     assert!(res.get("patch").is_none());
     let seen = rec.0.lock().unwrap().clone();
     assert_eq!(seen.len(), 1);
-    let ObservedPod::Created(pod) = &seen[0] else {
-        panic!("{seen:?}")
-    };
+    let ObservedPod::Created(pod) = &seen[0] else { panic!("{seen:?}") };
     assert_eq!(pod.metadata.name.as_deref(), Some("web-1"));
     assert_eq!(pod.metadata.uid.as_deref(), Some("u-1"));
-    assert_eq!(
-        pod.spec.as_ref().unwrap().node_name.as_deref(),
-        Some("node-a")
-    );
+    assert_eq!(pod.spec.as_ref().unwrap().node_name.as_deref(), Some("node-a"));
 }
 
 #[tokio::test]
@@ -959,20 +661,11 @@ async fn pod_binding_is_observed_and_allowed() {
         "metadata": {"name": "web-1", "namespace": "default"},
         "target": {"apiVersion": "v1", "kind": "Node", "name": "node-b"}
     });
-    let res = call(
-        &wh,
-        Route::ObservePod,
-        pod_review("CREATE", Some("binding"), "web-1", binding),
-    )
-    .await;
+    let res = call(&wh, Route::ObservePod, pod_review("CREATE", Some("binding"), "web-1", binding)).await;
     assert_allowed(&res);
     assert_eq!(
         rec.0.lock().unwrap().clone(),
-        vec![ObservedPod::Bound {
-            namespace: "default".into(),
-            name: "web-1".into(),
-            node_name: "node-b".into()
-        }]
+        vec![ObservedPod::Bound { namespace: "default".into(), name: "web-1".into(), node_name: "node-b".into() }]
     );
 }
 
@@ -983,22 +676,12 @@ async fn pod_observation_allows_even_what_it_cannot_read() {
     let res = call(
         &wh,
         Route::ObservePod,
-        pod_review(
-            "CREATE",
-            None,
-            "odd",
-            json!({"metadata": {"name": "odd"}, "spec": {"containers": 7}}),
-        ),
+        pod_review("CREATE", None, "odd", json!({"metadata": {"name": "odd"}, "spec": {"containers": 7}})),
     )
     .await;
     assert_allowed(&res);
     // Other operations are allowed and not observed.
-    let res = call(
-        &wh,
-        Route::ObservePod,
-        pod_review("UPDATE", None, "p", json!({"metadata": {"name": "p"}})),
-    )
-    .await;
+    let res = call(&wh, Route::ObservePod, pod_review("UPDATE", None, "p", json!({"metadata": {"name": "p"}}))).await;
     assert_allowed(&res);
     assert!(rec.0.lock().unwrap().is_empty());
 }

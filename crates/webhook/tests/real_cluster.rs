@@ -21,9 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
-};
+use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
@@ -33,8 +31,8 @@ use scm_spire_api::{Client as SpireClient, ClientOptions};
 use scm_testkit::{Peers, eventually, require_peers};
 use scm_webhook::cabundle::{BundleSource, ConfigKind, WebhookConfigRef};
 use scm_webhook::{
-    AdmissionSettings, CaBundleManager, CaBundleParams, CertManager, CertManagerParams,
-    CertResolver, Metrics, ObservedPod, Route, Server, ServerConfig, Webhook,
+    AdmissionSettings, CaBundleManager, CaBundleParams, CertManager, CertManagerParams, CertResolver, Metrics,
+    ObservedPod, Route, Server, ServerConfig, Webhook,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -55,14 +53,7 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-fn crd_webhook(
-    name: &str,
-    port: u16,
-    route: Route,
-    resource: &str,
-    run: &str,
-    fail: bool,
-) -> Value {
+fn crd_webhook(name: &str, port: u16, route: Route, resource: &str, run: &str, fail: bool) -> Value {
     json!({
         "name": name,
         "admissionReviewVersions": ["v1"],
@@ -84,9 +75,9 @@ fn api_error(r: Result<impl std::fmt::Debug, kube::Error>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
-    let Some(peers) = Peers::from_env().or_else(|| {
-        require_peers("real_cluster", &["etcd", "spire", "kubernetes"]).then(Peers::up)
-    }) else {
+    let Some(peers) =
+        Peers::from_env().or_else(|| require_peers("real_cluster", &["etcd", "spire", "kubernetes"]).then(Peers::up))
+    else {
         return;
     };
     let run = format!("r{}", std::process::id());
@@ -106,12 +97,7 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
                 pod_vwc.clone(),
                 "--ignore-not-found".into(),
             ],
-            vec![
-                "delete".into(),
-                "mutatingwebhookconfiguration".into(),
-                mwc.clone(),
-                "--ignore-not-found".into(),
-            ],
+            vec!["delete".into(), "mutatingwebhookconfiguration".into(), mwc.clone(), "--ignore-not-found".into()],
             vec![
                 "delete".into(),
                 "clusterspiffeids,clusterstaticentries,clusterfederatedtrustdomains".into(),
@@ -119,13 +105,7 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
                 format!("scm-webhook-test={run}"),
                 "--ignore-not-found".into(),
             ],
-            vec![
-                "delete".into(),
-                "namespace".into(),
-                ns.clone(),
-                "--ignore-not-found".into(),
-                "--wait=false".into(),
-            ],
+            vec!["delete".into(), "namespace".into(), ns.clone(), "--ignore-not-found".into(), "--wait=false".into()],
         ],
     };
 
@@ -134,11 +114,8 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
 
     let client = peers.env.kube_client().await;
     let spire = Arc::new(
-        SpireClient::connect_lazy(
-            format!("unix://{}", peers.env.get("SPIRE_SERVER_SOCKET")),
-            ClientOptions::default(),
-        )
-        .unwrap(),
+        SpireClient::connect_lazy(format!("unix://{}", peers.env.get("SPIRE_SERVER_SOCKET")), ClientOptions::default())
+            .unwrap(),
     );
     spire.wait_ready(Duration::from_secs(30)).await.unwrap();
     let td = TrustDomain::parse(peers.env.get("SPIRE_TRUST_DOMAIN")).unwrap();
@@ -150,15 +127,10 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
     settings.class_name = "blue".into();
     let webhook = Webhook::new(settings, Arc::new(pod_tx), metrics.clone());
     let resolver = Arc::new(CertResolver::with_metrics(&metrics));
-    let server = Server::bind(
-        ServerConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            ..Default::default()
-        },
-        resolver.clone(),
-    )
-    .await
-    .unwrap();
+    let server =
+        Server::bind(ServerConfig { addr: "127.0.0.1:0".parse().unwrap(), ..Default::default() }, resolver.clone())
+            .await
+            .unwrap();
     let port = server.local_addr().unwrap().port();
 
     let vwc_api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
@@ -203,26 +175,10 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
     let cancel = CancellationToken::new();
     let mut cab_params = CaBundleParams::new(vwc.clone());
     cab_params.configs = vec![
-        WebhookConfigRef {
-            kind: ConfigKind::Validating,
-            name: vwc.clone(),
-            required: true,
-        },
-        WebhookConfigRef {
-            kind: ConfigKind::Mutating,
-            name: mwc.clone(),
-            required: false,
-        },
-        WebhookConfigRef {
-            kind: ConfigKind::Validating,
-            name: pod_vwc.clone(),
-            required: false,
-        },
-        WebhookConfigRef {
-            kind: ConfigKind::Mutating,
-            name: format!("scmwh-{run}-absent"),
-            required: false,
-        },
+        WebhookConfigRef { kind: ConfigKind::Validating, name: vwc.clone(), required: true },
+        WebhookConfigRef { kind: ConfigKind::Mutating, name: mwc.clone(), required: false },
+        WebhookConfigRef { kind: ConfigKind::Validating, name: pod_vwc.clone(), required: false },
+        WebhookConfigRef { kind: ConfigKind::Mutating, name: format!("scmwh-{run}-absent"), required: false },
     ];
     cab_params.refresh_interval = Duration::from_secs(1);
     cab_params.check_interval = Duration::from_secs(1);
@@ -236,54 +192,25 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
     );
     let serving = tokio::spawn(server.serve(webhook.router(), cancel.clone()));
 
-    assert!(
-        tokio::time::timeout(Duration::from_secs(30), certs.wait_minted())
-            .await
-            .unwrap()
-    );
+    assert!(tokio::time::timeout(Duration::from_secs(30), certs.wait_minted()).await.unwrap());
     assert_eq!(
         cab.hosts().borrow().clone(),
         Some(vec!["localhost".to_owned()]),
         "hosts come from the URL clientConfigs"
     );
-    assert!(
-        resolver
-            .info()
-            .unwrap()
-            .dns_names
-            .contains(&"localhost".to_owned())
-    );
-    assert!(
-        tokio::time::timeout(Duration::from_secs(30), cab.wait_synced())
-            .await
-            .unwrap()
-    );
+    assert!(resolver.info().unwrap().dns_names.contains(&"localhost".to_owned()));
+    assert!(tokio::time::timeout(Duration::from_secs(30), cab.wait_synced()).await.unwrap());
 
-    let pem = BundleSource::get_bundle(spire.as_ref())
-        .await
-        .unwrap()
-        .x509_authorities_pem();
+    let pem = BundleSource::get_bundle(spire.as_ref()).await.unwrap().x509_authorities_pem();
     let vwc_bundles = |o: &ValidatingWebhookConfiguration| -> Vec<Vec<u8>> {
-        o.webhooks
-            .iter()
-            .flatten()
-            .map(|w| w.client_config.ca_bundle.clone().unwrap_or_default().0)
-            .collect()
+        o.webhooks.iter().flatten().map(|w| w.client_config.ca_bundle.clone().unwrap_or_default().0).collect()
     };
     for name in [&vwc, &pod_vwc] {
         let o = vwc_api.get(name).await.unwrap();
-        assert!(
-            vwc_bundles(&o).iter().all(|b| b == pem.as_bytes()),
-            "{name}: caBundle is not SPIRE's bundle"
-        );
+        assert!(vwc_bundles(&o).iter().all(|b| b == pem.as_bytes()), "{name}: caBundle is not SPIRE's bundle");
     }
     let o = mwc_api.get(&mwc).await.unwrap();
-    assert!(
-        o.webhooks
-            .iter()
-            .flatten()
-            .all(|w| w.client_config.ca_bundle.as_ref().unwrap().0 == pem.as_bytes())
-    );
+    assert!(o.webhooks.iter().flatten().all(|w| w.client_config.ca_bundle.as_ref().unwrap().0 == pem.as_bytes()));
 
     // The apiserver now calls the webhook. Invalid objects are refused, naming the field.
     let labels = json!({"scm-webhook-test": run});
@@ -294,19 +221,10 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
         kind: kind.into(),
         plural: plural.into(),
     };
-    let csid_api: Api<DynamicObject> =
-        Api::all_with(client.clone(), &ar("ClusterSPIFFEID", "clusterspiffeids"));
-    let cse_api: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &ar("ClusterStaticEntry", "clusterstaticentries"),
-    );
-    let cftd_api: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &ar(
-            "ClusterFederatedTrustDomain",
-            "clusterfederatedtrustdomains",
-        ),
-    );
+    let csid_api: Api<DynamicObject> = Api::all_with(client.clone(), &ar("ClusterSPIFFEID", "clusterspiffeids"));
+    let cse_api: Api<DynamicObject> = Api::all_with(client.clone(), &ar("ClusterStaticEntry", "clusterstaticentries"));
+    let cftd_api: Api<DynamicObject> =
+        Api::all_with(client.clone(), &ar("ClusterFederatedTrustDomain", "clusterfederatedtrustdomains"));
     let obj = |kind: &str, name: &str, spec: Value| -> DynamicObject {
         serde_json::from_value(json!({"apiVersion": "spire.spiffe.io/v1alpha1", "kind": kind, "metadata": {"name": name, "labels": labels}, "spec": spec})).unwrap()
     };
@@ -343,10 +261,7 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
             )
             .await,
     );
-    assert!(
-        msg.contains("spec.spiffeIDTemplate") && msg.contains("trust domain"),
-        "{msg}"
-    );
+    assert!(msg.contains("spec.spiffeIDTemplate") && msg.contains("trust domain"), "{msg}");
     let msg = api_error(
         cse_api
             .create(&pp, &obj("ClusterStaticEntry", &format!("{run}-bad"), json!({"spiffeID": "spiffe://example.org/a", "parentID": "spiffe://example.org/b", "selectors": ["nocolon"]})))
@@ -368,13 +283,7 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
         .await
         .unwrap();
     assert_eq!(
-        created
-            .metadata
-            .labels
-            .as_ref()
-            .unwrap()
-            .get("spire.spiffe.io/class-name")
-            .map(String::as_str),
+        created.metadata.labels.as_ref().unwrap().get("spire.spiffe.io/class-name").map(String::as_str),
         Some("blue"),
         "{created:?}"
     );
@@ -382,7 +291,13 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
     // Someone edits caBundle: repaired.
     let garbage = base64::engine::general_purpose::STANDARD.encode("garbage");
     vwc_api
-        .patch(&vwc, &PatchParams::default(), &Patch::Strategic(json!({"webhooks": [{"name": "vclusterspiffeid.kb.io", "clientConfig": {"caBundle": garbage}}]})))
+        .patch(
+            &vwc,
+            &PatchParams::default(),
+            &Patch::Strategic(
+                json!({"webhooks": [{"name": "vclusterspiffeid.kb.io", "clientConfig": {"caBundle": garbage}}]}),
+            ),
+        )
         .await
         .unwrap();
     eventually(Duration::from_secs(15), "caBundle repaired", || {
@@ -399,13 +314,7 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
 
     // Pods: creation and binding are observed.
     let ns_api: Api<Namespace> = Api::all(client.clone());
-    ns_api
-        .create(
-            &pp,
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    ns_api.create(&pp, &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap()).await.unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"generateName": "web-", "labels": {"app": "web"}},
@@ -414,67 +323,33 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
     .unwrap();
     let created = pods.create(&pp, &pod).await.unwrap();
     let name = created.metadata.name.clone().unwrap();
-    let ev = tokio::time::timeout(Duration::from_secs(10), pod_rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let ObservedPod::Created(seen) = ev else {
-        panic!("{ev:?}")
-    };
-    assert_eq!(
-        seen.metadata.name.as_deref(),
-        Some(name.as_str()),
-        "validating webhooks see the generated name"
-    );
+    let ev = tokio::time::timeout(Duration::from_secs(10), pod_rx.recv()).await.unwrap().unwrap();
+    let ObservedPod::Created(seen) = ev else { panic!("{ev:?}") };
+    assert_eq!(seen.metadata.name.as_deref(), Some(name.as_str()), "validating webhooks see the generated name");
     assert_eq!(seen.metadata.uid, created.metadata.uid, "and the UID");
     let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": {"apiVersion": "v1", "kind": "Node", "name": "node-a"}});
-    let _: Value = pods
-        .create_subresource("binding", &name, &pp, &binding)
-        .await
-        .unwrap();
-    let ev = tokio::time::timeout(Duration::from_secs(10), pod_rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        ev,
-        ObservedPod::Bound {
-            namespace: ns.clone(),
-            name: name.clone(),
-            node_name: "node-a".into()
-        }
-    );
+    let _: Value = pods.create_subresource("binding", &name, &pp, &binding).await.unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), pod_rx.recv()).await.unwrap().unwrap();
+    assert_eq!(ev, ObservedPod::Bound { namespace: ns.clone(), name: name.clone(), node_name: "node-a".into() });
 
     // Stop the webhook: pods are still created (failurePolicy Ignore, 2 s timeout).
     cancel.cancel();
     serving.await.unwrap().unwrap();
     let started = std::time::Instant::now();
-    pods.create(&pp, &pod)
-        .await
-        .expect("pod creation must not depend on the webhook");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "pod creation waited {:?}",
-        started.elapsed()
-    );
+    pods.create(&pp, &pod).await.expect("pod creation must not depend on the webhook");
+    assert!(started.elapsed() < Duration::from_secs(5), "pod creation waited {:?}", started.elapsed());
     // ... while CRD writes fail closed (failurePolicy Fail), as upstream's shipped configuration.
     let msg = api_error(
         csid_api
             .create(
                 &pp,
-                &obj(
-                    "ClusterSPIFFEID",
-                    &format!("{run}-down"),
-                    json!({"spiffeIDTemplate": "spiffe://example.org/x"}),
-                ),
+                &obj("ClusterSPIFFEID", &format!("{run}-down"), json!({"spiffeIDTemplate": "spiffe://example.org/x"})),
             )
             .await,
     );
     assert!(msg.contains("failed calling webhook"), "{msg}");
 
-    let _ = csid_api
-        .delete(&format!("{run}-good"), &DeleteParams::default())
-        .await;
+    let _ = csid_api.delete(&format!("{run}-good"), &DeleteParams::default()).await;
     cab.task.await.unwrap().unwrap();
     certs.task.await.unwrap();
 }

@@ -19,8 +19,8 @@ use scm_spire_api::{Client, ClientOptions};
 use scm_testkit::{SpireServer, require_peers};
 use scm_webhook::cabundle::BundleSource;
 use scm_webhook::{
-    AdmissionSettings, CertManager, CertManagerParams, CertResolver, Metrics, NoPodSink, Route,
-    Server, ServerConfig, Webhook,
+    AdmissionSettings, CertManager, CertManagerParams, CertResolver, Metrics, NoPodSink, Route, Server, ServerConfig,
+    Webhook,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -46,9 +46,7 @@ async fn connect(addr: std::net::SocketAddr, tls: &tokio_rustls::TlsConnector) -
         .await
         .expect("TLS verification against SPIRE's bundle");
     let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].to_vec();
-    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
     (Conn::H1(send), serial(&leaf))
 }
@@ -59,11 +57,7 @@ async fn spire_minted_certificate_serves_and_rotates() {
         return;
     }
     let server = SpireServer::start(NAME, "example.org");
-    let client = Client::connect_lazy(
-        format!("unix://{}", server.socket()),
-        ClientOptions::default(),
-    )
-    .unwrap();
+    let client = Client::connect_lazy(format!("unix://{}", server.socket()), ClientOptions::default()).unwrap();
     client.wait_ready(Duration::from_secs(30)).await.unwrap();
     let client = Arc::new(client);
 
@@ -75,41 +69,15 @@ async fn spire_minted_certificate_serves_and_rotates() {
     params.ttl = Duration::from_secs(20);
     // localhost (DNS SAN, kept by SPIRE), a service name, and 127.0.0.1 (IP SAN, dropped by
     // SPIRE: the manager must neither fail nor re-mint in a loop because of it).
-    let hosts = vec![
-        "127.0.0.1".to_owned(),
-        "localhost".to_owned(),
-        "scm-webhook.spire-system.svc".to_owned(),
-    ];
+    let hosts = vec!["127.0.0.1".to_owned(), "localhost".to_owned(), "scm-webhook.spire-system.svc".to_owned()];
     let (_hosts_tx, hosts_rx) = watch::channel(Some(hosts));
-    let handle = CertManager::spawn(
-        params,
-        client.clone(),
-        hosts_rx,
-        resolver.clone(),
-        cancel.clone(),
-    );
-    assert!(
-        tokio::time::timeout(Duration::from_secs(30), handle.wait_minted())
-            .await
-            .unwrap()
-    );
+    let handle = CertManager::spawn(params, client.clone(), hosts_rx, resolver.clone(), cancel.clone());
+    assert!(tokio::time::timeout(Duration::from_secs(30), handle.wait_minted()).await.unwrap());
     let first = resolver.info().unwrap();
-    assert_eq!(
-        first.uris,
-        vec!["spiffe://example.org/spire-controller-manager-webhook".to_owned()]
-    );
-    assert_eq!(
-        first.dns_names,
-        vec![
-            "localhost".to_owned(),
-            "scm-webhook.spire-system.svc".to_owned()
-        ]
-    );
+    assert_eq!(first.uris, vec!["spiffe://example.org/spire-controller-manager-webhook".to_owned()]);
+    assert_eq!(first.dns_names, vec!["localhost".to_owned(), "scm-webhook.spire-system.svc".to_owned()]);
     let lifetime = first.not_after.duration_since(SystemTime::now()).unwrap();
-    assert!(
-        lifetime <= Duration::from_secs(21),
-        "TTL 20s requested, got {lifetime:?}"
-    );
+    assert!(lifetime <= Duration::from_secs(21), "TTL 20s requested, got {lifetime:?}");
     eprintln!(
         "real_spire: first SVID serial {} lifetime {lifetime:?}, IP SANs kept: {:?}",
         first.serial, first.ip_addresses
@@ -123,15 +91,10 @@ async fn spire_minted_certificate_serves_and_rotates() {
         Arc::new(NoPodSink),
         Metrics::unregistered().unwrap(),
     );
-    let srv = Server::bind(
-        ServerConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            ..Default::default()
-        },
-        resolver.clone(),
-    )
-    .await
-    .unwrap();
+    let srv =
+        Server::bind(ServerConfig { addr: "127.0.0.1:0".parse().unwrap(), ..Default::default() }, resolver.clone())
+            .await
+            .unwrap();
     let addr = srv.local_addr().unwrap();
     let serving = tokio::spawn(srv.serve(webhook.router(), cancel.clone()));
 
@@ -143,10 +106,7 @@ async fn spire_minted_certificate_serves_and_rotates() {
         tokio::spawn(async move {
             let (mut ok, mut failed) = (0usize, Vec::new());
             while !stop.load(Ordering::Relaxed) {
-                match conn
-                    .post(Route::ValidateClusterSPIFFEID.path(), valid_review())
-                    .await
-                {
+                match conn.post(Route::ValidateClusterSPIFFEID.path(), valid_review()).await {
                     Ok((200, _)) => ok += 1,
                     other => failed.push(format!("{other:?}")),
                 }
@@ -167,28 +127,15 @@ async fn spire_minted_certificate_serves_and_rotates() {
     let second = resolver.info().unwrap();
     let (mut fresh, s) = connect(addr, &tls).await;
     assert_eq!(s, second.serial, "a new connection gets the rotated SVID");
-    assert_eq!(
-        fresh
-            .post(Route::ObservePod.path(), valid_review())
-            .await
-            .unwrap()
-            .0,
-        200
-    );
+    assert_eq!(fresh.post(Route::ObservePod.path(), valid_review()).await.unwrap().0, 200);
 
     stop.store(true, Ordering::Relaxed);
     let (ok, failed) = traffic.await.unwrap();
-    assert!(
-        failed.is_empty(),
-        "requests failed across the rotation: {failed:?}"
-    );
+    assert!(failed.is_empty(), "requests failed across the rotation: {failed:?}");
     assert!(ok > 20, "too little traffic: {ok}");
     // One mint plus one rotation (not a loop caused by the dropped IP SAN).
     let rotations = metrics.certificate_rotations.get();
-    assert!(
-        (2.0..=3.0).contains(&rotations),
-        "unexpected number of mints: {rotations}"
-    );
+    assert!((2.0..=3.0).contains(&rotations), "unexpected number of mints: {rotations}");
 
     cancel.cancel();
     serving.await.unwrap().unwrap();

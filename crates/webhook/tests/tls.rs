@@ -8,32 +8,19 @@ use std::time::Duration;
 
 use common::{Conn, TestCa, connect, connector, serial, valid_review};
 use scm_spiffe::TrustDomain;
-use scm_webhook::{
-    AdmissionSettings, CertResolver, Metrics, NoPodSink, Route, Server, ServerConfig, Webhook,
-};
+use scm_webhook::{AdmissionSettings, CertResolver, Metrics, NoPodSink, Route, Server, ServerConfig, Webhook};
 use tokio_util::sync::CancellationToken;
 
 fn webhook() -> Webhook {
     let settings = AdmissionSettings::new(TrustDomain::parse("example.org").unwrap(), "c1");
-    Webhook::new(
-        settings,
-        Arc::new(NoPodSink),
-        Metrics::unregistered().unwrap(),
-    )
+    Webhook::new(settings, Arc::new(NoPodSink), Metrics::unregistered().unwrap())
 }
 
 async fn start(
     resolver: Arc<CertResolver>,
     router: axum::Router,
-) -> (
-    std::net::SocketAddr,
-    CancellationToken,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-) {
-    let config = ServerConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        ..ServerConfig::default()
-    };
+) -> (std::net::SocketAddr, CancellationToken, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let config = ServerConfig { addr: "127.0.0.1:0".parse().unwrap(), ..ServerConfig::default() };
     let server = Server::bind(config, resolver).await.unwrap();
     let addr = server.local_addr().unwrap();
     let cancel = CancellationToken::new();
@@ -64,10 +51,7 @@ async fn certificate_swap_keeps_connections_and_new_ones_see_the_new_certificate
     for h2 in [false, true] {
         let (mut conn, leaf, alpn) = connect(addr, tls_for(h2), h2).await;
         assert_eq!(serial(&leaf), serial_a);
-        assert_eq!(
-            alpn.as_deref(),
-            Some(if h2 { &b"h2"[..] } else { &b"http/1.1"[..] })
-        );
+        assert_eq!(alpn.as_deref(), Some(if h2 { &b"h2"[..] } else { &b"http/1.1"[..] }));
         let (stop, ok) = (stop.clone(), ok.clone());
         workers.push(tokio::spawn(async move {
             let mut failures = Vec::new();
@@ -78,9 +62,7 @@ async fn certificate_swap_keeps_connections_and_new_ones_see_the_new_certificate
                         assert_eq!(v["response"]["allowed"], true, "{v}");
                         ok.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok((status, body)) => {
-                        failures.push(format!("{status}: {}", String::from_utf8_lossy(&body)))
-                    }
+                    Ok((status, body)) => failures.push(format!("{status}: {}", String::from_utf8_lossy(&body))),
                     Err(e) => failures.push(e),
                 }
             }
@@ -99,44 +81,22 @@ async fn certificate_swap_keeps_connections_and_new_ones_see_the_new_certificate
     // New connections get B (both protocols), and they work.
     for h2 in [false, true] {
         let (mut conn, leaf, _) = connect(addr, tls_for(h2), h2).await;
-        assert_eq!(
-            serial(&leaf),
-            serial_b,
-            "new connection after the swap must see certificate B"
-        );
+        assert_eq!(serial(&leaf), serial_b, "new connection after the swap must see certificate B");
         assert_eq!(conn.post(path, valid_review()).await.unwrap().0, 200);
     }
     // A client trusting only A cannot connect any more; one trusting only B can.
     let only_a = connector(&[&ca_a], &[b"http/1.1"]);
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    assert!(
-        only_a
-            .connect(
-                rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-                tcp
-            )
-            .await
-            .is_err()
-    );
+    assert!(only_a.connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp).await.is_err());
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         let (failures, after) = w.await.unwrap();
-        assert!(
-            failures.is_empty(),
-            "requests failed across the swap: {failures:?}"
-        );
-        assert_eq!(
-            after,
-            Ok(200),
-            "kept-alive connection stopped working after the swap"
-        );
+        assert!(failures.is_empty(), "requests failed across the swap: {failures:?}");
+        assert_eq!(after, Ok(200), "kept-alive connection stopped working after the swap");
     }
-    assert!(
-        ok.load(Ordering::Relaxed) > before_swap,
-        "no requests were served after the swap"
-    );
+    assert!(ok.load(Ordering::Relaxed) > before_swap, "no requests were served after the swap");
 
     cancel.cancel();
     task.await.unwrap().unwrap();
@@ -149,25 +109,12 @@ async fn no_certificate_no_handshake_then_serving_once_loaded() {
     let (addr, cancel, task) = start(resolver.clone(), webhook().router()).await;
     let tls = connector(&[&ca], &[b"http/1.1"]);
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    assert!(
-        tls.connect(
-            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp
-        )
-        .await
-        .is_err()
-    );
+    assert!(tls.connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp).await.is_err());
     assert!(!resolver.cert_loaded());
     resolver.set(ca.leaf(&["localhost"]));
     assert!(resolver.cert_loaded());
     let (mut conn, _, _) = connect(addr, &tls, false).await;
-    assert_eq!(
-        conn.post(Route::ObservePod.path(), valid_review())
-            .await
-            .unwrap()
-            .0,
-        200
-    );
+    assert_eq!(conn.post(Route::ObservePod.path(), valid_review()).await.unwrap().0, 200);
     cancel.cancel();
     task.await.unwrap().unwrap();
 }
@@ -190,20 +137,14 @@ async fn shutdown_finishes_in_flight_requests_and_stops_accepting() {
     let in_flight = tokio::spawn(async move { conn.post("/slow", bytes::Bytes::new()).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     cancel.cancel();
-    let (status, body) = in_flight
-        .await
-        .unwrap()
-        .expect("in-flight request must complete during drain");
+    let (status, body) = in_flight.await.unwrap().expect("in-flight request must complete during drain");
     assert_eq!((status, &body[..]), (200, &b"done"[..]));
     tokio::time::timeout(Duration::from_secs(5), task)
         .await
         .expect("serve must return after draining")
         .unwrap()
         .unwrap();
-    assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "listener must be closed after shutdown"
-    );
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener must be closed after shutdown");
 }
 
 #[tokio::test]

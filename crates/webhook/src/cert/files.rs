@@ -16,8 +16,7 @@ use super::{CertError, CertResolver, ServingCert};
 
 /// Reads and parses a certificate chain PEM file and a private key PEM file.
 pub fn load_pem_files(cert_path: &Path, key_path: &Path) -> Result<ServingCert, FileCertError> {
-    let cert =
-        std::fs::read(cert_path).map_err(|e| FileCertError::Read(cert_path.to_owned(), e))?;
+    let cert = std::fs::read(cert_path).map_err(|e| FileCertError::Read(cert_path.to_owned(), e))?;
     let key = std::fs::read(key_path).map_err(|e| FileCertError::Read(key_path.to_owned(), e))?;
     Ok(ServingCert::from_pem(&cert, &key)?)
 }
@@ -43,11 +42,7 @@ pub struct FileCertParams {
 
 impl FileCertParams {
     pub fn new(cert_path: impl Into<PathBuf>, key_path: impl Into<PathBuf>) -> Self {
-        Self {
-            cert_path: cert_path.into(),
-            key_path: key_path.into(),
-            poll_interval: Duration::from_secs(2),
-        }
+        Self { cert_path: cert_path.into(), key_path: key_path.into(), poll_interval: Duration::from_secs(2) }
     }
 }
 
@@ -57,11 +52,7 @@ pub struct FileCertSource;
 impl FileCertSource {
     /// Loads the files now (an error is logged, not returned: the resolver stays empty and
     /// `cert_loaded()` false until valid files appear), then polls them until `cancel`.
-    pub fn spawn(
-        params: FileCertParams,
-        resolver: Arc<CertResolver>,
-        cancel: CancellationToken,
-    ) -> JoinHandle<()> {
+    pub fn spawn(params: FileCertParams, resolver: Arc<CertResolver>, cancel: CancellationToken) -> JoinHandle<()> {
         let mut last = stamp(&params);
         match load_pem_files(&params.cert_path, &params.key_path) {
             Ok(cert) => resolver.set(cert),
@@ -87,9 +78,9 @@ impl FileCertSource {
                 last = now;
                 match load_pem_files(&params.cert_path, &params.key_path) {
                     Ok(cert) => {
-                        let unchanged = resolver.info().is_some_and(|i| {
-                            i.serial == cert.info.serial && i.not_after == cert.info.not_after
-                        });
+                        let unchanged = resolver
+                            .info()
+                            .is_some_and(|i| i.serial == cert.info.serial && i.not_after == cert.info.not_after);
                         if !unchanged {
                             resolver.set(cert);
                         }

@@ -57,15 +57,10 @@ impl CertInfo {
     /// Parses the leaf certificate (DER).
     pub fn from_leaf(der: &[u8]) -> Result<Self, CertError> {
         use x509_parser::extensions::GeneralName;
-        let (_, cert) =
-            x509_parser::parse_x509_certificate(der).map_err(|e| CertError::X509(e.to_string()))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| CertError::X509(e.to_string()))?;
         let to_time = |t: x509_parser::time::ASN1Time| {
             let secs = t.timestamp();
-            if secs >= 0 {
-                UNIX_EPOCH + Duration::from_secs(secs as u64)
-            } else {
-                UNIX_EPOCH
-            }
+            if secs >= 0 { UNIX_EPOCH + Duration::from_secs(secs as u64) } else { UNIX_EPOCH }
         };
         let mut info = CertInfo {
             not_before: to_time(cert.validity().not_before),
@@ -82,12 +77,8 @@ impl CertInfo {
                     GeneralName::DNSName(d) => info.dns_names.push((*d).to_owned()),
                     GeneralName::URI(u) => info.uris.push((*u).to_owned()),
                     GeneralName::IPAddress(b) => match b.len() {
-                        4 => info
-                            .ip_addresses
-                            .push(IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())),
-                        16 => info
-                            .ip_addresses
-                            .push(IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())),
+                        4 => info.ip_addresses.push(IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())),
+                        16 => info.ip_addresses.push(IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())),
                         _ => {}
                     },
                     _ => {}
@@ -99,10 +90,7 @@ impl CertInfo {
 
     /// Unix seconds of NotAfter.
     pub fn not_after_unix(&self) -> f64 {
-        self.not_after
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0)
+        self.not_after.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
     }
 }
 
@@ -115,17 +103,11 @@ pub struct ServingCert {
 
 impl ServingCert {
     /// From a DER chain (leaf first) and a DER private key (PKCS#8, PKCS#1 or SEC1).
-    pub fn from_der(
-        chain: Vec<CertificateDer<'static>>,
-        key: PrivateKeyDer<'static>,
-    ) -> Result<Self, CertError> {
+    pub fn from_der(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<Self, CertError> {
         let leaf = chain.first().ok_or(CertError::EmptyChain)?;
         let info = CertInfo::from_leaf(leaf)?;
         let key = CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider())?;
-        Ok(Self {
-            key: Arc::new(key),
-            info,
-        })
+        Ok(Self { key: Arc::new(key), info })
     }
 
     /// From PEM text: every `CERTIFICATE` block of `cert_pem` (leaf first) and the first
@@ -137,8 +119,7 @@ impl ServingCert {
         if chain.is_empty() {
             return Err(CertError::EmptyChain);
         }
-        let key =
-            PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| CertError::KeyPem(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| CertError::KeyPem(e.to_string()))?;
         Self::from_der(chain, key)
     }
 
@@ -166,9 +147,7 @@ pub struct CertResolver {
 
 impl std::fmt::Debug for CertResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertResolver")
-            .field("info", &self.info())
-            .finish()
+        f.debug_struct("CertResolver").field("info", &self.info()).finish()
     }
 }
 
@@ -181,18 +160,12 @@ impl Default for CertResolver {
 impl CertResolver {
     /// An empty resolver without metrics.
     pub fn new() -> Self {
-        Self {
-            current: ArcSwapOption::empty(),
-            metrics: None,
-        }
+        Self { current: ArcSwapOption::empty(), metrics: None }
     }
 
     /// An empty resolver that records expiry and rotations in `metrics`.
     pub fn with_metrics(metrics: &Metrics) -> Self {
-        Self {
-            current: ArcSwapOption::empty(),
-            metrics: Some(metrics.clone()),
-        }
+        Self { current: ArcSwapOption::empty(), metrics: Some(metrics.clone()) }
     }
 
     /// Swaps in `cert` for every handshake from now on. Established connections are not
@@ -209,10 +182,7 @@ impl CertResolver {
             uris = ?cert.info.uris,
             "webhook serving certificate loaded"
         );
-        self.current.store(Some(Arc::new(Current {
-            key: cert.key,
-            info: cert.info,
-        })));
+        self.current.store(Some(Arc::new(Current { key: cert.key, info: cert.info })));
     }
 
     /// True once a certificate has been set.
@@ -227,15 +197,12 @@ impl CertResolver {
 
     /// A rustls server configuration (TLS 1.2 and 1.3, ring, ALPN h2 and http/1.1) that
     /// resolves certificates through `resolver`.
-    pub fn server_config(
-        resolver: Arc<CertResolver>,
-    ) -> Result<rustls::ServerConfig, rustls::Error> {
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+    pub fn server_config(resolver: Arc<CertResolver>) -> Result<rustls::ServerConfig, rustls::Error> {
+        let mut config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+                .with_no_client_auth()
+                .with_cert_resolver(resolver);
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         // No session resumption: a resumed session skips the certificate, so a client would
         // keep "seeing" (and trusting) a rotated-out certificate on new connections. Full
@@ -307,11 +274,7 @@ mod tests {
             (s(60), s(29), true),
         ];
         for (lifetime, remaining, want) in table {
-            assert_eq!(
-                expires_soon(lifetime, remaining),
-                want,
-                "lifetime {lifetime:?} remaining {remaining:?}"
-            );
+            assert_eq!(expires_soon(lifetime, remaining), want, "lifetime {lifetime:?} remaining {remaining:?}");
         }
     }
 
@@ -319,16 +282,9 @@ mod tests {
     fn serving_cert_from_pem_and_mismatch() {
         let a = rcgen::generate_simple_self_signed(vec!["a.example".into()]).unwrap();
         let b = rcgen::generate_simple_self_signed(vec!["b.example".into()]).unwrap();
-        let ok = ServingCert::from_pem(
-            a.cert.pem().as_bytes(),
-            a.signing_key.serialize_pem().as_bytes(),
-        )
-        .unwrap();
+        let ok = ServingCert::from_pem(a.cert.pem().as_bytes(), a.signing_key.serialize_pem().as_bytes()).unwrap();
         assert_eq!(ok.info.dns_names, vec!["a.example".to_owned()]);
-        let mismatch = ServingCert::from_pem(
-            a.cert.pem().as_bytes(),
-            b.signing_key.serialize_pem().as_bytes(),
-        );
+        let mismatch = ServingCert::from_pem(a.cert.pem().as_bytes(), b.signing_key.serialize_pem().as_bytes());
         assert!(matches!(mismatch, Err(CertError::Key(_))), "{mismatch:?}");
         assert!(matches!(
             ServingCert::from_pem(b"", a.signing_key.serialize_pem().as_bytes()),
@@ -340,9 +296,6 @@ mod tests {
         assert!(!resolver.cert_loaded());
         resolver.set(ok);
         assert!(resolver.cert_loaded());
-        assert_eq!(
-            resolver.info().unwrap().dns_names,
-            vec!["a.example".to_owned()]
-        );
+        assert_eq!(resolver.info().unwrap().dns_names, vec!["a.example".to_owned()]);
     }
 }

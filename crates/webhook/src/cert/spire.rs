@@ -35,11 +35,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// The SPIRE call the certificate manager needs (`svid.v1.SVID/MintX509SVID`).
 pub trait SvidMinter: Send + Sync + 'static {
     /// Mints an X509-SVID for the DER PKCS#10 `csr_der`; returns the chain (DER, leaf first).
-    fn mint_x509_svid(
-        &self,
-        csr_der: Vec<u8>,
-        ttl: Duration,
-    ) -> BoxFuture<'_, Result<Vec<Vec<u8>>, BoxError>>;
+    fn mint_x509_svid(&self, csr_der: Vec<u8>, ttl: Duration) -> BoxFuture<'_, Result<Vec<Vec<u8>>, BoxError>>;
 }
 
 /// Path of the webhook's SPIFFE ID (upstream's).
@@ -129,30 +125,21 @@ async fn run(
             match mint_reason(state.as_ref(), &hosts, SystemTime::now()) {
                 None => backoff = None,
                 Some(reason) => {
-                    tracing::info!(
-                        reason,
-                        ?hosts,
-                        "minting webhook serving certificate from SPIRE"
-                    );
+                    tracing::info!(reason, ?hosts, "minting webhook serving certificate from SPIRE");
                     match mint(&params, minter.as_ref(), &hosts).await {
                         Ok(cert) => {
                             let info = cert.info.clone();
                             warn_dropped_sans(&hosts, &info);
                             let minted_at = SystemTime::now();
-                            state = Some(Minted {
-                                hosts,
-                                minted_at,
-                                not_after: info.not_after,
-                            });
+                            state = Some(Minted { hosts, minted_at, not_after: info.not_after });
                             resolver.set(cert);
                             minted_tx.send_replace(Some(info));
                             backoff = None;
                         }
                         Err(err) => {
-                            let next = backoff
-                                .map_or(params.check_interval.max(Duration::from_secs(1)), |b| {
-                                    (b * 2).min(params.max_backoff)
-                                });
+                            let next = backoff.map_or(params.check_interval.max(Duration::from_secs(1)), |b| {
+                                (b * 2).min(params.max_backoff)
+                            });
                             tracing::error!(%err, retry_in = ?next, "minting webhook serving certificate failed");
                             backoff = Some(next);
                         }
@@ -220,11 +207,7 @@ fn mint_reason(state: Option<&Minted>, hosts: &[String], now: SystemTime) -> Opt
 }
 
 /// Builds the key and CSR, calls SPIRE, and pairs the returned chain with the key.
-async fn mint(
-    params: &CertManagerParams,
-    minter: &dyn SvidMinter,
-    hosts: &[String],
-) -> Result<ServingCert, BoxError> {
+async fn mint(params: &CertManagerParams, minter: &dyn SvidMinter, hosts: &[String]) -> Result<ServingCert, BoxError> {
     let (key, csr) = build_csr(&params.trust_domain, hosts)?;
     let chain = minter.mint_x509_svid(csr, params.ttl).await?;
     let chain: Vec<CertificateDer<'static>> = chain.into_iter().map(CertificateDer::from).collect();
@@ -233,17 +216,12 @@ async fn mint(
 }
 
 /// A fresh P-256 key and a DER CSR carrying the webhook's SPIFFE ID and `hosts` as SANs.
-pub fn build_csr(
-    trust_domain: &TrustDomain,
-    hosts: &[String],
-) -> Result<(rcgen::KeyPair, Vec<u8>), BoxError> {
+pub fn build_csr(trust_domain: &TrustDomain, hosts: &[String]) -> Result<(rcgen::KeyPair, Vec<u8>), BoxError> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let id = trust_domain.id_with_path(WEBHOOK_ID_PATH)?;
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .subject_alt_names
-        .push(rcgen::SanType::URI(id.as_str().try_into()?));
+    params.subject_alt_names.push(rcgen::SanType::URI(id.as_str().try_into()?));
     for host in hosts {
         let san = match host.parse::<IpAddr>() {
             Ok(ip) => rcgen::SanType::IpAddress(ip),
@@ -272,16 +250,10 @@ mod tests {
     #[test]
     fn mint_reasons() {
         let hosts = vec!["svc.ns.svc".to_owned()];
-        assert_eq!(
-            mint_reason(None, &hosts, SystemTime::now()),
-            Some("initializing")
-        );
+        assert_eq!(mint_reason(None, &hosts, SystemTime::now()), Some("initializing"));
         let (m, now) = minted(&["svc.ns.svc"], 86_400, 3_600);
         assert_eq!(mint_reason(Some(&m), &hosts, now), None);
-        assert_eq!(
-            mint_reason(Some(&m), &["other.ns.svc".to_owned()], now),
-            Some("host names changed")
-        );
+        assert_eq!(mint_reason(Some(&m), &["other.ns.svc".to_owned()], now), Some("host names changed"));
         let (m, now) = minted(&["svc.ns.svc"], 86_400, 86_400 - 29 * 60);
         assert_eq!(mint_reason(Some(&m), &hosts, now), Some("expires soon"));
         let (m, now) = minted(&["svc.ns.svc"], 60, 61);
@@ -295,15 +267,10 @@ mod tests {
     #[test]
     fn csr_carries_the_sans() {
         let td = TrustDomain::parse("example.org").unwrap();
-        let hosts = vec![
-            "svc.ns.svc".to_owned(),
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-        ];
+        let hosts = vec!["svc.ns.svc".to_owned(), "localhost".to_owned(), "127.0.0.1".to_owned()];
         let (_key, der) = build_csr(&td, &hosts).unwrap();
         use x509_parser::prelude::FromDer;
-        let (_, csr) =
-            x509_parser::certification_request::X509CertificationRequest::from_der(&der).unwrap();
+        let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(&der).unwrap();
         let mut found = Vec::new();
         for ext in csr.requested_extensions().into_iter().flatten() {
             if let x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) = ext {
@@ -313,10 +280,7 @@ mod tests {
             }
         }
         let all = found.join(" ");
-        assert!(
-            all.contains("spiffe://example.org/spire-controller-manager-webhook"),
-            "{all}"
-        );
+        assert!(all.contains("spiffe://example.org/spire-controller-manager-webhook"), "{all}");
         assert!(all.contains("svc.ns.svc"), "{all}");
         assert!(all.contains("localhost"), "{all}");
         assert!(all.contains("IPAddress(7f:00:00:01)"), "{all}");

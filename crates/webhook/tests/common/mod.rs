@@ -27,11 +27,7 @@ impl TestCa {
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
         let cert = params.self_signed(&key).unwrap();
-        Self {
-            der: cert.der().clone(),
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
+        Self { der: cert.der().clone(), pem: cert.pem(), issuer: Issuer::new(params, key) }
     }
 
     /// A leaf for `sans` (DNS names or IPs) valid for `validity` from now; PEM chain + key.
@@ -57,8 +53,7 @@ impl TestCa {
 
     /// What a SPIRE server does with MintX509SVID: sign the CSR's key and SANs, TTL `ttl`.
     pub fn sign_csr(&self, csr_der: &[u8], ttl: Duration) -> Vec<Vec<u8>> {
-        let csr =
-            rcgen::CertificateSigningRequestParams::from_der(&csr_der.to_vec().into()).unwrap();
+        let csr = rcgen::CertificateSigningRequestParams::from_der(&csr_der.to_vec().into()).unwrap();
         let mut csr = csr;
         csr.params.not_before = time_now() - time::Duration::seconds(1);
         csr.params.not_after = time_now() + ttl;
@@ -91,13 +86,11 @@ pub fn connector(cas: &[&TestCa], alpn: &[&[u8]]) -> TlsConnector {
 
 /// A TLS client trusting `roots`, offering `alpn`.
 pub fn connector_with_roots(roots: rustls::RootCertStore, alpn: &[&[u8]]) -> TlsConnector {
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     TlsConnector::from(Arc::new(cfg))
 }
@@ -115,18 +108,13 @@ pub async fn connect(
 ) -> (Conn, CertificateDer<'static>, Option<Vec<u8>>) {
     let tcp = TcpStream::connect(addr).await.unwrap();
     tcp.set_nodelay(true).unwrap();
-    let stream = tls
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let stream = tls.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
     let (_, session) = stream.get_ref();
     let leaf = session.peer_certificates().unwrap()[0].clone().into_owned();
     let alpn = session.alpn_protocol().map(|p| p.to_vec());
     let io = TokioIo::new(stream);
     let conn = if h2 {
-        let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .unwrap();
+        let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
         tokio::spawn(conn);
         Conn::H2(send)
     } else {
@@ -157,12 +145,7 @@ impl Conn {
         }
         .map_err(|e| e.to_string())?;
         let status = res.status().as_u16();
-        let body = res
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
+        let body = res.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
         Ok((status, body))
     }
 }
