@@ -315,6 +315,8 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
             cluster_spiffe_ids: config.reconcile.cluster_spiffe_ids,
             cluster_static_entries: config.reconcile.cluster_static_entries,
             cluster_federated_trust_domains: config.reconcile.cluster_federated_trust_domains,
+            class_name: config.class_name.clone(),
+            watch_classless: config.watch_classless,
         };
         let stores = crate::k8s::world::Stores::spawn(&client, watch_set, &entry_trigger, &federation_trigger, &cancel);
         {

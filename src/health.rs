@@ -83,7 +83,15 @@ pub fn metrics_router(metrics: Metrics) -> Router {
         "/metrics",
         get(move || {
             let m = metrics.clone();
-            async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()) }
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    m.render(),
+                )
+            }
         }),
     )
 }

@@ -113,7 +113,9 @@ pub fn load_dir(dir: &Path, expand_env: bool, env: &dyn Fn(&str) -> Option<Strin
                     fill_identity(&mut obj.metadata, &path, i);
                     out.federated_trust_domains.push(Arc::new(obj));
                 }
-                _ => tracing::debug!(file = %path.display(), kind, "skipping object of another kind"),
+                _ => {
+                    tracing::debug!(file = %path.display(), kind, "skipping object of another kind")
+                }
             }
         }
     }

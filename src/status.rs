@@ -117,7 +117,9 @@ pub(crate) fn same_condition(a: Option<&Condition>, b: &Condition) -> bool {
 
 fn stats_json(s: &ClusterSPIFFEIDStats) -> serde_json::Value {
     // Merge patch: zero values are sent as null so that they clear (upstream omits zeros).
-    let v = |n: i64| if n == 0 { serde_json::Value::Null } else { json!(n) };
+    let v = |n: i64| {
+        if n == 0 { serde_json::Value::Null } else { json!(n) }
+    };
     json!({
         "namespacesSelected": v(s.namespaces_selected),
         "namespacesIgnored": v(s.namespaces_ignored),

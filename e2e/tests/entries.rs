@@ -484,3 +484,61 @@ async fn static_manifest_mode() {
     assert_eq!(c.list_entries().await.unwrap().len(), 1, "{}", ctl.logs());
     assert!(spire.entry_show().len() == 1);
 }
+
+/// The pod cache keeps only the fields the templates read; a ClusterSPIFFEID that reads
+/// more (annotations, containers) makes the controller list the pods again, wider, and
+/// its entries come out as if whole pods had been kept all along.
+#[tokio::test]
+async fn pod_fields_kept_follow_the_templates() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, PostParams};
+    let fx = Fixture::new("podfields", "").await;
+    fx.apply_cspiffeid("pf-sa", json!({"spiffeIDTemplate": SA_TEMPLATE})).await;
+    let api: Api<Pod> = Api::namespaced(fx.client.clone(), &fx.ns);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "annotated", "annotations": {"dns": "db.example.test"}, "labels": {"app": "db"}},
+        "spec": {"nodeName": fx.node, "serviceAccountName": "db-sa",
+                 "containers": [{"name": "postgres", "image": "example/postgres:16", "env": [{"name": "A", "value": "b"}]}]}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &pod).await.expect("create pod");
+    fx.wait_entries("the service-account entry", |e| e.len() == 1).await;
+    let logs = fx.ctl.logs();
+    assert!(
+        logs.contains("PodMeta{Labels,Name,Namespace,ResourceVersion,UID} PodSpec{NodeName,ServiceAccountName}"),
+        "the first pod list keeps only what the templates read:\n{}",
+        tail(&logs, 40)
+    );
+
+    fx.apply_cspiffeid(
+        "pf-wide",
+        json!({
+        "spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/image/{{ (index .PodSpec.Containers 0).Name }}",
+        "dnsNameTemplates": ["{{ index .PodMeta.Annotations \"dns\" }}"],
+        "workloadSelectorTemplates": ["k8s:container-image:{{ (index .PodSpec.Containers 0).Image }}"]}),
+    )
+    .await;
+    let got = fx.wait_entries("the container entry", |e| e.len() == 2).await;
+    let wide = got
+        .iter()
+        .find(|e| e.spiffe_id.to_string() == format!("spiffe://{TD}/image/postgres"))
+        .expect("entry from the container name");
+    assert_eq!(wide.dns_names, vec!["db.example.test".to_string()]);
+    assert!(
+        wide.selectors.iter().any(|s| s.to_string() == "k8s:container-image:example/postgres:16"),
+        "{:?}",
+        wide.selectors
+    );
+    let logs = fx.ctl.logs();
+    assert!(
+        logs.contains("PodMeta{Annotations,Labels,Name,Namespace,ResourceVersion,UID} PodSpec{Containers,NodeName,ServiceAccountName}"),
+        "pods listed again with the wider set:\n{}",
+        tail(&logs, 40)
+    );
+    let st = eventually(WAIT, "no render failures", || async {
+        let s = fx.status("clusterspiffeids", "pf-wide").await;
+        (s["stats"]["entriesToSet"] == json!(1)).then_some(s)
+    })
+    .await;
+    assert!(st["stats"].get("podEntryRenderFailures").is_none(), "{st}");
+}

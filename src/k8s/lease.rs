@@ -171,7 +171,9 @@ async fn try_acquire_or_renew(
 }
 
 async fn release(api: &Api<Lease>, p: &LeaseParams) {
-    let Ok(Some(mut lease)) = api.get_opt(&p.name).await else { return };
+    let Ok(Some(mut lease)) = api.get_opt(&p.name).await else {
+        return;
+    };
     let spec = lease.spec.get_or_insert_with(Default::default);
     if spec.holder_identity.as_deref() != Some(p.identity.as_str()) {
         return;

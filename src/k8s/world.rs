@@ -5,29 +5,37 @@
 //! list: the controller never acts on an unsynced cache. A relist after a watch error
 //! replaces a store atomically (kube's reflector buffers the list until it is complete).
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use scm_api::{ClusterFederatedTrustDomain, ClusterSPIFFEID, ClusterStaticEntry};
+use scm_core::PodFields;
 use scm_core::World;
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::reconcile::trigger::Trigger;
 
 /// Which kinds to watch (from the config's `reconcile` block).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct WatchSet {
     pub cluster_spiffe_ids: bool,
     pub cluster_static_entries: bool,
     pub cluster_federated_trust_domains: bool,
+    /// `className` and `watchClassless`: only ClusterSPIFFEIDs of this install decide
+    /// which pod fields are kept.
+    pub class_name: String,
+    pub watch_classless: bool,
 }
 
 /// One reflector store plus its sync state.
@@ -68,11 +76,15 @@ pub struct Stores {
     pub cluster_spiffe_ids: Watched<ClusterSPIFFEID>,
     pub cluster_static_entries: Watched<ClusterStaticEntry>,
     pub cluster_federated_trust_domains: Watched<ClusterFederatedTrustDomain>,
+    pub pod_fields: PodFieldsKept,
 }
 
 impl Stores {
     /// Starts the watches. `entries` is poked on any change relevant to entries,
     /// `federation` on ClusterFederatedTrustDomain changes.
+    ///
+    /// The pod watch starts once the ClusterSPIFFEIDs are listed, keeping only the pod
+    /// fields their templates read (see [`PodFieldsKept`]).
     pub fn spawn(
         client: &Client,
         set: WatchSet,
@@ -81,29 +93,41 @@ impl Stores {
         cancel: &CancellationToken,
     ) -> Arc<Self> {
         let pods_needed = set.cluster_spiffe_ids;
-        let s = Stores {
-            pods: watch_with(client, pods_needed, entries, cancel, "pods", trim_pod, None),
-            nodes: watch_with(client, pods_needed, entries, cancel, "nodes", trim_node, None),
-            namespaces: watch_with(client, pods_needed, entries, cancel, "namespaces", trim_meta, None),
-            endpoints: watch_with(client, pods_needed, entries, cancel, "endpoints", trim_meta, None),
-            endpoint_slices: watch_with(client, pods_needed, entries, cancel, "endpointslices", trim_meta, None),
-            cluster_spiffe_ids: watch_specs(client, set.cluster_spiffe_ids, entries, cancel, "clusterspiffeids"),
-            cluster_static_entries: watch_specs(
-                client,
-                set.cluster_static_entries,
-                entries,
-                cancel,
-                "clusterstaticentries",
-            ),
-            cluster_federated_trust_domains: watch_specs(
-                client,
-                set.cluster_federated_trust_domains,
-                federation,
-                cancel,
-                "clusterfederatedtrustdomains",
-            ),
+        let (pod_params, pod_rx) = watch::channel(None);
+        let pod_fields = PodFieldsKept {
+            requested: pod_params,
+            applied: Arc::new(Mutex::new(None)),
+            per_cr: Mutex::default(),
+            class_name: set.class_name.clone(),
+            watch_classless: set.watch_classless,
         };
-        Arc::new(s)
+        let w = Watches { client, trigger: entries, cancel };
+        let s = Stores {
+            pods: w.spawn(pods_needed, "pods", trim_pod, pod_rx, pod_fields.applied.clone(), pod_changed),
+            nodes: w.fixed(pods_needed, "nodes", trim_node, content_changed),
+            namespaces: w.fixed(pods_needed, "namespaces", trim_meta, content_changed),
+            endpoints: w.fixed(pods_needed, "endpoints", trim_meta, content_changed),
+            endpoint_slices: w.fixed(pods_needed, "endpointslices", trim_meta, content_changed),
+            cluster_spiffe_ids: w.fixed(set.cluster_spiffe_ids, "clusterspiffeids", trim_meta, spec_changed),
+            cluster_static_entries: w.fixed(
+                set.cluster_static_entries,
+                "clusterstaticentries",
+                trim_meta,
+                spec_changed,
+            ),
+            cluster_federated_trust_domains: Watches { trigger: federation, ..w }.fixed(
+                set.cluster_federated_trust_domains,
+                "clusterfederatedtrustdomains",
+                trim_meta,
+                spec_changed,
+            ),
+            pod_fields,
+        };
+        let s = Arc::new(s);
+        if pods_needed {
+            tokio::spawn(start_pod_watch(Arc::downgrade(&s), cancel.clone()));
+        }
+        s
     }
 
     /// True when every enabled watch has completed its first list.
@@ -150,21 +174,247 @@ impl Stores {
     }
 }
 
-/// A watch of one of our custom resources: only spec changes (a new `generation`),
-/// creations and deletions trigger a pass. Our own status writes come back through the
-/// watch and would otherwise cost one more whole pass each.
-fn watch_specs<K>(
-    client: &Client,
-    enabled: bool,
-    trigger: &Trigger,
-    cancel: &CancellationToken,
+/// The pod fields the pod store keeps: what declaration itself reads plus what the
+/// templates of the ClusterSPIFFEIDs can read ([`scm_core::pod_fields_needed`]); the
+/// rest of each pod (containers, volumes, status, annotations, ...) is dropped as it
+/// arrives. When a ClusterSPIFFEID starts reading a field the store does not hold, the
+/// pods are listed again with the wider set, and no pass runs until that list is
+/// complete. The set only grows while the process runs.
+pub struct PodFieldsKept {
+    /// What the pod watch trims to (`None` until the ClusterSPIFFEIDs are listed).
+    requested: watch::Sender<Option<PodFields>>,
+    /// What every pod in the store holds (set when a list trimmed that way completes).
+    applied: Arc<Mutex<Option<PodFields>>>,
+    /// Per ClusterSPIFFEID `uid/generation`: the fields its templates read.
+    per_cr: Mutex<HashMap<String, PodFields>>,
+    class_name: String,
+    watch_classless: bool,
+}
+
+impl PodFieldsKept {
+    fn needed(&self, crs: &[Arc<ClusterSPIFFEID>]) -> PodFields {
+        let mut per_cr = self.per_cr.lock().unwrap();
+        let mut fresh = HashMap::with_capacity(crs.len());
+        let mut out = scm_core::pod_fields_always();
+        let mine = crs.iter().filter(|cr| {
+            scm_core::class_matches(cr.spec.class_name.as_deref(), &self.class_name, self.watch_classless)
+        });
+        for cr in mine {
+            let key = spec_version(cr.as_ref());
+            let fields = per_cr.remove(&key).unwrap_or_else(|| scm_core::pod_fields_of(&cr.spec));
+            out.union(&fields);
+            fresh.insert(key, fields);
+        }
+        *per_cr = fresh;
+        out
+    }
+
+    /// `Ok` when the pod store holds every field `crs` can read; otherwise asks for a
+    /// list with the wider set (once) and says what is missing.
+    fn ensure(&self, crs: &[Arc<ClusterSPIFFEID>]) -> Result<(), String> {
+        let need = self.needed(crs);
+        if self.applied.lock().unwrap().as_ref().is_some_and(|a| a.covers(&need)) {
+            return Ok(());
+        }
+        let mut widened = None;
+        self.requested.send_if_modified(|req| {
+            let mut wider = req.clone().unwrap_or_default();
+            if req.is_some() && wider.covers(&need) {
+                return false;
+            }
+            wider.union(&need);
+            widened = Some(wider.clone());
+            *req = Some(wider);
+            true
+        });
+        if let Some(w) = widened {
+            tracing::info!(keep = %w, "listing pods, keeping the fields the ClusterSPIFFEID templates read");
+        }
+        Err(format!("pods are being listed again to keep {need}"))
+    }
+}
+
+/// Waits for the ClusterSPIFFEIDs to be listed, then starts the pod watch with the
+/// fields their templates read (so a start lists the pods once, already trimmed).
+async fn start_pod_watch(stores: std::sync::Weak<Stores>, cancel: CancellationToken) {
+    loop {
+        {
+            let Some(s) = stores.upgrade() else { return };
+            if s.cluster_spiffe_ids.is_synced() {
+                let _ = s.pod_fields.ensure(&s.cluster_spiffe_ids.state());
+                return;
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+        }
+    }
+}
+
+/// What every watch shares.
+#[derive(Clone, Copy)]
+struct Watches<'a> {
+    client: &'a Client,
+    trigger: &'a Trigger,
+    cancel: &'a CancellationToken,
+}
+
+impl Watches<'_> {
+    /// A watch whose trimming never changes.
+    fn fixed<K>(self, enabled: bool, name: &'static str, trim: fn(&mut K), changed: fn(&K, &K) -> bool) -> Watched<K>
+    where
+        K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+    {
+        let (params, rx) = watch::channel(Some(trim));
+        // The sender is dropped: the watch is never restarted.
+        drop(params);
+        self.spawn(enabled, name, |obj, trim| trim(obj), rx, Arc::new(Mutex::new(None)), changed)
+    }
+
+    /// A watch trimmed by `trim` with parameters `T`: each new value of `params`
+    /// restarts it (a fresh list, swapped into the store when complete); `applied`
+    /// is set to the parameters of the last complete list.
+    fn spawn<K, T>(
+        self,
+        enabled: bool,
+        name: &'static str,
+        trim: fn(&mut K, &T),
+        params: watch::Receiver<Option<T>>,
+        applied: Arc<Mutex<Option<T>>>,
+        changed: fn(&K, &K) -> bool,
+    ) -> Watched<K>
+    where
+        K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+        T: Clone + Send + Sync + 'static,
+    {
+        if !enabled {
+            return Watched::disabled();
+        }
+        let writer = reflector::store::Writer::default();
+        let store = writer.as_reader();
+        let synced = Arc::new(AtomicBool::new(false));
+        let w = WatchTask {
+            api: Api::all(self.client.clone()),
+            name,
+            writer,
+            store: store.clone(),
+            synced: synced.clone(),
+            trigger: self.trigger.clone(),
+            trim,
+            applied,
+            changed,
+        };
+        tokio::spawn(w.run(params, self.cancel.clone()));
+        Watched { store, synced, enabled: true }
+    }
+}
+
+struct WatchTask<K: Resource + Clone + 'static, T>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    api: Api<K>,
     name: &'static str,
-) -> Watched<K>
+    writer: reflector::store::Writer<K>,
+    store: Store<K>,
+    synced: Arc<AtomicBool>,
+    trigger: Trigger,
+    trim: fn(&mut K, &T),
+    applied: Arc<Mutex<Option<T>>>,
+    changed: fn(&K, &K) -> bool,
+}
+
+impl<K, T> WatchTask<K, T>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+    T: Clone + Send + Sync + 'static,
 {
-    watch_with(client, enabled, trigger, cancel, name, trim_meta, Some(spec_version::<K>))
+    async fn run(mut self, mut params: watch::Receiver<Option<T>>, cancel: CancellationToken) {
+        let mut restartable = true;
+        loop {
+            // Wait for parameters (the pod watch waits for the ClusterSPIFFEIDs).
+            let current = loop {
+                if let Some(p) = params.borrow_and_update().clone() {
+                    break p;
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = params.changed() => if r.is_err() { return },
+                }
+            };
+            let stream = watcher(self.api.clone(), watcher::Config::default()).default_backoff();
+            let mut stream = std::pin::pin!(stream);
+            let mut failing = false;
+            loop {
+                let next = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = params.changed(), if restartable => {
+                        match r {
+                            Ok(()) => {
+                                tracing::info!(watch = self.name, "restarting the watch with new trimming");
+                                break;
+                            }
+                            Err(_) => { restartable = false; continue; }
+                        }
+                    }
+                    next = stream.next() => next,
+                };
+                match next {
+                    None => return,
+                    Some(Ok(event)) => {
+                        if failing {
+                            tracing::info!(watch = self.name, "watch recovered");
+                            failing = false;
+                        }
+                        let event = event.modify(|obj| (self.trim)(obj, &current));
+                        self.apply(event, &current);
+                    }
+                    Some(Err(err)) => {
+                        if !failing {
+                            tracing::warn!(watch = self.name, error = %err, "watch failed; retrying with backoff (the last complete list stays in use)");
+                        }
+                        failing = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, event: watcher::Event<K>, current: &T) {
+        match &event {
+            watcher::Event::Init | watcher::Event::InitApply(_) => self.writer.apply_watcher_event(&event),
+            watcher::Event::InitDone => {
+                self.writer.apply_watcher_event(&event);
+                *self.applied.lock().unwrap() = Some(current.clone());
+                if !self.synced.swap(true, Ordering::AcqRel) {
+                    tracing::debug!(watch = self.name, "initial list complete");
+                }
+                self.trigger.notify();
+            }
+            watcher::Event::Apply(obj) => {
+                let old = self.store.get(&reflector::ObjectRef::from_obj(obj));
+                self.writer.apply_watcher_event(&event);
+                if old.is_none_or(|old| (self.changed)(&old, obj)) {
+                    self.trigger.notify();
+                }
+            }
+            watcher::Event::Delete(_) => {
+                self.writer.apply_watcher_event(&event);
+                self.trigger.notify();
+            }
+        }
+    }
+}
+
+/// Our custom resources: only spec changes (a new `generation`) trigger a pass. Our
+/// own status writes come back through the watch and would otherwise cost one more
+/// whole pass each.
+fn spec_changed<K: Resource>(old: &K, new: &K) -> bool {
+    spec_version(old) != spec_version(new)
 }
 
 fn spec_version<K: Resource>(obj: &K) -> String {
@@ -172,101 +422,29 @@ fn spec_version<K: Resource>(obj: &K) -> String {
     format!("{}/{}", m.uid.as_deref().unwrap_or(""), m.generation.unwrap_or(0))
 }
 
-fn watch_with<K>(
-    client: &Client,
-    enabled: bool,
-    trigger: &Trigger,
-    cancel: &CancellationToken,
-    name: &'static str,
-    trim: fn(&mut K),
-    relevant: Option<fn(&K) -> String>,
-) -> Watched<K>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
-{
-    if !enabled {
-        return Watched::disabled();
-    }
-    let api: Api<K> = Api::all(client.clone());
-    let (store, writer) = reflector::store();
-    let synced = Arc::new(AtomicBool::new(false));
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).modify(trim)).default_backoff();
-    tokio::spawn(run_watch(stream, name, synced.clone(), trigger.clone(), cancel.clone(), relevant));
-    Watched { store, synced, enabled: true }
+/// Anything kept after trimming, other than the resourceVersion, changed (a node's or
+/// namespace's status update does not trigger a pass).
+fn content_changed<K: Resource + Clone + PartialEq>(old: &K, new: &K) -> bool {
+    let mut a = old.clone();
+    a.meta_mut().resource_version = new.meta().resource_version.clone();
+    a != *new
 }
 
-async fn run_watch<K, S>(
-    stream: S,
-    name: &'static str,
-    synced: Arc<AtomicBool>,
-    trigger: Trigger,
-    cancel: CancellationToken,
-    relevant: Option<fn(&K) -> String>,
-) where
-    K: Resource + 'static,
-    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
-{
-    let mut stream = std::pin::pin!(stream);
-    let mut failing = false;
-    // Last relevant version per object name, when `relevant` filters events.
-    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    loop {
-        let next = tokio::select! {
-            _ = cancel.cancelled() => return,
-            next = stream.next() => next,
-        };
-        match next {
-            None => return,
-            Some(Ok(event)) => {
-                if failing {
-                    tracing::info!(watch = name, "watch recovered");
-                    failing = false;
-                }
-                match event {
-                    watcher::Event::InitDone => {
-                        if !synced.swap(true, Ordering::AcqRel) {
-                            tracing::debug!(watch = name, "initial list complete");
-                        }
-                        trigger.notify();
-                    }
-                    watcher::Event::Init => seen.clear(),
-                    watcher::Event::InitApply(obj) => {
-                        if let Some(f) = relevant {
-                            seen.insert(obj.meta().name.clone().unwrap_or_default(), f(&obj));
-                        }
-                    }
-                    watcher::Event::Apply(obj) => match relevant {
-                        None => trigger.notify(),
-                        Some(f) => {
-                            let version = f(&obj);
-                            if seen.insert(obj.meta().name.clone().unwrap_or_default(), version.clone()).as_ref()
-                                != Some(&version)
-                            {
-                                trigger.notify();
-                            }
-                        }
-                    },
-                    watcher::Event::Delete(obj) => {
-                        seen.remove(obj.meta().name.as_deref().unwrap_or_default());
-                        trigger.notify();
-                    }
-                }
-            }
-            Some(Err(err)) => {
-                if !failing {
-                    tracing::warn!(watch = name, error = %err, "watch failed; retrying with backoff (the last complete list stays in use)");
-                }
-                failing = true;
-            }
-        }
-    }
+/// Pods: the same, without cloning a whole pod per event (kubelet status updates are
+/// the most frequent events in a cluster and, trimmed, usually change nothing kept).
+fn pod_changed(old: &Pod, new: &Pod) -> bool {
+    let (a, b) = (&old.metadata, &new.metadata);
+    let meta_same =
+        ObjectMeta { resource_version: None, ..a.clone() } == ObjectMeta { resource_version: None, ..b.clone() };
+    !(meta_same && old.spec == new.spec)
 }
 
-/// Drops what no template, selector or status write reads: managed fields, the
-/// last-applied annotation and the status.
-fn trim_pod(pod: &mut Pod) {
-    trim_meta(pod);
+/// Drops what no template, selector or status write reads (see [`PodFieldsKept`]).
+fn trim_pod(pod: &mut Pod, keep: &PodFields) {
+    keep.retain_meta(&mut pod.metadata);
+    if let Some(spec) = pod.spec.as_mut() {
+        keep.retain_spec(spec);
+    }
     pod.status = None;
 }
 
@@ -275,6 +453,7 @@ fn trim_node(node: &mut Node) {
     node.status = None;
 }
 
+/// Managed fields and the last-applied annotation.
 fn trim_meta<K: Resource>(obj: &mut K) {
     let meta = obj.meta_mut();
     meta.managed_fields = None;
@@ -294,6 +473,7 @@ impl crate::reconcile::entries::WorldSource for KubeWorld {
         if !entry_unsynced.is_empty() {
             return Err(format!("caches not synced: {}", entry_unsynced.join(", ")));
         }
+        self.0.pod_fields.ensure(&self.0.cluster_spiffe_ids.state())?;
         let mut world = self.0.snapshot();
         if let Some(early) = &self.1 {
             early.overlay(&mut world.pods);

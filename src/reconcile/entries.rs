@@ -135,7 +135,9 @@ impl EntryReconciler {
                     self.unsupported = convert_unsupported(&fields);
                     self.last_probe = Some(Instant::now());
                 }
-                Err(err) => tracing::warn!(error = %err, "unsupported-field probe failed; keeping the last known set"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "unsupported-field probe failed; keeping the last known set")
+                }
             }
         }
 
@@ -302,7 +304,9 @@ impl EntryReconciler {
     async fn write_statuses(&self, world: &World, declared: &Declared, applied: &Applied) {
         for cr in &world.cluster_spiffe_ids {
             let name = cr.metadata.name.clone().unwrap_or_default();
-            let Some(stats) = declared.spiffe_id_stats.get(&name) else { continue };
+            let Some(stats) = declared.spiffe_id_stats.get(&name) else {
+                continue;
+            };
             let mut stats: ClusterSPIFFEIDStats = stats.clone();
             let uid = cr.metadata.uid.clone().unwrap_or_default();
             let src = SourceRef { kind: SourceKind::ClusterSPIFFEID, name: name.clone(), uid };
@@ -316,7 +320,9 @@ impl EntryReconciler {
         }
         for cr in &world.cluster_static_entries {
             let name = cr.metadata.name.clone().unwrap_or_default();
-            let Some(outcome) = declared.static_entries.get(&name) else { continue };
+            let Some(outcome) = declared.static_entries.get(&name) else {
+                continue;
+            };
             let uid = cr.metadata.uid.clone().unwrap_or_default();
             let src = SourceRef { kind: SourceKind::ClusterStaticEntry, name: name.clone(), uid };
             let set = outcome.rendered

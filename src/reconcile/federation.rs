@@ -128,7 +128,9 @@ impl FederationLoop {
         let mut now_reported = BTreeMap::new();
         for cr in crs {
             let name = cr.name_any();
-            let Some(outcome) = outcomes.get(&name) else { continue };
+            let Some(outcome) = outcomes.get(&name) else {
+                continue;
+            };
             let (ok, reason, message) = match outcome {
                 Outcome::Ready { trust_domain, .. } => {
                     (true, "Applied", format!("federation relationship with {trust_domain} is in SPIRE"))
@@ -138,7 +140,9 @@ impl FederationLoop {
                     false,
                     "Invalid",
                     match kept {
-                        Some(td) => format!("{message} (the existing relationship with {td} is kept)"),
+                        Some(td) => {
+                            format!("{message} (the existing relationship with {td} is kept)")
+                        }
                         None => message.clone(),
                     },
                 ),
@@ -165,7 +169,9 @@ impl FederationLoop {
     }
 
     async fn event(&self, cr: &ClusterFederatedTrustDomain, reason: &str, message: &str) {
-        let Some((_, recorder)) = &self.kube else { return };
+        let Some((_, recorder)) = &self.kube else {
+            return;
+        };
         let mut note = message.to_owned();
         note.truncate(1000);
         let ev = Event {
@@ -181,7 +187,9 @@ impl FederationLoop {
     }
 
     async fn write_status(&self, cr: &ClusterFederatedTrustDomain, ok: bool, reason: &str, message: String) {
-        let Some((client, _)) = &self.kube else { return };
+        let Some((client, _)) = &self.kube else {
+            return;
+        };
         let existing = cr.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
         let cond = crate::status::ready_condition(&existing, ok, reason, message, cr.metadata.generation);
         if crate::status::same_condition(existing.iter().find(|c| c.type_ == CONDITION_READY), &cond) {

@@ -483,7 +483,9 @@ fn declare_spiffe_id_entries<'w>(
                 st.namespaces_ignored += 1;
                 continue;
             }
-            let Some(pods) = pods_by_ns.get(ns_name) else { continue };
+            let Some(pods) = pods_by_ns.get(ns_name) else {
+                continue;
+            };
             for pod in pods {
                 if !labels_match(spec.pod_selector.as_ref(), &pod.metadata) {
                     continue;

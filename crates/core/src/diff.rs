@@ -35,7 +35,9 @@ impl Ownership {
 
     /// Upstream `shouldProcessOrDeleteEntryID`.
     pub fn classify(&self, entry_id: &str) -> EntryOwnership {
-        let Some(prefix) = self.prefix() else { return EntryOwnership::Managed };
+        let Some(prefix) = self.prefix() else {
+            return EntryOwnership::Managed;
+        };
         if entry_id.starts_with(prefix) {
             return EntryOwnership::Managed;
         }

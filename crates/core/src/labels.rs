@@ -92,7 +92,9 @@ pub fn parse_label_selector(sel: &LabelSelector) -> Result<LabelSelectorMatcher,
                 }
                 if expr.operator == "Exists" { Requirement::Exists(key) } else { Requirement::DoesNotExist(key) }
             }
-            other => return Err(format!("{path}.operator: {other:?} is not a valid label selector operator")),
+            other => {
+                return Err(format!("{path}.operator: {other:?} is not a valid label selector operator"));
+            }
         };
         for (j, v) in values.iter().enumerate() {
             validate_label_value(v).map_err(|e| format!("{path}.values[{j}]: Invalid value: {v:?}: {e}"))?;

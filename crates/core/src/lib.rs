@@ -19,6 +19,7 @@ mod fast;
 mod key;
 mod labels;
 mod parse;
+mod podfields;
 mod render;
 mod settings;
 mod tmpl;
@@ -35,6 +36,7 @@ pub use parse::{
     DNS_NAME_TEMPLATE_NAME, FieldError, ParsedClusterSPIFFEID, SPIFFE_ID_TEMPLATE_NAME,
     WORKLOAD_SELECTOR_TEMPLATE_NAME, class_matches, parse_cluster_spiffe_id, parse_static_entry,
 };
+pub use podfields::{PodFields, pod_fields_always, pod_fields_needed, pod_fields_of};
 pub use settings::Settings;
 pub use world::World;
 

@@ -184,7 +184,9 @@ impl<'w> ServiceIndex<'w> {
             }
         }
         for slice in &world.endpoint_slices {
-            let Some(ns) = slice.metadata.namespace.as_deref() else { continue };
+            let Some(ns) = slice.metadata.namespace.as_deref() else {
+                continue;
+            };
             let Some(svc) = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) else {
                 continue;
             };
@@ -199,7 +201,9 @@ impl<'w> ServiceIndex<'w> {
 
     /// Sorted, de-duplicated service names in `namespace` referencing `pod_uid`.
     pub(crate) fn services(&self, pod_uid: &str, namespace: &str) -> Vec<&'w str> {
-        let Some(refs) = self.by_pod.get(pod_uid) else { return Vec::new() };
+        let Some(refs) = self.by_pod.get(pod_uid) else {
+            return Vec::new();
+        };
         let mut out: Vec<&'w str> = refs.iter().filter(|(ns, _)| *ns == namespace).map(|(_, s)| *s).collect();
         out.sort_unstable();
         out.dedup();

@@ -130,7 +130,9 @@ impl Bundle {
                     let certs = match key.get("x5c") {
                         None | Some(Value::Null) => Vec::new(),
                         Some(Value::Array(certs)) => certs.clone(),
-                        Some(_) => return Err(BundleError::Key { index, reason: "x5c is not an array".into() }),
+                        Some(_) => {
+                            return Err(BundleError::Key { index, reason: "x5c is not an array".into() });
+                        }
                     };
                     if certs.len() != 1 {
                         return Err(BundleError::CertificateCount { index, count: certs.len() });

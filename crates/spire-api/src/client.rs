@@ -400,7 +400,9 @@ impl Client {
                     tracing::warn!(entry_id = %entry.id, %error, "Failed to delete dummy entry");
                 }
             }
-            Err(error) => tracing::warn!(entry_id = %entry.id, %error, "Failed to delete dummy entry"),
+            Err(error) => {
+                tracing::warn!(entry_id = %entry.id, %error, "Failed to delete dummy entry")
+            }
         }
         Ok(UnsupportedFields {
             jwt_svid_ttl: entry.jwt_svid_ttl == 0,

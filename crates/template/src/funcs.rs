@@ -153,7 +153,9 @@ fn index_arg(index: &Val, cap: usize) -> Result<usize, CallErr> {
         Val::Int(i, _) => *i,
         Val::Uint(u, _) => *u as i64,
         Val::Invalid => return go_err("cannot index slice/array with nil"),
-        v => return go_err(format!("cannot index slice/array with type {}", v.type_name())),
+        v => {
+            return go_err(format!("cannot index slice/array with type {}", v.type_name()));
+        }
     };
     if x < 0 || x as u64 > cap as u64 {
         return go_err(format!("index out of range: {x}"));
@@ -366,8 +368,12 @@ fn is_nil(v: &Val) -> bool {
 
 /// Identity of what a non-nil struct pointer points to, for `eq`.
 fn pointee_addr(v: &Val) -> Option<(usize, &'static str)> {
-    let Val::Ptr(Some(inner), ty) = v else { return None };
-    let Val::Struct(o) = inner.as_ref() else { return None };
+    let Val::Ptr(Some(inner), ty) = v else {
+        return None;
+    };
+    let Val::Struct(o) = inner.as_ref() else {
+        return None;
+    };
     let addr = match o {
         Obj::Root(d) => *d as *const _ as usize,
         Obj::ObjectMeta(m) => *m as *const _ as usize,
@@ -468,8 +474,12 @@ fn fmt_s(v: &Val) -> String {
 /// Go's `lt`.
 fn lt(arg1: &Val, arg2: &Val) -> Result<bool, CallErr> {
     const BAD: &str = "invalid type for comparison";
-    let Some(k1) = basic_kind(arg1) else { return go_err(BAD) };
-    let Some(k2) = basic_kind(arg2) else { return go_err(BAD) };
+    let Some(k1) = basic_kind(arg1) else {
+        return go_err(BAD);
+    };
+    let Some(k2) = basic_kind(arg2) else {
+        return go_err(BAD);
+    };
     if k1 != k2 {
         return match (k1, k2) {
             (Basic::Int, Basic::Uint) => Ok(as_int(arg1) < 0 || (as_int(arg1) as u64) < as_uint(arg2)),
@@ -561,7 +571,9 @@ fn to_gotmpl(v: &Val) -> Result<gotmpl::Value, Unsupported> {
         Val::Uint(u, _) => G::Uint(*u),
         Val::Float(f, _) => G::Float(*f),
         Val::Str(s, _) => G::String(Arc::from(s.as_ref())),
-        Val::Complex(..) => return Err(Unsupported("printf of complex numbers is not supported".into())),
+        Val::Complex(..) => {
+            return Err(Unsupported("printf of complex numbers is not supported".into()));
+        }
         Val::Ptr(None, ty) => match nil_ptr_text(ty) {
             "nil" => G::String(Arc::from("nil")),
             _ => G::Nil,

@@ -52,6 +52,9 @@ mod parse;
 mod value;
 
 mod synthetic;
+mod usage;
+
+pub use usage::{FieldSet, PodFields};
 
 /// Upstream's default parent ID template (`defaultParentIDTemplate`): the SPIRE
 /// `k8s_psat` agent ID of the node the pod runs on.

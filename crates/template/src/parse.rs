@@ -610,7 +610,9 @@ impl<'p, 's> Tree<'p, 's> {
                 self.vars.push(v.val.clone());
                 if context == "range" && pipe.decl.len() < 2 {
                     match self.peek_non_space().typ {
-                        ItemType::Variable | ItemType::RightDelim | ItemType::RightParen => continue,
+                        ItemType::Variable | ItemType::RightDelim | ItemType::RightParen => {
+                            continue;
+                        }
                         _ => return Err(self.errorf("range can only initialize variables")),
                     }
                 }
