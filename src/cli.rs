@@ -317,6 +317,8 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
             cluster_federated_trust_domains: config.reconcile.cluster_federated_trust_domains,
             class_name: config.class_name.clone(),
             watch_classless: config.watch_classless,
+            filter_by_class_name: config.filter_by_class_name,
+            namespaces: crate::k8s::world::NamespaceScope::from_config(&config.cache_namespaces),
         };
         let stores = crate::k8s::world::Stores::spawn(&client, watch_set, &entry_trigger, &federation_trigger, &cancel);
         {
@@ -363,7 +365,10 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
                 }
             });
         }
-        let early = crate::k8s::early::EarlyPods::new(entry_trigger.clone());
+        let early = crate::k8s::early::EarlyPods::new(
+            entry_trigger.clone(),
+            crate::k8s::world::NamespaceScope::from_config(&config.cache_namespaces),
+        );
         if webhooks_enabled() {
             spawn_webhook(&config, &client, &spire, &metrics, &health, early.clone(), &cancel, &mut servers).await?;
         } else {

@@ -542,3 +542,44 @@ async fn pod_fields_kept_follow_the_templates() {
     .await;
     assert!(st["stats"].get("podEntryRenderFailures").is_none(), "{st}");
 }
+
+/// `cacheNamespaces` (with a label selector) limits the pods watched to those namespaces
+/// and labels; `filterByClassName` watches only ClusterSPIFFEIDs labelled with the class.
+#[tokio::test]
+async fn cache_namespaces_and_filter_by_class_name() {
+    let cached = unique("cached");
+    let uncached = unique("uncached");
+    let fx = Fixture::new(
+        "cachens",
+        &format!("filterByClassName: true\ncacheNamespaces:\n  {cached}:\n    labelSelectors:\n      track: \"yes\"\n"),
+    )
+    .await;
+    create_namespace(&fx.client, &cached, &[]).await;
+    create_namespace(&fx.client, &uncached, &[]).await;
+    let both = json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": [cached, uncached]}]});
+    let mut labelled = fx.cspiffeid(
+        "cachens-labelled",
+        json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/labelled/{{ .PodMeta.Namespace }}/{{ .PodMeta.Name }}", "namespaceSelector": both}),
+    );
+    labelled["metadata"]["labels"] = json!({"spire.spiffe.io/class-name": fx.class});
+    apply_json(&fx.client, "clusterspiffeids", labelled).await;
+    // Same class in spec, but without the label: not watched under filterByClassName.
+    fx.apply_cspiffeid(
+        "cachens-unlabelled",
+        json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/unlabelled/{{ .PodMeta.Name }}", "namespaceSelector": both}),
+    )
+    .await;
+    create_pod(&fx.client, &cached, "tracked", &fx.node, "sa", &[("track", "yes")]).await;
+    create_pod(&fx.client, &cached, "untracked", &fx.node, "sa", &[("track", "no")]).await;
+    create_pod(&fx.client, &uncached, "elsewhere", &fx.node, "sa", &[("track", "yes")]).await;
+    let want = vec![format!("spiffe://{TD}/labelled/{cached}/tracked")];
+    fx.wait_entries("only the tracked pod of the cached namespace", |e| ids(e) == want).await;
+    // A few more passes change nothing.
+    let passes = fx.ctl.metric("spire_controller_manager_reconcile_passes_total", &["entry", "ok"]).await;
+    eventually(WAIT, "two more passes", || async {
+        (fx.ctl.metric("spire_controller_manager_reconcile_passes_total", &["entry", "ok"]).await >= passes + 2.0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(ids(&fx.entries().await), want);
+}

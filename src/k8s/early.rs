@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use scm_webhook::{ObservedPod, PodSink};
 
+use crate::k8s::world::NamespaceScope;
 use crate::reconcile::trigger::Trigger;
 
 const TTL: Duration = Duration::from_secs(60);
@@ -28,11 +29,13 @@ struct State {
 pub struct EarlyPods {
     state: Arc<Mutex<State>>,
     trigger: Trigger,
+    /// `cacheNamespaces`: pods the watches would not hold are not overlaid either.
+    scope: Arc<Vec<NamespaceScope>>,
 }
 
 impl EarlyPods {
-    pub fn new(trigger: Trigger) -> Self {
-        Self { state: Arc::default(), trigger }
+    pub fn new(trigger: Trigger, scope: Vec<NamespaceScope>) -> Self {
+        Self { state: Arc::default(), trigger, scope: Arc::new(scope) }
     }
 
     /// Merges observations into the pod list of a snapshot.
@@ -101,6 +104,9 @@ impl PodSink for EarlyPods {
                     if pod.metadata.uid.as_deref().unwrap_or("").is_empty() {
                         return;
                     }
+                    if !self.scope.is_empty() && !self.scope.iter().any(|s| s.admits(&pod)) {
+                        return;
+                    }
                     let key = key_of(&pod);
                     st.created.insert(key, (Arc::new(*pod), now));
                 }
@@ -131,7 +137,7 @@ mod tests {
 
     #[test]
     fn binding_before_the_watch_sees_it() {
-        let early = EarlyPods::new(Trigger::new());
+        let early = EarlyPods::new(Trigger::new(), Vec::new());
         early.observed(ObservedPod::Created(Box::new(pod("a", None))));
         let mut pods = vec![];
         early.overlay(&mut pods);
@@ -144,7 +150,7 @@ mod tests {
 
     #[test]
     fn binding_applies_to_a_stored_unbound_pod_and_settles() {
-        let early = EarlyPods::new(Trigger::new());
+        let early = EarlyPods::new(Trigger::new(), Vec::new());
         early.observed(ObservedPod::Bound { namespace: "ns".into(), name: "a".into(), node_name: "n1".into() });
         let mut pods = vec![Arc::new(pod("a", None))];
         early.overlay(&mut pods);
@@ -153,5 +159,27 @@ mod tests {
         let mut pods = vec![Arc::new(pod("a", Some("n1")))];
         early.overlay(&mut pods);
         assert!(early.state.lock().unwrap().bound.is_empty());
+    }
+
+    #[test]
+    fn pods_outside_cache_namespaces_are_not_overlaid() {
+        let scope = vec![NamespaceScope {
+            namespace: "ns".into(),
+            labels: [("track".to_string(), "yes".to_string())].into(),
+            fields: Default::default(),
+        }];
+        let early = EarlyPods::new(Trigger::new(), scope);
+        let mut tracked = pod("tracked", Some("n1"));
+        tracked.metadata.labels = Some([("track".to_string(), "yes".to_string())].into());
+        let mut elsewhere = tracked.clone();
+        elsewhere.metadata.namespace = Some("other".into());
+        elsewhere.metadata.name = Some("elsewhere".into());
+        for p in [tracked, elsewhere, pod("unlabelled", Some("n1"))] {
+            early.observed(ObservedPod::Created(Box::new(p)));
+        }
+        let mut pods = vec![];
+        early.overlay(&mut pods);
+        let names: Vec<_> = pods.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
+        assert_eq!(names, vec!["tracked"]);
     }
 }

@@ -1,11 +1,12 @@
-//! Watches feeding reflector stores, trimmed to what templates and selectors need,
+//! Watches feeding reflector stores, trimmed to what declaration and the templates read
+//! (pods: [`PodFieldsKept`]), scoped by `cacheNamespaces` and `filterByClassName`,
 //! and a `World` snapshot for the pure `declare` functions.
 //!
 //! Nothing is declared until every store of an enabled kind has completed its first
 //! list: the controller never acts on an unsynced cache. A relist after a watch error
 //! replaces a store atomically (kube's reflector buffers the list until it is complete).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -36,33 +37,78 @@ pub struct WatchSet {
     /// which pod fields are kept.
     pub class_name: String,
     pub watch_classless: bool,
+    /// `filterByClassName`: watch only the ClusterSPIFFEIDs labelled
+    /// `spire.spiffe.io/class-name: <className>`.
+    pub filter_by_class_name: bool,
+    /// `cacheNamespaces`: where pods, Endpoints and EndpointSlices are watched (empty:
+    /// the whole cluster).
+    pub namespaces: Vec<NamespaceScope>,
 }
 
-/// One reflector store plus its sync state.
+/// One namespace of `cacheNamespaces`, with its equality selectors (`{key: value}`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamespaceScope {
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub fields: BTreeMap<String, String>,
+}
+
+impl NamespaceScope {
+    /// From the config's `cacheNamespaces` map.
+    pub fn from_config(namespaces: &BTreeMap<String, scm_config::NamespaceCacheConfig>) -> Vec<Self> {
+        namespaces
+            .iter()
+            .map(|(ns, c)| NamespaceScope {
+                namespace: ns.clone(),
+                labels: c.label_selectors.clone(),
+                fields: c.field_selectors.clone(),
+            })
+            .collect()
+    }
+
+    fn selector(m: &BTreeMap<String, String>) -> Option<String> {
+        (!m.is_empty()).then(|| m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+    }
+
+    /// Whether the watch of this namespace would hold `pod`. Field selectors other than
+    /// `metadata.name` / `metadata.namespace` cannot be judged from an admitted pod: no.
+    pub fn admits(&self, pod: &Pod) -> bool {
+        let m = &pod.metadata;
+        let labels_ok = self.labels.iter().all(|(k, v)| m.labels.as_ref().and_then(|l| l.get(k)) == Some(v));
+        let fields_ok = self.fields.iter().all(|(k, v)| match k.as_str() {
+            "metadata.name" => m.name.as_ref() == Some(v),
+            "metadata.namespace" => m.namespace.as_ref() == Some(v),
+            _ => false,
+        });
+        m.namespace.as_deref() == Some(self.namespace.as_str()) && labels_ok && fields_ok
+    }
+}
+
+/// The label upstream's `filterByClassName` selects on.
+pub const CLASS_NAME_LABEL: &str = "spire.spiffe.io/class-name";
+
+/// The stores of one kind (one per watched namespace under `cacheNamespaces`, else one)
+/// plus their sync state.
 pub struct Watched<K: Resource + Clone + 'static>
 where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    pub store: Store<K>,
-    synced: Arc<AtomicBool>,
-    enabled: bool,
+    parts: Vec<(Store<K>, Arc<AtomicBool>)>,
 }
 
 impl<K: Resource + Clone + 'static> Watched<K>
 where
     K::DynamicType: Eq + std::hash::Hash + Clone + Default,
 {
-    fn disabled() -> Self {
-        let (store, _writer) = reflector::store();
-        Self { store, synced: Arc::new(AtomicBool::new(true)), enabled: false }
-    }
-
     pub fn is_synced(&self) -> bool {
-        !self.enabled || self.synced.load(Ordering::Acquire)
+        self.parts.iter().all(|(_, synced)| synced.load(Ordering::Acquire))
     }
 
     pub fn state(&self) -> Vec<Arc<K>> {
-        if self.enabled { self.store.state() } else { Vec::new() }
+        match self.parts.as_slice() {
+            [(store, _)] => store.state(),
+            parts => parts.iter().flat_map(|(store, _)| store.state()).collect(),
+        }
     }
 }
 
@@ -93,31 +139,57 @@ impl Stores {
         cancel: &CancellationToken,
     ) -> Arc<Self> {
         let pods_needed = set.cluster_spiffe_ids;
+        let w = Watches { trigger: entries, cancel };
         let (pod_params, pod_rx) = watch::channel(None);
+        let pod_apis = namespaced_apis::<Pod>(client, &set.namespaces, pods_needed);
+        let pod_applied: Vec<_> = pod_apis.iter().map(|_| Arc::new(Mutex::new(None))).collect();
+        let pods = w.spawn("pods", pod_apis, trim_pod, pod_rx, pod_applied.clone(), pod_changed);
         let pod_fields = PodFieldsKept {
             requested: pod_params,
-            applied: Arc::new(Mutex::new(None)),
+            applied: pod_applied,
             per_cr: Mutex::default(),
             class_name: set.class_name.clone(),
             watch_classless: set.watch_classless,
         };
-        let w = Watches { client, trigger: entries, cancel };
+        let for_pods = |config: &watcher::Config| pods_needed.then(|| config.clone());
+        let for_crs = |enabled: bool, config: &watcher::Config| enabled.then(|| config.clone());
+        let all = watcher::Config::default();
+        let cspiffeid_config = if set.filter_by_class_name {
+            watcher::Config::default().labels(&format!("{CLASS_NAME_LABEL}={}", set.class_name))
+        } else {
+            watcher::Config::default()
+        };
         let s = Stores {
-            pods: w.spawn(pods_needed, "pods", trim_pod, pod_rx, pod_fields.applied.clone(), pod_changed),
-            nodes: w.fixed(pods_needed, "nodes", trim_node, content_changed),
-            namespaces: w.fixed(pods_needed, "namespaces", trim_meta, content_changed),
-            endpoints: w.fixed(pods_needed, "endpoints", trim_meta, content_changed),
-            endpoint_slices: w.fixed(pods_needed, "endpointslices", trim_meta, content_changed),
-            cluster_spiffe_ids: w.fixed(set.cluster_spiffe_ids, "clusterspiffeids", trim_meta, spec_changed),
+            pods,
+            nodes: w.fixed("nodes", cluster_api(client, for_pods(&all)), trim_node, content_changed),
+            namespaces: w.fixed("namespaces", cluster_api(client, for_pods(&all)), trim_meta, content_changed),
+            endpoints: w.fixed(
+                "endpoints",
+                namespaced_apis(client, &set.namespaces, pods_needed),
+                trim_meta,
+                content_changed,
+            ),
+            endpoint_slices: w.fixed(
+                "endpointslices",
+                namespaced_apis(client, &set.namespaces, pods_needed),
+                trim_meta,
+                content_changed,
+            ),
+            cluster_spiffe_ids: w.fixed(
+                "clusterspiffeids",
+                cluster_api(client, for_crs(set.cluster_spiffe_ids, &cspiffeid_config)),
+                trim_meta,
+                spec_changed,
+            ),
             cluster_static_entries: w.fixed(
-                set.cluster_static_entries,
                 "clusterstaticentries",
+                cluster_api(client, for_crs(set.cluster_static_entries, &all)),
                 trim_meta,
                 spec_changed,
             ),
             cluster_federated_trust_domains: Watches { trigger: federation, ..w }.fixed(
-                set.cluster_federated_trust_domains,
                 "clusterfederatedtrustdomains",
+                cluster_api(client, for_crs(set.cluster_federated_trust_domains, &all)),
                 trim_meta,
                 spec_changed,
             ),
@@ -183,8 +255,8 @@ impl Stores {
 pub struct PodFieldsKept {
     /// What the pod watch trims to (`None` until the ClusterSPIFFEIDs are listed).
     requested: watch::Sender<Option<PodFields>>,
-    /// What every pod in the store holds (set when a list trimmed that way completes).
-    applied: Arc<Mutex<Option<PodFields>>>,
+    /// What every pod in each store holds (set when a list trimmed that way completes).
+    applied: Vec<Arc<Mutex<Option<PodFields>>>>,
     /// Per ClusterSPIFFEID `uid/generation`: the fields its templates read.
     per_cr: Mutex<HashMap<String, PodFields>>,
     class_name: String,
@@ -213,7 +285,7 @@ impl PodFieldsKept {
     /// list with the wider set (once) and says what is missing.
     fn ensure(&self, crs: &[Arc<ClusterSPIFFEID>]) -> Result<(), String> {
         let need = self.needed(crs);
-        if self.applied.lock().unwrap().as_ref().is_some_and(|a| a.covers(&need)) {
+        if self.applied.iter().all(|a| a.lock().unwrap().as_ref().is_some_and(|a| a.covers(&need))) {
             return Ok(());
         }
         let mut widened = None;
@@ -255,14 +327,59 @@ async fn start_pod_watch(stores: std::sync::Weak<Stores>, cancel: CancellationTo
 /// What every watch shares.
 #[derive(Clone, Copy)]
 struct Watches<'a> {
-    client: &'a Client,
     trigger: &'a Trigger,
     cancel: &'a CancellationToken,
 }
 
+/// One list+watch: where, and with which selectors.
+type ApiAndConfig<K> = (Api<K>, watcher::Config);
+
+/// A cluster-wide watch (`None`: the kind is not watched).
+fn cluster_api<K>(client: &Client, config: Option<watcher::Config>) -> Vec<ApiAndConfig<K>>
+where
+    K: Resource,
+    K::DynamicType: Default,
+{
+    config.map(|c| (Api::all(client.clone()), c)).into_iter().collect()
+}
+
+/// A namespaced kind: cluster-wide, or one watch per `cacheNamespaces` entry (none when
+/// not `enabled`).
+fn namespaced_apis<K>(client: &Client, namespaces: &[NamespaceScope], enabled: bool) -> Vec<ApiAndConfig<K>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    if !enabled {
+        return Vec::new();
+    }
+    if namespaces.is_empty() {
+        return vec![(Api::all(client.clone()), watcher::Config::default())];
+    }
+    namespaces
+        .iter()
+        .map(|n| {
+            let mut c = watcher::Config::default();
+            if let Some(l) = NamespaceScope::selector(&n.labels) {
+                c = c.labels(&l);
+            }
+            if let Some(f) = NamespaceScope::selector(&n.fields) {
+                c = c.fields(&f);
+            }
+            (Api::namespaced(client.clone(), &n.namespace), c)
+        })
+        .collect()
+}
+
 impl Watches<'_> {
     /// A watch whose trimming never changes.
-    fn fixed<K>(self, enabled: bool, name: &'static str, trim: fn(&mut K), changed: fn(&K, &K) -> bool) -> Watched<K>
+    fn fixed<K>(
+        self,
+        name: &'static str,
+        apis: Vec<ApiAndConfig<K>>,
+        trim: fn(&mut K),
+        changed: fn(&K, &K) -> bool,
+    ) -> Watched<K>
     where
         K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
         K::DynamicType: Eq + std::hash::Hash + Clone + Default,
@@ -270,19 +387,21 @@ impl Watches<'_> {
         let (params, rx) = watch::channel(Some(trim));
         // The sender is dropped: the watch is never restarted.
         drop(params);
-        self.spawn(enabled, name, |obj, trim| trim(obj), rx, Arc::new(Mutex::new(None)), changed)
+        let applied = apis.iter().map(|_| Arc::new(Mutex::new(None))).collect();
+        self.spawn(name, apis, |obj, trim| trim(obj), rx, applied, changed)
     }
 
-    /// A watch trimmed by `trim` with parameters `T`: each new value of `params`
-    /// restarts it (a fresh list, swapped into the store when complete); `applied`
-    /// is set to the parameters of the last complete list.
+    /// Watches trimmed by `trim` with parameters `T`, one per entry of `apis` (none: the
+    /// kind is not watched): each new value of `params` restarts them (a fresh list,
+    /// swapped into the store when complete); `applied[i]` is set to the parameters of
+    /// the last complete list of `apis[i]`.
     fn spawn<K, T>(
         self,
-        enabled: bool,
         name: &'static str,
+        apis: Vec<ApiAndConfig<K>>,
         trim: fn(&mut K, &T),
         params: watch::Receiver<Option<T>>,
-        applied: Arc<Mutex<Option<T>>>,
+        applied: Vec<Arc<Mutex<Option<T>>>>,
         changed: fn(&K, &K) -> bool,
     ) -> Watched<K>
     where
@@ -290,25 +409,27 @@ impl Watches<'_> {
         K::DynamicType: Eq + std::hash::Hash + Clone + Default,
         T: Clone + Send + Sync + 'static,
     {
-        if !enabled {
-            return Watched::disabled();
+        let mut parts = Vec::with_capacity(apis.len());
+        for ((api, config), applied) in apis.into_iter().zip(applied) {
+            let writer = reflector::store::Writer::default();
+            let store = writer.as_reader();
+            let synced = Arc::new(AtomicBool::new(false));
+            let w = WatchTask {
+                api,
+                config,
+                name,
+                writer,
+                store: store.clone(),
+                synced: synced.clone(),
+                trigger: self.trigger.clone(),
+                trim,
+                applied,
+                changed,
+            };
+            tokio::spawn(w.run(params.clone(), self.cancel.clone()));
+            parts.push((store, synced));
         }
-        let writer = reflector::store::Writer::default();
-        let store = writer.as_reader();
-        let synced = Arc::new(AtomicBool::new(false));
-        let w = WatchTask {
-            api: Api::all(self.client.clone()),
-            name,
-            writer,
-            store: store.clone(),
-            synced: synced.clone(),
-            trigger: self.trigger.clone(),
-            trim,
-            applied,
-            changed,
-        };
-        tokio::spawn(w.run(params, self.cancel.clone()));
-        Watched { store, synced, enabled: true }
+        Watched { parts }
     }
 }
 
@@ -317,6 +438,7 @@ where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     api: Api<K>,
+    config: watcher::Config,
     name: &'static str,
     writer: reflector::store::Writer<K>,
     store: Store<K>,
@@ -346,7 +468,7 @@ where
                     r = params.changed() => if r.is_err() { return },
                 }
             };
-            let stream = watcher(self.api.clone(), watcher::Config::default()).default_backoff();
+            let stream = watcher(self.api.clone(), self.config.clone()).default_backoff();
             let mut stream = std::pin::pin!(stream);
             let mut failing = false;
             loop {
