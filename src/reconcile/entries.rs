@@ -84,6 +84,7 @@ impl EntryReconciler {
 
     pub async fn pass(&mut self, kind: PassKind) -> PassOutcome {
         let started = Instant::now();
+        let lists_spire = matches!(kind, PassKind::Full) || !self.mirror.is_fresh();
         if let PassKind::Triggered(lag) = kind {
             self.metrics.trigger_lag.with_label_values(&["entry"]).observe(lag.as_secs_f64());
         }
@@ -118,10 +119,13 @@ impl EntryReconciler {
                 ("error", PassOutcome::Retry(Duration::from_secs(1)))
             }
         };
-        // A pass allocates and frees a copy of the world; hand the freed pages back.
-        crate::memory::release_free_pages();
         self.metrics.passes.with_label_values(&["entry", result]).inc();
         self.metrics.pass_duration.with_label_values(&["entry", result]).observe(started.elapsed().as_secs_f64());
+        // A pass that listed SPIRE allocated and freed a copy of every entry: hand the
+        // freed pages back (off the measured pass; triggered passes reuse what they free).
+        if lists_spire {
+            crate::memory::release_free_pages();
+        }
         outcome
     }
 
@@ -216,7 +220,7 @@ impl EntryReconciler {
             if items.is_empty() {
                 continue;
             }
-            let entries: Vec<Entry> = items.iter().map(|(_, e)| e.clone()).collect();
+            let entries: Vec<&Entry> = items.iter().map(|(_, e)| e).collect();
             for (src, e) in items.iter() {
                 tracing::info!(
                     op, source = %src.name, kind = ?src.kind, entry_id = %e.id, spiffe_id = %e.spiffe_id,

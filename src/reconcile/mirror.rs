@@ -28,8 +28,8 @@ impl Mirror {
         self.fresh = true;
     }
 
-    pub fn entries(&self) -> Vec<Entry> {
-        self.entries.values().cloned().collect()
+    pub fn entries(&self) -> Vec<&Entry> {
+        self.entries.values().collect()
     }
 
     pub fn len(&self) -> usize {

@@ -67,8 +67,8 @@ pub struct Plan {
     pub creates: Vec<(SourceRef, Entry)>,
     /// Full replacements, `id` set to the existing entry's.
     pub updates: Vec<(SourceRef, Entry)>,
-    /// Declared entries already current in SPIRE, `id` set.
-    pub unchanged: Vec<(SourceRef, Entry)>,
+    /// Declared entries already current in SPIRE: their source and the entry ID.
+    pub unchanged: Vec<(SourceRef, String)>,
     /// Would-be deletes held back because their source failed, with the reason.
     pub kept: Vec<(Entry, String)>,
 }
@@ -126,9 +126,12 @@ fn same_sorted<T: Ord>(a: &[T], b: &[T]) -> bool {
 /// duplicates and deleted. Managed entries with undeclared keys are deleted, except
 /// join-token entries and protected ones (→ `kept`). Delete-only (cleanup) entries are
 /// deleted unless protected; they are not join-token filtered. Ignored entries are untouched.
-pub fn plan(
+///
+/// `current` may be entries or references to them (the caller's mirror of SPIRE): only
+/// the entries that are written or kept are copied.
+pub fn plan<E: std::borrow::Borrow<Entry>>(
     declared: &[DeclaredEntry],
-    current: &[Entry],
+    current: &[E],
     own: &Ownership,
     unsupported: &UnsupportedFields,
     protect: &Protection,
@@ -138,6 +141,7 @@ pub fn plan(
     let mut managed: Vec<(usize, [u8; 32])> = Vec::new();
     let mut cleanup: Vec<&Entry> = Vec::new();
     for (i, e) in current.iter().enumerate() {
+        let e: &Entry = e.borrow();
         match own.classify(&e.id) {
             EntryOwnership::Managed => managed.push((i, entry_digest(e))),
             EntryOwnership::DeleteOnly => cleanup.push(e),
@@ -157,20 +161,21 @@ pub fn plan(
         if !declared_keys.insert(key) {
             continue; // keys are unique in `Declared::entries`; be robust anyway
         }
-        let mut entry = d.entry.clone();
         match first_by_key.get(&key) {
             None => {
+                let mut entry = d.entry.clone();
                 if entry.id.is_empty() && own.prefix().is_some() {
                     entry.id = new_id();
                 }
                 plan.creates.push((d.source.clone(), entry));
             }
             Some(&i) => {
-                let old = &current[i];
-                entry.id = old.id.clone();
-                if outdated_fields(&entry, old, unsupported).is_empty() {
-                    plan.unchanged.push((d.source.clone(), entry));
+                let old: &Entry = current[i].borrow();
+                if outdated_fields(&d.entry, old, unsupported).is_empty() {
+                    plan.unchanged.push((d.source.clone(), old.id.clone()));
                 } else {
+                    let mut entry = d.entry.clone();
+                    entry.id = old.id.clone();
                     plan.updates.push((d.source.clone(), entry));
                 }
             }
@@ -178,7 +183,7 @@ pub fn plan(
     }
 
     for (i, key) in &managed {
-        let e = &current[*i];
+        let e: &Entry = current[*i].borrow();
         if declared_keys.contains(key) {
             if first_by_key.get(key) != Some(i) && !is_join_token_entry(e) {
                 plan.deletes.push(e.clone()); // duplicate of a declared entry

@@ -913,7 +913,7 @@ fn plan_with_prefix_and_cleanup() {
     assert_eq!(p.creates[0].1.id, "scm.uuid-1");
     assert_eq!(p.creates[0].0.name, "n");
     assert_eq!(p.unchanged.len(), 1);
-    assert_eq!(p.unchanged[0].1.id, "scm.1");
+    assert_eq!(p.unchanged[0].1, "scm.1");
     assert_eq!(ids(&p.deletes), vec!["scm.2", "4", "5"]);
 
     // Without a prefix SPIRE assigns the ID and every entry is managed.
@@ -921,7 +921,7 @@ fn plan_with_prefix_and_cleanup() {
         panic!("no prefix, no client-side IDs")
     });
     assert_eq!(p.creates[0].1.id, "");
-    assert_eq!(p.unchanged[0].1.id, "scm.1");
+    assert_eq!(p.unchanged[0].1, "scm.1");
     assert_eq!(ids(&p.deletes), vec!["scm.2", "other.3", "4", "5"]);
 }
 
@@ -939,7 +939,7 @@ fn plan_duplicates_and_join_tokens() {
         jt("5", "spiffe://td/node"), // duplicate join-token entry: still kept
     ];
     let p = plan_simple_entries(&d, &cur);
-    assert_eq!(p.unchanged[0].1.id, "1");
+    assert_eq!(p.unchanged[0].1, "1");
     assert_eq!(ids(&p.deletes), vec!["2", "4"]);
     // Join-token entries in cleanup are deleted (upstream does not filter them there).
     let own = Ownership { prefix: Some("scm.".into()), cleanup: Some("".into()) };
@@ -1135,7 +1135,14 @@ fn declare_timing() {
         assert_eq!(d.entries.len(), 30_000);
     }
     let t = std::time::Instant::now();
-    let p = plan(&d.entries, &[], &Ownership::default(), &UnsupportedFields::default(), &d.protect, &mut String::new);
+    let p = plan::<Entry>(
+        &d.entries,
+        &[],
+        &Ownership::default(),
+        &UnsupportedFields::default(),
+        &d.protect,
+        &mut String::new,
+    );
     let plan_t = t.elapsed();
     println!(
         "10k pods x 3 CRs: cold {cold:?}, warm {warm:?}, plan(empty current) {plan_t:?}, creates {}",

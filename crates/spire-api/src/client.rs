@@ -1,5 +1,6 @@
 //! The typed SPIRE Server API client over the server's admin Unix socket.
 
+use std::borrow::Borrow;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -295,45 +296,49 @@ impl Client {
     /// Creates entries in batches (`entry_create_batch_size`), one result per entry in
     /// input order. An entry's `id` is sent when set (SPIRE >= 1.8 honours it). On OK the
     /// result is the entry as stored by the server (with its ID).
-    pub async fn create_entries(&self, entries: &[Entry]) -> Result<Vec<BatchResult<Entry>>, BatchError<Entry>> {
+    pub async fn create_entries<E: Borrow<Entry>>(
+        &self,
+        entries: &[E],
+    ) -> Result<Vec<BatchResult<Entry>>, BatchError<Entry>> {
         const METHOD: &str = "BatchCreateEntry";
-        let prepared = entries.iter().map(|e| Ok(convert::entry_to_api(e))).collect();
         run_batches(
             METHOD,
-            prepared,
+            entries.len(),
+            |i| Ok(convert::entry_to_api(entries[i].borrow())),
             self.options.entry_create_batch_size,
             |wire| async move {
                 let request = entryv1::BatchCreateEntryRequest { entries: wire, output_mask: None };
                 Ok(self.call(METHOD, self.entry.clone().batch_create_entry(self.request(request))).await?.results)
             },
-            |i, r| entry_item(METHOD, &entries[i], r.status, r.entry),
+            |i, r| entry_item(METHOD, entries[i].borrow(), r.status, r.entry),
         )
         .await
     }
 
     /// Updates entries (matched by `id`) in batches (`entry_update_batch_size`). No input
     /// mask is sent, so every field is replaced, as upstream does.
-    pub async fn update_entries(&self, entries: &[Entry]) -> Result<Vec<BatchResult<Entry>>, BatchError<Entry>> {
+    pub async fn update_entries<E: Borrow<Entry>>(
+        &self,
+        entries: &[E],
+    ) -> Result<Vec<BatchResult<Entry>>, BatchError<Entry>> {
         const METHOD: &str = "BatchUpdateEntry";
-        let prepared = entries
-            .iter()
-            .map(|e| {
+        run_batches(
+            METHOD,
+            entries.len(),
+            |i| {
+                let e: &Entry = entries[i].borrow();
                 if e.id.is_empty() {
                     Err(ItemError::invalid("entry ID is required for an update"))
                 } else {
                     Ok(convert::entry_to_api(e))
                 }
-            })
-            .collect();
-        run_batches(
-            METHOD,
-            prepared,
+            },
             self.options.entry_update_batch_size,
             |wire| async move {
                 let request = entryv1::BatchUpdateEntryRequest { entries: wire, input_mask: None, output_mask: None };
                 Ok(self.call(METHOD, self.entry.clone().batch_update_entry(self.request(request))).await?.results)
             },
-            |i, r| entry_item(METHOD, &entries[i], r.status, r.entry),
+            |i, r| entry_item(METHOD, entries[i].borrow(), r.status, r.entry),
         )
         .await
     }
@@ -341,10 +346,10 @@ impl Client {
     /// Deletes entries by ID in batches (`entry_delete_batch_size`).
     pub async fn delete_entries(&self, ids: &[String]) -> Result<Vec<BatchResult<String>>, BatchError<String>> {
         const METHOD: &str = "BatchDeleteEntry";
-        let prepared = ids.iter().map(|id| Ok(id.clone())).collect();
         run_batches(
             METHOD,
-            prepared,
+            ids.len(),
+            |i| Ok(ids[i].clone()),
             self.options.entry_delete_batch_size,
             |wire| async move {
                 let request = entryv1::BatchDeleteEntryRequest { ids: wire };
@@ -454,10 +459,10 @@ impl Client {
         relationships: &[FederationRelationship],
     ) -> Result<Vec<BatchResult<FederationRelationship>>, BatchError<FederationRelationship>> {
         const METHOD: &str = "BatchCreateFederationRelationship";
-        let prepared = prepare_relationships(relationships);
         run_batches(
             METHOD,
-            prepared,
+            relationships.len(),
+            prepared(prepare_relationships(relationships)),
             self.options.federation_create_batch_size,
             |wire| async move {
                 let request = trustdomainv1::BatchCreateFederationRelationshipRequest {
@@ -481,10 +486,10 @@ impl Client {
         relationships: &[FederationRelationship],
     ) -> Result<Vec<BatchResult<FederationRelationship>>, BatchError<FederationRelationship>> {
         const METHOD: &str = "BatchUpdateFederationRelationship";
-        let prepared = prepare_relationships(relationships);
         run_batches(
             METHOD,
-            prepared,
+            relationships.len(),
+            prepared(prepare_relationships(relationships)),
             self.options.federation_update_batch_size,
             |wire| async move {
                 let request = trustdomainv1::BatchUpdateFederationRelationshipRequest {
@@ -509,10 +514,10 @@ impl Client {
         trust_domains: &[TrustDomain],
     ) -> Result<Vec<BatchResult<TrustDomain>>, BatchError<TrustDomain>> {
         const METHOD: &str = "BatchDeleteFederationRelationship";
-        let prepared = trust_domains.iter().map(|td| Ok(td.name().to_owned())).collect();
         run_batches(
             METHOD,
-            prepared,
+            trust_domains.len(),
+            |i| Ok(trust_domains[i].name().to_owned()),
             self.options.federation_delete_batch_size,
             |wire| async move {
                 let request = trustdomainv1::BatchDeleteFederationRelationshipRequest { trust_domains: wire };
@@ -656,7 +661,8 @@ fn prepare_relationships(
 // on a multi-threaded runtime need.
 async fn run_batches<P, R, T, Fut>(
     method: &'static str,
-    prepared: Vec<Result<P, ItemError>>,
+    count: usize,
+    mut prepare: impl FnMut(usize) -> Result<P, ItemError>,
     batch_size: usize,
     mut send: impl FnMut(Vec<P>) -> Fut,
     mut outcome: impl FnMut(usize, R) -> BatchResult<T>,
@@ -664,22 +670,28 @@ async fn run_batches<P, R, T, Fut>(
 where
     Fut: std::future::Future<Output = Result<Vec<R>, SpireError>>,
 {
+    // `prepare` is called once per index, in order, one batch at a time: only one batch
+    // of wire messages exists at once.
     let batch_size = batch_size.max(1);
-    let mut results: Vec<Option<BatchResult<T>>> = Vec::with_capacity(prepared.len());
-    let mut pending = Vec::new();
-    for (i, item) in prepared.into_iter().enumerate() {
-        match item {
-            Ok(wire) => {
-                results.push(None);
-                pending.push((i, wire));
-            }
-            Err(e) => results.push(Some(Err(e))),
-        }
-    }
-    let mut pending = pending.into_iter().peekable();
+    let mut results: Vec<Option<BatchResult<T>>> = (0..count).map(|_| None).collect();
+    let mut next = 0;
     let mut failure = None;
-    while pending.peek().is_some() {
-        let (indexes, wire): (Vec<usize>, Vec<P>) = pending.by_ref().take(batch_size).unzip();
+    while next < count && failure.is_none() {
+        let mut indexes = Vec::with_capacity(batch_size.min(count - next));
+        let mut wire = Vec::with_capacity(batch_size.min(count - next));
+        while next < count && wire.len() < batch_size {
+            match prepare(next) {
+                Ok(w) => {
+                    indexes.push(next);
+                    wire.push(w);
+                }
+                Err(e) => results[next] = Some(Err(e)),
+            }
+            next += 1;
+        }
+        if wire.is_empty() {
+            continue;
+        }
         let sent = send(wire).await.and_then(|got| check_result_count(method, indexes.len(), got.len()).map(|()| got));
         match sent {
             Ok(got) => {
@@ -692,8 +704,13 @@ where
                     results[i] = Some(Err(ItemError::rpc_failed(&error)));
                 }
                 failure = Some(error);
-                break;
             }
+        }
+    }
+    // After a failed call: items that could not have been sent keep their own error.
+    for (i, slot) in results.iter_mut().enumerate().skip(next) {
+        if let Err(e) = prepare(i) {
+            *slot = Some(Err(e));
         }
     }
     let results = results.into_iter().map(|r| r.unwrap_or_else(|| Err(ItemError::not_attempted()))).collect();
@@ -701,4 +718,10 @@ where
         None => Ok(results),
         Some(error) => Err(BatchError { error, results }),
     }
+}
+
+/// [`run_batches`]' `prepare` over items prepared up front.
+fn prepared<P>(items: Vec<Result<P, ItemError>>) -> impl FnMut(usize) -> Result<P, ItemError> {
+    let mut it = items.into_iter();
+    move |_| it.next().expect("prepare is called once per item")
 }
