@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
+use scm_core::PodInfo;
 use scm_webhook::{ObservedPod, PodSink};
 
 use crate::k8s::world::NamespaceScope;
@@ -20,7 +20,7 @@ const TTL: Duration = Duration::from_secs(60);
 #[derive(Default)]
 struct State {
     /// `namespace/name` → (pod as admitted, when).
-    created: HashMap<String, (Arc<Pod>, Instant)>,
+    created: HashMap<String, (Arc<PodInfo>, Instant)>,
     /// `namespace/name` → (node, when), from `pods/binding`.
     bound: HashMap<String, (String, Instant)>,
 }
@@ -39,7 +39,7 @@ impl EarlyPods {
     }
 
     /// Merges observations into the pod list of a snapshot.
-    pub fn overlay(&self, pods: &mut Vec<Arc<Pod>>) {
+    pub fn overlay(&self, pods: &mut Vec<Arc<PodInfo>>) {
         let mut st = self.state.lock().unwrap();
         st.created.retain(|_, (_, at)| at.elapsed() < TTL);
         st.bound.retain(|_, (_, at)| at.elapsed() < TTL);
@@ -56,20 +56,18 @@ impl EarlyPods {
             match index.get(&key) {
                 Some(&i) => {
                     let stored = &pods[i];
-                    match stored.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
-                        Some(n) if n == node => settled.push(key),
-                        Some(_) => settled.push(key),
-                        None => {
-                            let mut p = (**stored).clone();
-                            p.spec.get_or_insert_with(Default::default).node_name = Some(node);
-                            pods[i] = Arc::new(p);
-                        }
+                    if stored.spec.node_name.is_some() {
+                        settled.push(key);
+                    } else {
+                        let mut p = (**stored).clone();
+                        Arc::make_mut(&mut p.spec).node_name = Some(node);
+                        pods[i] = Arc::new(p);
                     }
                 }
                 None => {
                     if let Some((p, _)) = st.created.get(&key) {
                         let mut p = (**p).clone();
-                        p.spec.get_or_insert_with(Default::default).node_name = Some(node);
+                        Arc::make_mut(&mut p.spec).node_name = Some(node);
                         index.insert(key.clone(), pods.len());
                         pods.push(Arc::new(p));
                     }
@@ -79,18 +77,19 @@ impl EarlyPods {
         for key in settled {
             st.bound.remove(&key);
         }
-        let created: Vec<(String, Arc<Pod>)> = st.created.iter().map(|(k, (p, _))| (k.clone(), p.clone())).collect();
+        let created: Vec<(String, Arc<PodInfo>)> =
+            st.created.iter().map(|(k, (p, _))| (k.clone(), p.clone())).collect();
         for (key, p) in created {
             if index.contains_key(&key) {
                 st.created.remove(&key);
-            } else if p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty()) {
+            } else if !p.node_name().is_empty() {
                 pods.push(p);
             }
         }
     }
 }
 
-fn key_of(p: &Pod) -> String {
+fn key_of(p: &PodInfo) -> String {
     format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or(""), p.metadata.name.as_deref().unwrap_or(""))
 }
 
@@ -107,8 +106,9 @@ impl PodSink for EarlyPods {
                     if !self.scope.is_empty() && !self.scope.iter().any(|s| s.admits(&pod)) {
                         return;
                     }
+                    let pod = PodInfo::from(*pod);
                     let key = key_of(&pod);
-                    st.created.insert(key, (Arc::new(*pod), now));
+                    st.created.insert(key, (Arc::new(pod), now));
                 }
                 ObservedPod::Bound { namespace, name, node_name } => {
                     st.bound.insert(format!("{namespace}/{name}"), (node_name, now));
@@ -122,6 +122,7 @@ impl PodSink for EarlyPods {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Pod;
     use serde_json::json;
 
     fn pod(name: &str, node: Option<&str>) -> Pod {
@@ -145,18 +146,18 @@ mod tests {
         early.observed(ObservedPod::Bound { namespace: "ns".into(), name: "a".into(), node_name: "n1".into() });
         early.overlay(&mut pods);
         assert_eq!(pods.len(), 1);
-        assert_eq!(pods[0].spec.as_ref().unwrap().node_name.as_deref(), Some("n1"));
+        assert_eq!(pods[0].spec.node_name.as_deref(), Some("n1"));
     }
 
     #[test]
     fn binding_applies_to_a_stored_unbound_pod_and_settles() {
         let early = EarlyPods::new(Trigger::new(), Vec::new());
         early.observed(ObservedPod::Bound { namespace: "ns".into(), name: "a".into(), node_name: "n1".into() });
-        let mut pods = vec![Arc::new(pod("a", None))];
+        let mut pods = vec![Arc::new(PodInfo::from(pod("a", None)))];
         early.overlay(&mut pods);
-        assert_eq!(pods[0].spec.as_ref().unwrap().node_name.as_deref(), Some("n1"));
+        assert_eq!(pods[0].spec.node_name.as_deref(), Some("n1"));
         // Once the store has the node, the observation is dropped.
-        let mut pods = vec![Arc::new(pod("a", Some("n1")))];
+        let mut pods = vec![Arc::new(PodInfo::from(pod("a", Some("n1"))))];
         early.overlay(&mut pods);
         assert!(early.state.lock().unwrap().bound.is_empty());
     }

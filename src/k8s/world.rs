@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, PodSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
@@ -19,8 +19,8 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use scm_api::{ClusterFederatedTrustDomain, ClusterSPIFFEID, ClusterStaticEntry};
-use scm_core::PodFields;
 use scm_core::World;
+use scm_core::{PodFields, PodInfo};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -114,7 +114,7 @@ where
 
 /// All the stores the reconcilers read.
 pub struct Stores {
-    pub pods: Watched<Pod>,
+    pub pods: Watched<PodInfo>,
     pub nodes: Watched<Node>,
     pub namespaces: Watched<Namespace>,
     pub endpoints: Watched<Endpoints>,
@@ -143,7 +143,9 @@ impl Stores {
         let (pod_params, pod_rx) = watch::channel(None);
         let pod_apis = namespaced_apis::<Pod>(client, &set.namespaces, pods_needed);
         let pod_applied: Vec<_> = pod_apis.iter().map(|_| Arc::new(Mutex::new(None))).collect();
-        let pods = w.spawn("pods", pod_apis, trim_pod, pod_rx, pod_applied.clone(), pod_changed);
+        let specs = SpecInterner::default();
+        let convert: Convert<Pod, PodInfo, PodFields> = Arc::new(move |pod, keep| specs.pod_info(pod, keep));
+        let pods = w.spawn("pods", pod_apis, convert, pod_rx, pod_applied.clone(), pod_changed);
         let pod_fields = PodFieldsKept {
             requested: pod_params,
             applied: pod_applied,
@@ -371,8 +373,11 @@ where
         .collect()
 }
 
+/// Turns a watched object into what its store keeps, given the watch's parameters.
+type Convert<K, S, T> = Arc<dyn Fn(K, &T) -> S + Send + Sync>;
+
 impl Watches<'_> {
-    /// A watch whose trimming never changes.
+    /// A watch that stores its objects trimmed by `trim`, which never changes.
     fn fixed<K>(
         self,
         name: &'static str,
@@ -384,29 +389,35 @@ impl Watches<'_> {
         K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
         K::DynamicType: Eq + std::hash::Hash + Clone + Default,
     {
-        let (params, rx) = watch::channel(Some(trim));
+        let (params, rx) = watch::channel(Some(()));
         // The sender is dropped: the watch is never restarted.
         drop(params);
         let applied = apis.iter().map(|_| Arc::new(Mutex::new(None))).collect();
-        self.spawn(name, apis, |obj, trim| trim(obj), rx, applied, changed)
+        let convert: Convert<K, K, ()> = Arc::new(move |mut obj, _| {
+            trim(&mut obj);
+            obj
+        });
+        self.spawn(name, apis, convert, rx, applied, changed)
     }
 
-    /// Watches trimmed by `trim` with parameters `T`, one per entry of `apis` (none: the
-    /// kind is not watched): each new value of `params` restarts them (a fresh list,
-    /// swapped into the store when complete); `applied[i]` is set to the parameters of
-    /// the last complete list of `apis[i]`.
-    fn spawn<K, T>(
+    /// Watches of `K` stored as `S` by `convert` with parameters `T`, one per entry of
+    /// `apis` (none: the kind is not watched): each new value of `params` restarts them
+    /// (a fresh list, swapped into the store when complete); `applied[i]` is set to the
+    /// parameters of the last complete list of `apis[i]`.
+    fn spawn<K, S, T>(
         self,
         name: &'static str,
         apis: Vec<ApiAndConfig<K>>,
-        trim: fn(&mut K, &T),
+        convert: Convert<K, S, T>,
         params: watch::Receiver<Option<T>>,
         applied: Vec<Arc<Mutex<Option<T>>>>,
-        changed: fn(&K, &K) -> bool,
-    ) -> Watched<K>
+        changed: fn(&S, &S) -> bool,
+    ) -> Watched<S>
     where
         K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
         K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+        S: Resource + Clone + Send + Sync + 'static,
+        S::DynamicType: Eq + std::hash::Hash + Clone + Default,
         T: Clone + Send + Sync + 'static,
     {
         let mut parts = Vec::with_capacity(apis.len());
@@ -422,7 +433,7 @@ impl Watches<'_> {
                 store: store.clone(),
                 synced: synced.clone(),
                 trigger: self.trigger.clone(),
-                trim,
+                convert: convert.clone(),
                 applied,
                 changed,
             };
@@ -433,26 +444,30 @@ impl Watches<'_> {
     }
 }
 
-struct WatchTask<K: Resource + Clone + 'static, T>
+struct WatchTask<K, S, T>
 where
-    K::DynamicType: Eq + std::hash::Hash + Clone,
+    K: Resource + Clone + 'static,
+    S: Resource + Clone + 'static,
+    S::DynamicType: Eq + std::hash::Hash + Clone,
 {
     api: Api<K>,
     config: watcher::Config,
     name: &'static str,
-    writer: reflector::store::Writer<K>,
-    store: Store<K>,
+    writer: reflector::store::Writer<S>,
+    store: Store<S>,
     synced: Arc<AtomicBool>,
     trigger: Trigger,
-    trim: fn(&mut K, &T),
+    convert: Convert<K, S, T>,
     applied: Arc<Mutex<Option<T>>>,
-    changed: fn(&K, &K) -> bool,
+    changed: fn(&S, &S) -> bool,
 }
 
-impl<K, T> WatchTask<K, T>
+impl<K, S, T> WatchTask<K, S, T>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+    S: Resource + Clone + Send + Sync + 'static,
+    S::DynamicType: Eq + std::hash::Hash + Clone + Default,
     T: Clone + Send + Sync + 'static,
 {
     async fn run(mut self, mut params: watch::Receiver<Option<T>>, cancel: CancellationToken) {
@@ -492,7 +507,14 @@ where
                             tracing::info!(watch = self.name, "watch recovered");
                             failing = false;
                         }
-                        let event = event.modify(|obj| (self.trim)(obj, &current));
+                        let convert = |obj| (self.convert)(obj, &current);
+                        let event = match event {
+                            watcher::Event::Apply(o) => watcher::Event::Apply(convert(o)),
+                            watcher::Event::Delete(o) => watcher::Event::Delete(convert(o)),
+                            watcher::Event::InitApply(o) => watcher::Event::InitApply(convert(o)),
+                            watcher::Event::Init => watcher::Event::Init,
+                            watcher::Event::InitDone => watcher::Event::InitDone,
+                        };
                         self.apply(event, &current);
                     }
                     Some(Err(err)) => {
@@ -506,7 +528,7 @@ where
         }
     }
 
-    fn apply(&mut self, event: watcher::Event<K>, current: &T) {
+    fn apply(&mut self, event: watcher::Event<S>, current: &T) {
         match &event {
             watcher::Event::Init | watcher::Event::InitApply(_) => self.writer.apply_watcher_event(&event),
             watcher::Event::InitDone => {
@@ -554,20 +576,58 @@ fn content_changed<K: Resource + Clone + PartialEq>(old: &K, new: &K) -> bool {
 
 /// Pods: the same, without cloning a whole pod per event (kubelet status updates are
 /// the most frequent events in a cluster and, trimmed, usually change nothing kept).
-fn pod_changed(old: &Pod, new: &Pod) -> bool {
+fn pod_changed(old: &PodInfo, new: &PodInfo) -> bool {
     let (a, b) = (&old.metadata, &new.metadata);
     let meta_same =
         ObjectMeta { resource_version: None, ..a.clone() } == ObjectMeta { resource_version: None, ..b.clone() };
     !(meta_same && old.spec == new.spec)
 }
 
-/// Drops what no template, selector or status write reads (see [`PodFieldsKept`]).
-fn trim_pod(pod: &mut Pod, keep: &PodFields) {
-    keep.retain_meta(&mut pod.metadata);
-    if let Some(spec) = pod.spec.as_mut() {
-        keep.retain_spec(spec);
+/// Shares one copy of each distinct trimmed pod spec: with the usual templates a spec
+/// is a node name and a service account, the same for many pods.
+#[derive(Default)]
+struct SpecInterner {
+    table: Mutex<InternTable>,
+}
+
+#[derive(Default)]
+struct InternTable {
+    by_hash: HashMap<u64, Vec<std::sync::Weak<PodSpec>>>,
+    /// Sweep dead entries when the table has grown past this.
+    sweep_at: usize,
+}
+
+impl SpecInterner {
+    /// Trims `pod` to `keep` (status dropped) and returns it as a [`PodInfo`] with a
+    /// shared spec.
+    fn pod_info(&self, mut pod: Pod, keep: &PodFields) -> PodInfo {
+        keep.retain_meta(&mut pod.metadata);
+        let mut spec = pod.spec.take().unwrap_or_default();
+        keep.retain_spec(&mut spec);
+        PodInfo { metadata: pod.metadata, spec: self.intern(spec) }
     }
-    pod.status = None;
+
+    fn intern(&self, spec: PodSpec) -> Arc<PodSpec> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        serde_json::to_string(&spec).unwrap_or_default().hash(&mut h);
+        let hash = h.finish();
+        let mut t = self.table.lock().unwrap();
+        let bucket = t.by_hash.entry(hash).or_default();
+        if let Some(shared) = bucket.iter().filter_map(|w| w.upgrade()).find(|s| **s == spec) {
+            return shared;
+        }
+        let shared = Arc::new(spec);
+        bucket.push(Arc::downgrade(&shared));
+        if t.by_hash.len() > t.sweep_at {
+            t.by_hash.retain(|_, bucket| {
+                bucket.retain(|w| w.strong_count() > 0);
+                !bucket.is_empty()
+            });
+            t.sweep_at = (t.by_hash.len() * 2).max(1024);
+        }
+        shared
+    }
 }
 
 fn trim_node(node: &mut Node) {

@@ -12,6 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use scm_api::{ClusterSPIFFEID, ClusterSPIFFEIDSpec};
 use scm_spiffe::TrustDomain;
 
+use crate::PodInfo;
 use crate::tmpl::{DEFAULT_PARENT_ID_TEMPLATE, Template};
 use crate::{Settings, World};
 
@@ -52,7 +53,7 @@ pub fn big_world(pods: usize, crs: usize) -> (World, Settings) {
     for i in 0..pods {
         let ns = format!("ns-{}", i % 50);
         let uid = format!("pod-uid-{i:08}");
-        pod_list.push(Arc::new(Pod {
+        pod_list.push(Arc::new(PodInfo::from(Pod {
             metadata: meta(&format!("pod-{i}"), &uid, Some(&ns), &[("app", "web"), ("idx", &format!("{}", i % 7))]),
             spec: Some(PodSpec {
                 node_name: Some(format!("node-{}", i % 100)),
@@ -60,7 +61,7 @@ pub fn big_world(pods: usize, crs: usize) -> (World, Settings) {
                 ..Default::default()
             }),
             ..Default::default()
-        }));
+        })));
         if i % 10 == 0 {
             endpoints.push(Arc::new(Endpoints {
                 metadata: meta(&format!("svc-{i}"), &format!("ep-uid-{i}"), Some(&ns), &[]),

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use scm_api::{ClusterSPIFFEID, ClusterSPIFFEIDSpec, ClusterSPIFFEIDStats};
@@ -20,7 +20,7 @@ use crate::parse::{
 };
 use crate::render::{RenderError, ServiceIndex, render_parent_id, render_pod_entry};
 use crate::settings::Settings;
-use crate::world::World;
+use crate::world::{PodInfo, World};
 
 /// Which kind of object declared an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -446,7 +446,7 @@ fn declare_spiffe_id_entries<'w>(
 ) {
     let nodes: FastMap<&str, &Node> =
         world.nodes.iter().filter_map(|n| Some((n.metadata.name.as_deref()?, &**n))).collect();
-    let mut pods_by_ns: FastMap<&str, Vec<&Pod>> = FastMap::default();
+    let mut pods_by_ns: FastMap<&str, Vec<&PodInfo>> = FastMap::default();
     for p in &world.pods {
         pods_by_ns.entry(p.metadata.namespace.as_deref().unwrap_or_default()).or_default().push(p);
     }
@@ -496,7 +496,7 @@ fn declare_spiffe_id_entries<'w>(
                     continue;
                 }
                 // BETTER (#741): unscheduled pods are skipped silently.
-                let node_name = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or_default();
+                let node_name = pod.node_name();
                 if node_name.is_empty() {
                     continue;
                 }
@@ -560,7 +560,7 @@ fn render_cached(
     settings: &Settings,
     spec: &ParsedClusterSPIFFEID,
     epoch: u64,
-    pod: &Pod,
+    pod: &PodInfo,
     node: &Node,
     node_name: &str,
     services: &[&str],

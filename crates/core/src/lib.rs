@@ -38,7 +38,7 @@ pub use parse::{
 };
 pub use podfields::{PodFields, pod_fields_always, pod_fields_needed, pod_fields_of};
 pub use settings::Settings;
-pub use world::World;
+pub use world::{PodInfo, World};
 
 #[cfg(test)]
 mod tests;

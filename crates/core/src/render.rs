@@ -4,13 +4,13 @@ use std::collections::HashSet;
 
 use crate::fast::FastMap;
 
-use k8s_openapi::api::core::v1::{Node, NodeSpec, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Node, NodeSpec};
 use scm_spiffe::{Entry, Selector, SpiffeId, TrustDomain};
 
 use crate::parse::ParsedClusterSPIFFEID;
 use crate::settings::Settings;
 use crate::tmpl::{Template, TemplateData};
-use crate::world::World;
+use crate::world::{PodInfo, World};
 
 /// A failure to render one entry: which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +28,6 @@ impl RenderError {
 /// The field named for a failing parent ID template (it is configuration, not CR spec).
 pub(crate) const PARENT_ID_TEMPLATE_FIELD: &str = "parentIDTemplate";
 
-static EMPTY_POD_SPEC: std::sync::LazyLock<PodSpec> = std::sync::LazyLock::new(PodSpec::default);
 static EMPTY_NODE_SPEC: std::sync::LazyLock<NodeSpec> = std::sync::LazyLock::new(NodeSpec::default);
 
 fn node_spec(node: &Node) -> &NodeSpec {
@@ -68,7 +67,7 @@ fn render_spiffe_id(t: &Template, data: &TemplateData, td: &TrustDomain) -> Resu
 pub(crate) fn render_pod_entry(
     spec: &ParsedClusterSPIFFEID,
     settings: &Settings,
-    pod: &Pod,
+    pod: &PodInfo,
     node: &Node,
     parent_id: &SpiffeId,
     services: &[&str],
@@ -82,7 +81,7 @@ pub(crate) fn render_pod_entry(
         &settings.cluster_name,
         &settings.cluster_domain,
         &pod.metadata,
-        pod.spec.as_ref().unwrap_or(&EMPTY_POD_SPEC),
+        &pod.spec,
         &node.metadata,
         node_spec(node),
     );

@@ -73,8 +73,8 @@ fn node(name: &str, uid: &str) -> Arc<Node> {
     Arc::new(Node { metadata: meta(name, uid), ..Default::default() })
 }
 
-fn pod(namespace: &str, name: &str, uid: &str, node: &str, l: &[(&str, &str)]) -> Arc<Pod> {
-    Arc::new(Pod {
+fn pod(namespace: &str, name: &str, uid: &str, node: &str, l: &[(&str, &str)]) -> Arc<PodInfo> {
+    Arc::new(PodInfo::from(Pod {
         metadata: ObjectMeta { namespace: Some(namespace.into()), labels: labels(l), ..meta(name, uid) },
         spec: Some(PodSpec {
             service_account_name: Some(format!("sa-{name}")),
@@ -82,7 +82,7 @@ fn pod(namespace: &str, name: &str, uid: &str, node: &str, l: &[(&str, &str)]) -
             ..Default::default()
         }),
         ..Default::default()
-    })
+    }))
 }
 
 fn cspiffeid(name: &str, uid: &str, created: i64, spec: ClusterSPIFFEIDSpec) -> Arc<ClusterSPIFFEID> {
@@ -1046,7 +1046,7 @@ fn render_cache_validity_and_eviction() {
     // Pod change (resourceVersion) → that pod re-renders under both CRs.
     let mut p = (*world.pods[0]).clone();
     p.metadata.resource_version = Some("2".into());
-    p.spec.as_mut().unwrap().service_account_name = Some("changed".into());
+    Arc::make_mut(&mut p.spec).service_account_name = Some("changed".into());
     world.pods[0] = Arc::new(p);
     let d = declare_entries(&world, &s, &mut cache);
     assert_eq!((cache.stats().hits, cache.stats().misses), (2, 2));
