@@ -277,7 +277,8 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
                 ownership,
                 metrics.clone(),
                 Arc::new(crate::status::NoStatus),
-            );
+            )
+            .with_background_lists(entry_trigger.clone());
             spawn_entry_loop(
                 &mut loops,
                 r,
@@ -404,7 +405,8 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
                 ownership,
                 metrics.clone(),
                 Arc::new(crate::status::KubeStatus::new(client.clone())),
-            );
+            )
+            .with_background_lists(entry_trigger.clone());
             spawn_entry_loop(
                 &mut loops,
                 r,

@@ -16,6 +16,7 @@ use scm_spiffe::Entry;
 use scm_spire_api::Client as SpireClient;
 
 use super::mirror::Mirror;
+use super::trigger::Trigger;
 use super::{PassKind, PassOutcome};
 use crate::metrics::Metrics;
 use crate::status::StatusSink;
@@ -41,6 +42,9 @@ pub struct EntryReconciler {
     unsupported: UnsupportedFields,
     last_probe: Option<Instant>,
     reported_failures: HashSet<String>,
+    /// When set, gcInterval lists run in the background and poke this trigger when done.
+    relisted: Option<Trigger>,
+    background_list: Option<tokio::task::JoinHandle<Result<Vec<Entry>, String>>>,
 }
 
 /// What one pass did, for logs and tests.
@@ -74,17 +78,31 @@ impl EntryReconciler {
             unsupported: UnsupportedFields::default(),
             last_probe: None,
             reported_failures: HashSet::new(),
+            relisted: None,
+            background_list: None,
         }
+    }
+
+    /// Lets gcInterval refreshes of the SPIRE mirror run beside passes: the full list is
+    /// made in the background while triggered passes go on with the mirror (our own
+    /// writes meanwhile are replayed over the list), and `trigger` starts the pass that
+    /// uses it. Without this, a full pass lists inline and a pod arriving meanwhile waits.
+    pub fn with_background_lists(mut self, trigger: Trigger) -> Self {
+        self.relisted = Some(trigger);
+        self
     }
 
     /// Leadership moved or a write failed elsewhere: re-list before the next diff.
     pub fn invalidate(&mut self) {
         self.mirror.invalidate();
+        if let Some(h) = self.background_list.take() {
+            h.abort();
+        }
     }
 
     pub async fn pass(&mut self, kind: PassKind) -> PassOutcome {
         let started = Instant::now();
-        let lists_spire = matches!(kind, PassKind::Full) || !self.mirror.is_fresh();
+        let lists_spire = matches!(kind, PassKind::Full) || !self.mirror.is_fresh() || self.background_list.is_some();
         if let PassKind::Triggered(lag) = kind {
             self.metrics.trigger_lag.with_label_values(&["entry"]).observe(lag.as_secs_f64());
         }
@@ -145,7 +163,20 @@ impl EntryReconciler {
             }
         }
 
-        if matches!(kind, PassKind::Full) || !self.mirror.is_fresh() {
+        self.install_background_list().await;
+        let background = self.relisted.is_some() && self.mirror.is_fresh();
+        if background && matches!(kind, PassKind::Full) {
+            if self.background_list.is_none() {
+                tracing::debug!("gcInterval: listing SPIRE entries in the background");
+                self.start_background_list();
+            }
+            // The pass that follows the list does the work.
+            return Ok(PassReport::default());
+        }
+        if !self.mirror.is_fresh() || (matches!(kind, PassKind::Full) && !background) {
+            if let Some(h) = self.background_list.take() {
+                h.abort();
+            }
             let t = Instant::now();
             let listed = observe(&self.metrics, "ListEntries", self.spire.list_entries())
                 .await
@@ -184,6 +215,50 @@ impl EntryReconciler {
         self.report_render_failures(&declared).await;
         self.write_statuses(&world, &declared, &failures).await;
         Ok(report)
+    }
+
+    /// A full list in the background, journaling our writes until it is installed.
+    fn start_background_list(&mut self) {
+        let (spire, metrics, trigger) = (self.spire.clone(), self.metrics.clone(), self.relisted.clone());
+        self.mirror.start_journal();
+        self.background_list = Some(tokio::spawn(async move {
+            let t = Instant::now();
+            let listed = observe(&metrics, "ListEntries", spire.list_entries()).await.map_err(|e| e.to_string());
+            if let Ok(l) = &listed {
+                tracing::debug!(
+                    entries = l.len(),
+                    elapsed_ms = t.elapsed().as_millis() as u64,
+                    "listed SPIRE entries (background)"
+                );
+            }
+            if let Some(t) = trigger {
+                t.notify();
+            }
+            listed
+        }));
+    }
+
+    /// Installs a finished background list (with our writes since it started on top).
+    async fn install_background_list(&mut self) {
+        if !self.background_list.as_ref().is_some_and(|h| h.is_finished()) {
+            return;
+        }
+        let Some(h) = self.background_list.take() else { return };
+        match h.await {
+            Ok(Ok(listed)) => {
+                if !self.mirror.finish_list(listed) {
+                    tracing::debug!("background list discarded: the mirror was invalidated meanwhile");
+                }
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "background ListEntries failed; the next pass lists again");
+                self.mirror.invalidate();
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "background ListEntries task failed");
+                self.mirror.invalidate();
+            }
+        }
     }
 
     /// Applies the plan: deletes, then creates, then updates (upstream's order).
@@ -368,6 +443,10 @@ fn convert_unsupported(f: &scm_spire_api::UnsupportedFields) -> UnsupportedField
 impl super::Reconciler for EntryReconciler {
     fn pass(&mut self, kind: PassKind) -> futures::future::BoxFuture<'_, PassOutcome> {
         Box::pin(EntryReconciler::pass(self, kind))
+    }
+
+    fn reset(&mut self) {
+        self.invalidate();
     }
 }
 

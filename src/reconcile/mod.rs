@@ -24,6 +24,9 @@ pub enum PassOutcome {
 /// A reconciler the loop drives: one whole-world pass at a time.
 pub trait Reconciler: Send {
     fn pass(&mut self, kind: PassKind) -> futures::future::BoxFuture<'_, PassOutcome>;
+
+    /// Leadership was (re)gained: whatever was learnt before may be stale.
+    fn reset(&mut self) {}
 }
 
 /// Runs passes on every trigger and every `gc_interval`, only while `leader` is true.
@@ -59,6 +62,7 @@ pub async fn run_loop<R: Reconciler>(
         if !was_leader {
             tracing::info!(reconciler = name, "leading; starting passes");
             was_leader = true;
+            reconciler.reset();
             next_full = tokio::time::Instant::now();
         }
         let now = tokio::time::Instant::now();
