@@ -373,22 +373,49 @@ where
         .collect()
 }
 
+/// What a watch lists and decodes.
+trait Watchable:
+    Resource<DynamicType: Eq + std::hash::Hash + Clone + Default>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Watchable for K where
+    K: Resource<DynamicType: Eq + std::hash::Hash + Clone + Default>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// What a store holds.
+trait Storable: Resource<DynamicType: Eq + std::hash::Hash + Clone + Default> + Clone + Send + Sync + 'static {}
+
+impl<S> Storable for S where
+    S: Resource<DynamicType: Eq + std::hash::Hash + Clone + Default> + Clone + Send + Sync + 'static
+{
+}
+
 /// Turns a watched object into what its store keeps, given the watch's parameters.
 type Convert<K, S, T> = Arc<dyn Fn(K, &T) -> S + Send + Sync>;
 
 impl Watches<'_> {
     /// A watch that stores its objects trimmed by `trim`, which never changes.
-    fn fixed<K>(
+    fn fixed<K: Watchable>(
         self,
         name: &'static str,
         apis: Vec<ApiAndConfig<K>>,
         trim: fn(&mut K),
         changed: fn(&K, &K) -> bool,
-    ) -> Watched<K>
-    where
-        K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-        K::DynamicType: Eq + std::hash::Hash + Clone + Default,
-    {
+    ) -> Watched<K> {
         let (params, rx) = watch::channel(Some(()));
         // The sender is dropped: the watch is never restarted.
         drop(params);
@@ -404,7 +431,7 @@ impl Watches<'_> {
     /// `apis` (none: the kind is not watched): each new value of `params` restarts them
     /// (a fresh list, swapped into the store when complete); `applied[i]` is set to the
     /// parameters of the last complete list of `apis[i]`.
-    fn spawn<K, S, T>(
+    fn spawn<K: Watchable, S: Storable, T: Clone + Send + Sync + 'static>(
         self,
         name: &'static str,
         apis: Vec<ApiAndConfig<K>>,
@@ -412,14 +439,7 @@ impl Watches<'_> {
         params: watch::Receiver<Option<T>>,
         applied: Vec<Arc<Mutex<Option<T>>>>,
         changed: fn(&S, &S) -> bool,
-    ) -> Watched<S>
-    where
-        K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-        K::DynamicType: Eq + std::hash::Hash + Clone + Default,
-        S: Resource + Clone + Send + Sync + 'static,
-        S::DynamicType: Eq + std::hash::Hash + Clone + Default,
-        T: Clone + Send + Sync + 'static,
-    {
+    ) -> Watched<S> {
         let mut parts = Vec::with_capacity(apis.len());
         for ((api, config), applied) in apis.into_iter().zip(applied) {
             let writer = reflector::store::Writer::default();
@@ -462,14 +482,7 @@ where
     changed: fn(&S, &S) -> bool,
 }
 
-impl<K, S, T> WatchTask<K, S, T>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
-    S: Resource + Clone + Send + Sync + 'static,
-    S::DynamicType: Eq + std::hash::Hash + Clone + Default,
-    T: Clone + Send + Sync + 'static,
-{
+impl<K: Watchable, S: Storable, T: Clone + Send + Sync + 'static> WatchTask<K, S, T> {
     async fn run(mut self, mut params: watch::Receiver<Option<T>>, cancel: CancellationToken) {
         let mut restartable = true;
         loop {
