@@ -373,29 +373,6 @@ where
         .collect()
 }
 
-/// What a watch lists and decodes.
-trait Watchable:
-    Resource<DynamicType: Eq + std::hash::Hash + Clone + Default>
-    + Clone
-    + DeserializeOwned
-    + std::fmt::Debug
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<K> Watchable for K where
-    K: Resource<DynamicType: Eq + std::hash::Hash + Clone + Default>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static
-{
-}
-
 /// What a store holds.
 trait Storable: Resource<DynamicType: Eq + std::hash::Hash + Clone + Default> + Clone + Send + Sync + 'static {}
 
@@ -403,6 +380,11 @@ impl<S> Storable for S where
     S: Resource<DynamicType: Eq + std::hash::Hash + Clone + Default> + Clone + Send + Sync + 'static
 {
 }
+
+/// What a watch lists and decodes.
+trait Watchable: Storable + DeserializeOwned + std::fmt::Debug {}
+
+impl<K: Storable + DeserializeOwned + std::fmt::Debug> Watchable for K {}
 
 /// Turns a watched object into what its store keeps, given the watch's parameters.
 type Convert<K, S, T> = Arc<dyn Fn(K, &T) -> S + Send + Sync>;
