@@ -101,8 +101,11 @@ fn check_config(args: &Args) -> anyhow::Result<()> {
 fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
     let level = config.log_level.as_str();
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},kube=warn,tower=warn,hyper=warn,h2=warn,rustls=warn")));
+    // RUST_LOG, when set and not empty, wins over `logLevel`.
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::new(v),
+        _ => EnvFilter::new(format!("{level},kube=warn,tower=warn,hyper=warn,h2=warn,rustls=warn")),
+    };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match config.log_encoding {

@@ -1,5 +1,6 @@
 //! Operations end to end: metrics move with writes, readiness follows SPIRE, leader
-//! election hands over without double writes, SIGTERM releases the lease.
+//! election hands over without double writes, SIGTERM releases the lease, JSON logs
+//! at the configured level.
 
 use std::time::{Duration, Instant};
 
@@ -163,4 +164,34 @@ async fn leader_election_failover_without_double_writes() {
     eprintln!("handover after SIGTERM took {:?}", released_at.elapsed());
     assert!(b.logs().contains("released the lease"), "{}", b.logs());
     drop(b);
+}
+
+/// `logEncoding: json` and `logLevel` as upstream's zap would take them (no RUST_LOG):
+/// every line is one JSON object with a level, a target and a message; `debug` lines
+/// appear only when `logLevel: debug`.
+#[tokio::test]
+async fn json_logs_at_the_configured_level() {
+    let mut seen = Vec::new();
+    for level in ["debug", "info"] {
+        let spire = Spire::start(&unique("jsonlogs"), "example.org");
+        let class = unique("jsonlogs");
+        let config = base_config(&spire, &class, &format!("logEncoding: json\nlogLevel: {level}\n"));
+        let ctl = Controller::start_env(&class, &config, &[("ENABLE_WEBHOOKS", "false"), ("RUST_LOG", "")]);
+        eventually(WAIT, "the first entry pass", || async {
+            (ctl.metric("spire_controller_manager_reconcile_passes_total", &["entry", "ok"]).await >= 1.0).then_some(())
+        })
+        .await;
+        let logs = ctl.logs();
+        let mut levels = std::collections::BTreeSet::new();
+        for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+            let l = v["level"].as_str().unwrap_or_else(|| panic!("no level: {line}"));
+            assert!(v["target"].is_string() && v["message"].is_string(), "target and message: {line}");
+            levels.insert(l.to_owned());
+        }
+        assert!(levels.contains("INFO"), "logLevel {level}: levels seen {levels:?}");
+        seen.push((level, levels.contains("DEBUG")));
+    }
+    assert_eq!(seen, vec![("debug", true), ("info", false)]);
 }
