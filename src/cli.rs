@@ -513,7 +513,11 @@ async fn spawn_webhook(
         _ => {
             let cab = CaBundleManager::spawn(
                 client.clone(),
-                CaBundleParams::new(config.validating_webhook_configuration_name.clone()),
+                CaBundleParams::new(
+                    config.validating_webhook_configuration_name.clone(),
+                    config.mutating_webhook_configuration_name.clone(),
+                    config.pod_observer_webhook_configuration_name.clone(),
+                ),
                 spire.clone(),
                 cancel.clone(),
             );

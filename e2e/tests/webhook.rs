@@ -15,9 +15,8 @@ use crate::harness::*;
 
 const TD: &str = "example.org";
 
-/// The webhook tests run one at a time: each controller keeps the (cluster-wide, fixed
-/// name) mutating and pod-observer configurations' caBundle equal to its own SPIRE
-/// server's CA, and every test has its own SPIRE server.
+/// The webhook tests run one at a time (each has its own webhook configurations, named
+/// in its config, and its own SPIRE server; they are heavy on the shared apiserver).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const WAIT: Duration = Duration::from_secs(45);
 
@@ -48,7 +47,9 @@ fn webhook(name: &str, url: &str, resource: &str, ops: &[&str], failure: &str, s
     w
 }
 
-async fn install_configs(client: &kube::Client, vwc: &str, port: u16, label: &str, ns: &str) -> Configs {
+/// Configurations named `<label>-validating`, `<label>-mutating`, `<label>-pods`.
+async fn install_configs(client: &kube::Client, port: u16, label: &str, ns: &str) -> Configs {
+    let (vwc, mwc, pods) = (format!("{label}-validating"), format!("{label}-mutating"), format!("{label}-pods"));
     let base = format!("https://localhost:{port}");
     let sel = json!({"objectSelector": {"matchLabels": {"e2e-webhook": label}}});
     let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
@@ -61,14 +62,14 @@ async fn install_configs(client: &kube::Client, vwc: &str, port: u16, label: &st
     }))
     .unwrap();
     let mutating: MutatingWebhookConfiguration = serde_json::from_value(json!({
-        "metadata": {"name": "spire-controller-manager-mutating-webhook"},
+        "metadata": {"name": mwc},
         "webhooks": [
             webhook("mclusterspiffeid.spire.spiffe.io", &format!("{base}/mutate-spire-spiffe-io-v1alpha1-clusterspiffeid"), "clusterspiffeids", &["CREATE", "UPDATE"], "Fail", sel.clone()),
         ]
     }))
     .unwrap();
     let observer: ValidatingWebhookConfiguration = serde_json::from_value(json!({
-        "metadata": {"name": "spire-controller-manager-pod-observer"},
+        "metadata": {"name": pods},
         "webhooks": [{
             "name": "observe-pods.spire.spiffe.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
             "failurePolicy": "Ignore", "timeoutSeconds": 2,
@@ -83,14 +84,7 @@ async fn install_configs(client: &kube::Client, vwc: &str, port: u16, label: &st
     v.create(&PostParams::default(), &validating).await.expect("create validating configuration");
     m.create(&PostParams::default(), &mutating).await.expect("create mutating configuration");
     v.create(&PostParams::default(), &observer).await.expect("create pod observer configuration");
-    Configs {
-        client: client.clone(),
-        names: (
-            vwc.to_owned(),
-            "spire-controller-manager-mutating-webhook".into(),
-            "spire-controller-manager-pod-observer".into(),
-        ),
-    }
+    Configs { client: client.clone(), names: (vwc, mwc, pods) }
 }
 
 fn bundle_pem(spire: &Spire) -> String {
@@ -125,10 +119,10 @@ async fn admission_through_the_real_apiserver() {
     let ns = unique("webhook");
     create_namespace(&client, &ns, &[]).await;
     let port = free_port();
-    let vwc = format!("{class}-validating");
-    let configs = install_configs(&client, &vwc, port, &class, &ns).await;
+    let configs = install_configs(&client, port, &class, &ns).await;
+    let (vwc, mwc, pods) = configs.names.clone();
     let config = format!(
-        "trustDomain: {TD}\nclusterName: e2e\nclusterDomain: cluster.local\nspireServerSocketPath: {}\nclassName: {class}\nvalidatingWebhookConfigurationName: {vwc}\nwebhook:\n  host: 127.0.0.1\n  port: {port}\ngcInterval: 2s\n",
+        "trustDomain: {TD}\nclusterName: e2e\nclusterDomain: cluster.local\nspireServerSocketPath: {}\nclassName: {class}\nvalidatingWebhookConfigurationName: {vwc}\nmutatingWebhookConfigurationName: {mwc}\npodObserverWebhookConfigurationName: {pods}\nwebhook:\n  host: 127.0.0.1\n  port: {port}\ngcInterval: 2s\n",
         spire.socket()
     );
     let mut ctl =
@@ -137,9 +131,25 @@ async fn admission_through_the_real_apiserver() {
     // caBundle filled with SPIRE's X.509 authorities, certificate minted, ready.
     let want = pem_certs(&bundle_pem(&spire));
     let vapi: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    eventually(WAIT, "caBundle filled", || async {
+    let mapi: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    eventually(WAIT, "caBundle filled in the three configurations (names from the config)", || async {
         let v = vapi.get(&vwc).await.ok()?;
-        cas_of(&v).iter().all(|c| pem_certs(c) == want).then_some(())
+        let p = vapi.get(&pods).await.ok()?;
+        let m = mapi.get(&mwc).await.ok()?;
+        let m_cas: Vec<String> = m
+            .webhooks
+            .iter()
+            .flatten()
+            .map(|w| {
+                w.client_config
+                    .ca_bundle
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let filled = |cas: &[String]| !cas.is_empty() && cas.iter().all(|c| pem_certs(c) == want);
+        (filled(&cas_of(&v)) && filled(&cas_of(&p)) && filled(&m_cas)).then_some(())
     })
     .await;
     eventually(WAIT, "ready (certificate loaded)", || async {

@@ -423,6 +423,8 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
     };
 
     let webhook_name = o.string("validatingWebhookConfigurationName", cx);
+    let mutating_name = o.string("mutatingWebhookConfigurationName", cx);
+    let pod_observer_name = o.string("podObserverWebhookConfigurationName", cx);
     let gc_interval_nanos = o.nanos("gcInterval", cx);
     let socket_from_file = o.string("spireServerSocketPath", cx).filter(|s| !s.is_empty());
     let log_level_text = o.string("logLevel", cx);
@@ -711,14 +713,29 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
             String::new()
         }
     };
-    let validating_webhook_configuration_name = match webhook_name {
+    let mut webhook_config_name = |key: &'static str, given: Option<String>, default: &str| match given {
         Some(s) if s.is_empty() => {
-            cx.problem("validatingWebhookConfigurationName", "required (must not be empty)");
+            cx.problem(key, "required (must not be empty)");
             s
         }
         Some(s) => s,
-        None => DEFAULT_VALIDATING_WEBHOOK_CONFIGURATION_NAME.to_owned(),
+        None => default.to_owned(),
     };
+    let validating_webhook_configuration_name = webhook_config_name(
+        "validatingWebhookConfigurationName",
+        webhook_name,
+        DEFAULT_VALIDATING_WEBHOOK_CONFIGURATION_NAME,
+    );
+    let mutating_webhook_configuration_name = webhook_config_name(
+        "mutatingWebhookConfigurationName",
+        mutating_name,
+        DEFAULT_MUTATING_WEBHOOK_CONFIGURATION_NAME,
+    );
+    let pod_observer_webhook_configuration_name = webhook_config_name(
+        "podObserverWebhookConfigurationName",
+        pod_observer_name,
+        DEFAULT_POD_OBSERVER_WEBHOOK_CONFIGURATION_NAME,
+    );
     let trust_domain = match trust_domain_text.as_deref() {
         Some("") | None => {
             if !cx.has_problem("trustDomain") {
@@ -799,6 +816,8 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
         cluster_domain,
         ignore_namespaces,
         validating_webhook_configuration_name,
+        mutating_webhook_configuration_name,
+        pod_observer_webhook_configuration_name,
         gc_interval,
         spire_server_socket_path,
         log_level,

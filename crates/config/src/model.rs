@@ -14,6 +14,12 @@ pub const KIND: &str = "ControllerManagerConfig";
 /// `ignoreNamespaces` when the file doesn't set it (a given list replaces this, it is not merged).
 pub const DEFAULT_IGNORE_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "spire-system"];
 pub const DEFAULT_VALIDATING_WEBHOOK_CONFIGURATION_NAME: &str = "spire-controller-manager-webhook";
+/// Default of `mutatingWebhookConfigurationName` (this project's defaulting webhooks,
+/// `webhooks/mutating.yaml`; not an upstream key).
+pub const DEFAULT_MUTATING_WEBHOOK_CONFIGURATION_NAME: &str = "spire-controller-manager-mutating-webhook";
+/// Default of `podObserverWebhookConfigurationName` (this project's pod-observation
+/// ValidatingWebhookConfiguration, `webhooks/pod-observer.yaml`; not an upstream key).
+pub const DEFAULT_POD_OBSERVER_WEBHOOK_CONFIGURATION_NAME: &str = "spire-controller-manager-pod-observer";
 pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_SPIRE_SERVER_SOCKET_PATH: &str = "/spire-server/api.sock";
 /// controller-runtime's cache resync default.
@@ -56,6 +62,10 @@ pub struct Config {
     pub ignore_namespaces: Vec<Regex>,
     /// `validatingWebhookConfigurationName` (non-empty).
     pub validating_webhook_configuration_name: String,
+    /// `mutatingWebhookConfigurationName` (extension; non-empty): whose `caBundle` is kept.
+    pub mutating_webhook_configuration_name: String,
+    /// `podObserverWebhookConfigurationName` (extension; non-empty): whose `caBundle` is kept.
+    pub pod_observer_webhook_configuration_name: String,
     /// `gcInterval`: always positive (≤ 0 in the file means the 10 s default).
     pub gc_interval: Duration,
     /// `spireServerSocketPath`, else the deprecated `--spire-api-socket` flag, else the default.
@@ -318,6 +328,8 @@ impl Config {
             }
         }
         y.kv(0, "validatingWebhookConfigurationName", &q(&self.validating_webhook_configuration_name));
+        y.kv(0, "mutatingWebhookConfigurationName", &q(&self.mutating_webhook_configuration_name));
+        y.kv(0, "podObserverWebhookConfigurationName", &q(&self.pod_observer_webhook_configuration_name));
         y.comment(0, "upstream only accepts integer nanoseconds here; this loader also takes a Go duration");
         y.kv(0, "gcInterval", &qd(self.gc_interval));
         y.kv(0, "spireServerSocketPath", &q(&self.spire_server_socket_path));

@@ -367,3 +367,17 @@ fn expand_env_runs_before_decoding() {
     assert_eq!(l.config.class_name, "a$");
     assert_eq!(l.warnings, ["c.yaml: --expand-env: environment variable \"$\" is not set; expanded to \"\""]);
 }
+
+#[test]
+fn webhook_configuration_names() {
+    let c = cfg("");
+    assert_eq!(c.validating_webhook_configuration_name, "spire-controller-manager-webhook");
+    assert_eq!(c.mutating_webhook_configuration_name, "spire-controller-manager-mutating-webhook");
+    assert_eq!(c.pod_observer_webhook_configuration_name, "spire-controller-manager-pod-observer");
+    let c = cfg("mutatingWebhookConfigurationName: a-mutating\npodObserverWebhookConfigurationName: a-pods\n");
+    assert_eq!(c.mutating_webhook_configuration_name, "a-mutating");
+    assert_eq!(c.pod_observer_webhook_configuration_name, "a-pods");
+    assert!(ok("mutatingWebhookConfigurationName: a\n").warnings.is_empty(), "a known key, not warned about");
+    let e = err("podObserverWebhookConfigurationName: \"\"\n");
+    assert!(e.contains("podObserverWebhookConfigurationName") && e.contains("must not be empty"), "{e}");
+}

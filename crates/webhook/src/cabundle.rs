@@ -44,11 +44,6 @@ pub trait BundleSource: Send + Sync + 'static {
     fn get_bundle(&self) -> BoxFuture<'_, Result<Bundle, BoxError>>;
 }
 
-/// Name of this project's MutatingWebhookConfiguration (`webhooks/mutating.yaml`).
-pub const DEFAULT_MUTATING_NAME: &str = "spire-controller-manager-mutating-webhook";
-/// Name of the pod-observation ValidatingWebhookConfiguration (`webhooks/pod-observer.yaml`).
-pub const DEFAULT_POD_OBSERVER_NAME: &str = "spire-controller-manager-pod-observer";
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ConfigKind {
     Validating,
@@ -86,18 +81,20 @@ pub struct CaBundleParams {
 
 impl CaBundleParams {
     /// The required ValidatingWebhookConfiguration `validating_name` (config
-    /// `validatingWebhookConfigurationName`) plus the optional
-    /// [`DEFAULT_MUTATING_NAME`] and [`DEFAULT_POD_OBSERVER_NAME`].
-    pub fn new(validating_name: impl Into<String>) -> Self {
+    /// `validatingWebhookConfigurationName`) plus the optional MutatingWebhookConfiguration
+    /// `mutating_name` and pod-observation ValidatingWebhookConfiguration
+    /// `pod_observer_name` (config `mutatingWebhookConfigurationName`,
+    /// `podObserverWebhookConfigurationName`).
+    pub fn new(
+        validating_name: impl Into<String>,
+        mutating_name: impl Into<String>,
+        pod_observer_name: impl Into<String>,
+    ) -> Self {
         Self {
             configs: vec![
                 WebhookConfigRef { kind: ConfigKind::Validating, name: validating_name.into(), required: true },
-                WebhookConfigRef { kind: ConfigKind::Mutating, name: DEFAULT_MUTATING_NAME.into(), required: false },
-                WebhookConfigRef {
-                    kind: ConfigKind::Validating,
-                    name: DEFAULT_POD_OBSERVER_NAME.into(),
-                    required: false,
-                },
+                WebhookConfigRef { kind: ConfigKind::Mutating, name: mutating_name.into(), required: false },
+                WebhookConfigRef { kind: ConfigKind::Validating, name: pod_observer_name.into(), required: false },
             ],
             refresh_interval: Duration::from_secs(5),
             check_interval: Duration::from_secs(5),

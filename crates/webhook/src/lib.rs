@@ -10,7 +10,7 @@
 //! let metrics  = Metrics::register(&registry)?;
 //! let webhook  = Webhook::new(settings, pod_sink, metrics.clone());
 //! let resolver = Arc::new(CertResolver::with_metrics(&metrics));
-//! let cab      = CaBundleManager::spawn(kube, CaBundleParams::new(vwc_name), spire.clone(), cancel.clone());
+//! let cab      = CaBundleManager::spawn(kube, CaBundleParams::new(vwc_name, mwc_name, pods_name), spire.clone(), cancel.clone());
 //! let certs    = CertManager::spawn(CertManagerParams::new(td), spire, cab.hosts(), resolver.clone(), cancel.clone());
 //! let server   = Server::bind(ServerConfig::with_host_port(host, port)?, resolver.clone()).await?;
 //! server.serve(webhook.router(), cancel).await?;

@@ -173,7 +173,7 @@ async fn apiserver_calls_the_webhook_with_the_spire_certificate() {
 
     // Managers.
     let cancel = CancellationToken::new();
-    let mut cab_params = CaBundleParams::new(vwc.clone());
+    let mut cab_params = CaBundleParams::new(vwc.clone(), mwc.clone(), pod_vwc.clone());
     cab_params.configs = vec![
         WebhookConfigRef { kind: ConfigKind::Validating, name: vwc.clone(), required: true },
         WebhookConfigRef { kind: ConfigKind::Mutating, name: mwc.clone(), required: false },
