@@ -75,7 +75,7 @@ async fn spire_client_agrees_with_spire_server_cli() {
     let listed = client.list_entries().await.expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].dns_names, vec!["smoke.example.org".to_string()]);
-    let deleted = client.delete_entries(&[created.id.clone()]).await.expect("delete rpc");
+    let deleted = client.delete_entries(std::slice::from_ref(&created.id)).await.expect("delete rpc");
     assert!(deleted[0].is_ok());
     assert!(spire.entry_show().is_empty());
 }

@@ -2,4 +2,6 @@
 
 pub mod early;
 pub mod lease;
+mod pods;
+mod watch;
 pub mod world;

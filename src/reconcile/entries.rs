@@ -316,7 +316,7 @@ impl EntryReconciler {
                 tracing::warn!(op, error = %err, "batch {op} failed");
                 self.mirror.invalidate();
             }
-            for ((src, e), res) in items.iter().zip(results.into_iter()) {
+            for ((src, e), res) in items.iter().zip(results) {
                 match res {
                     Ok(written) => {
                         self.mirror.upserted(written);

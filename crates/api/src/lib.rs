@@ -4,6 +4,9 @@
 //!
 //! May touch: serde, schemars, kube's derive. Nothing here talks to a server.
 
+// kube's `printcolumn(...)` attributes legitimately repeat `type_ = "string"`.
+#![allow(clippy::duplicated_attributes)]
+
 mod clusterfederatedtrustdomain;
 mod clusterspiffeid;
 mod clusterstaticentry;

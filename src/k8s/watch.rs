@@ -1,0 +1,343 @@
+//! Generic list+watch machinery: a watch per kind (or per `cacheNamespaces` namespace)
+//! feeding a reflector store, each object converted on arrival (trimmed, or turned into
+//! a compact record), restartable with new conversion parameters, and which changes
+//! deserve a pass.
+//!
+//! A store is replaced atomically by a complete list (kube's `Writer` buffers the list
+//! until it is done), so a relist after a watch error, or with wider trimming, never
+//! shows a partial view.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::reconcile::trigger::Trigger;
+
+/// One namespace of `cacheNamespaces`, with its equality selectors (`{key: value}`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamespaceScope {
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub fields: BTreeMap<String, String>,
+}
+
+impl NamespaceScope {
+    /// From the config's `cacheNamespaces` map.
+    pub fn from_config(namespaces: &BTreeMap<String, scm_config::NamespaceCacheConfig>) -> Vec<Self> {
+        namespaces
+            .iter()
+            .map(|(ns, c)| NamespaceScope {
+                namespace: ns.clone(),
+                labels: c.label_selectors.clone(),
+                fields: c.field_selectors.clone(),
+            })
+            .collect()
+    }
+
+    fn selector(m: &BTreeMap<String, String>) -> Option<String> {
+        (!m.is_empty()).then(|| m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+    }
+
+    /// Whether the watch of this namespace would hold `pod`. Field selectors other than
+    /// `metadata.name` / `metadata.namespace` cannot be judged from an admitted pod: no.
+    pub fn admits(&self, pod: &Pod) -> bool {
+        let m = &pod.metadata;
+        let labels_ok = self.labels.iter().all(|(k, v)| m.labels.as_ref().and_then(|l| l.get(k)) == Some(v));
+        let fields_ok = self.fields.iter().all(|(k, v)| match k.as_str() {
+            "metadata.name" => m.name.as_ref() == Some(v),
+            "metadata.namespace" => m.namespace.as_ref() == Some(v),
+            _ => false,
+        });
+        m.namespace.as_deref() == Some(self.namespace.as_str()) && labels_ok && fields_ok
+    }
+}
+
+/// The stores of one kind (one per watched namespace under `cacheNamespaces`, else one)
+/// plus their sync state.
+pub struct Watched<K: Resource + Clone + 'static>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    pub(crate) parts: Vec<(Store<K>, Arc<AtomicBool>)>,
+}
+
+impl<K: Resource + Clone + 'static> Watched<K>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+{
+    pub fn is_synced(&self) -> bool {
+        self.parts.iter().all(|(_, synced)| synced.load(Ordering::Acquire))
+    }
+
+    pub fn state(&self) -> Vec<Arc<K>> {
+        match self.parts.as_slice() {
+            [(store, _)] => store.state(),
+            parts => parts.iter().flat_map(|(store, _)| store.state()).collect(),
+        }
+    }
+}
+
+/// What every watch shares.
+#[derive(Clone, Copy)]
+pub(crate) struct Watches<'a> {
+    pub trigger: &'a Trigger,
+    pub cancel: &'a CancellationToken,
+}
+
+/// One list+watch: where, and with which selectors.
+pub(crate) type ApiAndConfig<K> = (Api<K>, watcher::Config);
+
+/// A cluster-wide watch (`None`: the kind is not watched).
+pub(crate) fn cluster_api<K>(client: &Client, config: Option<watcher::Config>) -> Vec<ApiAndConfig<K>>
+where
+    K: Resource,
+    K::DynamicType: Default,
+{
+    config.map(|c| (Api::all(client.clone()), c)).into_iter().collect()
+}
+
+/// A namespaced kind: cluster-wide, or one watch per `cacheNamespaces` entry (none when
+/// not `enabled`).
+pub(crate) fn namespaced_apis<K>(client: &Client, namespaces: &[NamespaceScope], enabled: bool) -> Vec<ApiAndConfig<K>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    if !enabled {
+        return Vec::new();
+    }
+    if namespaces.is_empty() {
+        return vec![(Api::all(client.clone()), watcher::Config::default())];
+    }
+    namespaces
+        .iter()
+        .map(|n| {
+            let mut c = watcher::Config::default();
+            if let Some(l) = NamespaceScope::selector(&n.labels) {
+                c = c.labels(&l);
+            }
+            if let Some(f) = NamespaceScope::selector(&n.fields) {
+                c = c.fields(&f);
+            }
+            (Api::namespaced(client.clone(), &n.namespace), c)
+        })
+        .collect()
+}
+
+/// What a store holds.
+pub(crate) trait Storable:
+    Resource<DynamicType: Eq + std::hash::Hash + Clone + Default> + Clone + Send + Sync + 'static
+{
+}
+
+impl<S> Storable for S where
+    S: Resource<DynamicType: Eq + std::hash::Hash + Clone + Default> + Clone + Send + Sync + 'static
+{
+}
+
+/// What a watch lists and decodes.
+pub(crate) trait Watchable: Storable + DeserializeOwned + std::fmt::Debug {}
+
+impl<K: Storable + DeserializeOwned + std::fmt::Debug> Watchable for K {}
+
+/// Turns a watched object into what its store keeps, given the watch's parameters.
+pub(crate) type Convert<K, S, T> = Arc<dyn Fn(K, &T) -> S + Send + Sync>;
+
+impl Watches<'_> {
+    /// A watch that stores its objects trimmed by `trim`, which never changes.
+    pub(crate) fn fixed<K: Watchable>(
+        self,
+        name: &'static str,
+        apis: Vec<ApiAndConfig<K>>,
+        trim: fn(&mut K),
+        changed: fn(&K, &K) -> bool,
+    ) -> Watched<K> {
+        let (params, rx) = watch::channel(Some(()));
+        // The sender is dropped: the watch is never restarted.
+        drop(params);
+        let applied = apis.iter().map(|_| Arc::new(Mutex::new(None))).collect();
+        let convert: Convert<K, K, ()> = Arc::new(move |mut obj, _| {
+            trim(&mut obj);
+            obj
+        });
+        self.spawn(name, apis, convert, rx, applied, changed)
+    }
+
+    /// Watches of `K` stored as `S` by `convert` with parameters `T`, one per entry of
+    /// `apis` (none: the kind is not watched): each new value of `params` restarts them
+    /// (a fresh list, swapped into the store when complete); `applied[i]` is set to the
+    /// parameters of the last complete list of `apis[i]`.
+    pub(crate) fn spawn<K: Watchable, S: Storable, T: Clone + Send + Sync + 'static>(
+        self,
+        name: &'static str,
+        apis: Vec<ApiAndConfig<K>>,
+        convert: Convert<K, S, T>,
+        params: watch::Receiver<Option<T>>,
+        applied: Vec<Arc<Mutex<Option<T>>>>,
+        changed: fn(&S, &S) -> bool,
+    ) -> Watched<S> {
+        let mut parts = Vec::with_capacity(apis.len());
+        for ((api, config), applied) in apis.into_iter().zip(applied) {
+            let writer = reflector::store::Writer::default();
+            let store = writer.as_reader();
+            let synced = Arc::new(AtomicBool::new(false));
+            let w = WatchTask {
+                api,
+                config,
+                name,
+                writer,
+                store: store.clone(),
+                synced: synced.clone(),
+                trigger: self.trigger.clone(),
+                convert: convert.clone(),
+                applied,
+                changed,
+            };
+            tokio::spawn(w.run(params.clone(), self.cancel.clone()));
+            parts.push((store, synced));
+        }
+        Watched { parts }
+    }
+}
+
+struct WatchTask<K, S, T>
+where
+    K: Resource + Clone + 'static,
+    S: Resource + Clone + 'static,
+    S::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    api: Api<K>,
+    config: watcher::Config,
+    name: &'static str,
+    writer: reflector::store::Writer<S>,
+    store: Store<S>,
+    synced: Arc<AtomicBool>,
+    trigger: Trigger,
+    convert: Convert<K, S, T>,
+    applied: Arc<Mutex<Option<T>>>,
+    changed: fn(&S, &S) -> bool,
+}
+
+impl<K: Watchable, S: Storable, T: Clone + Send + Sync + 'static> WatchTask<K, S, T> {
+    async fn run(mut self, mut params: watch::Receiver<Option<T>>, cancel: CancellationToken) {
+        let mut restartable = true;
+        loop {
+            // Wait for parameters (the pod watch waits for the ClusterSPIFFEIDs).
+            let current = loop {
+                if let Some(p) = params.borrow_and_update().clone() {
+                    break p;
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = params.changed() => if r.is_err() { return },
+                }
+            };
+            let stream = watcher(self.api.clone(), self.config.clone()).default_backoff();
+            let mut stream = std::pin::pin!(stream);
+            let mut failing = false;
+            loop {
+                let next = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = params.changed(), if restartable => {
+                        match r {
+                            Ok(()) => {
+                                tracing::info!(watch = self.name, "restarting the watch with new trimming");
+                                break;
+                            }
+                            Err(_) => { restartable = false; continue; }
+                        }
+                    }
+                    next = stream.next() => next,
+                };
+                match next {
+                    None => return,
+                    Some(Ok(event)) => {
+                        if failing {
+                            tracing::info!(watch = self.name, "watch recovered");
+                            failing = false;
+                        }
+                        let convert = |obj| (self.convert)(obj, &current);
+                        let event = match event {
+                            watcher::Event::Apply(o) => watcher::Event::Apply(convert(o)),
+                            watcher::Event::Delete(o) => watcher::Event::Delete(convert(o)),
+                            watcher::Event::InitApply(o) => watcher::Event::InitApply(convert(o)),
+                            watcher::Event::Init => watcher::Event::Init,
+                            watcher::Event::InitDone => watcher::Event::InitDone,
+                        };
+                        self.apply(event, &current);
+                    }
+                    Some(Err(err)) => {
+                        if !failing {
+                            tracing::warn!(watch = self.name, error = %err, "watch failed; retrying with backoff (the last complete list stays in use)");
+                        }
+                        failing = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, event: watcher::Event<S>, current: &T) {
+        match &event {
+            watcher::Event::Init | watcher::Event::InitApply(_) => self.writer.apply_watcher_event(&event),
+            watcher::Event::InitDone => {
+                self.writer.apply_watcher_event(&event);
+                *self.applied.lock().unwrap() = Some(current.clone());
+                if !self.synced.swap(true, Ordering::AcqRel) {
+                    tracing::debug!(watch = self.name, "initial list complete");
+                }
+                self.trigger.notify();
+            }
+            watcher::Event::Apply(obj) => {
+                let old = self.store.get(&reflector::ObjectRef::from_obj(obj));
+                self.writer.apply_watcher_event(&event);
+                if old.is_none_or(|old| (self.changed)(&old, obj)) {
+                    self.trigger.notify();
+                }
+            }
+            watcher::Event::Delete(_) => {
+                self.writer.apply_watcher_event(&event);
+                self.trigger.notify();
+            }
+        }
+    }
+}
+
+/// Our custom resources: only spec changes (a new `generation`) trigger a pass. Our
+/// own status writes come back through the watch and would otherwise cost one more
+/// whole pass each.
+pub(crate) fn spec_changed<K: Resource>(old: &K, new: &K) -> bool {
+    spec_version(old) != spec_version(new)
+}
+
+pub(crate) fn spec_version<K: Resource>(obj: &K) -> String {
+    let m = obj.meta();
+    format!("{}/{}", m.uid.as_deref().unwrap_or(""), m.generation.unwrap_or(0))
+}
+
+/// Anything kept after trimming, other than the resourceVersion, changed (a node's or
+/// namespace's status update does not trigger a pass).
+pub(crate) fn content_changed<K: Resource + Clone + PartialEq>(old: &K, new: &K) -> bool {
+    let mut a = old.clone();
+    a.meta_mut().resource_version = new.meta().resource_version.clone();
+    a != *new
+}
+
+/// Managed fields and the last-applied annotation.
+pub(crate) fn trim_meta<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
