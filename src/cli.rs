@@ -14,6 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::reconcile::entries::WorldSource;
+use crate::reconcile::federation::CftdSource;
+use crate::status::StatusSink;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -263,6 +266,10 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
     let mut loops = tokio::task::JoinSet::new();
     let lease_task;
     let leader;
+    // What the mode feeds the reconcilers: entries (world and status sink) and
+    // federation (CR source, and the client its statuses and Events go through).
+    let mut entries: Option<(Arc<dyn WorldSource>, Arc<dyn StatusSink>)> = None;
+    let mut federation: Option<(Arc<dyn CftdSource>, Option<kube::Client>)> = None;
 
     if let Some(dir) = config.static_manifest_path.clone() {
         // Static manifest mode: no Kubernetes API at all.
@@ -273,48 +280,17 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
         lease_task = None;
         metrics.leader.set(1);
         if config.reconcile.cluster_static_entries {
-            let r = crate::reconcile::entries::EntryReconciler::new(
-                source.clone(),
-                spire.clone(),
-                settings,
-                ownership,
-                metrics.clone(),
-                Arc::new(crate::status::NoStatus),
-            )
-            .with_background_lists(entry_trigger.clone());
-            spawn_entry_loop(
-                &mut loops,
-                r,
-                entry_trigger.clone(),
-                config.gc_interval,
-                leader.clone(),
-                cancel.clone(),
-                health.clone(),
-                "entry",
-            );
+            entries = Some((
+                source.clone() as Arc<dyn WorldSource>,
+                Arc::new(crate::status::NoStatus) as Arc<dyn StatusSink>,
+            ));
         }
         if config.reconcile.cluster_federated_trust_domains {
-            let f = crate::reconcile::federation::FederationLoop::new(
-                source.clone(),
-                spire.clone(),
-                &config.class_name,
-                config.watch_classless,
-                metrics.clone(),
-                None,
-            );
-            spawn_entry_loop(
-                &mut loops,
-                f,
-                federation_trigger.clone(),
-                config.gc_interval,
-                leader.clone(),
-                cancel.clone(),
-                health.clone(),
-                "federation",
-            );
+            federation = Some((source as Arc<dyn CftdSource>, None));
         }
     } else {
         let client = kube_client(&args).await?;
+        let cache_namespaces = crate::k8s::world::NamespaceScope::from_config(&config.cache_namespaces);
         let watch_set = crate::k8s::world::WatchSet {
             cluster_spiffe_ids: config.reconcile.cluster_spiffe_ids,
             cluster_static_entries: config.reconcile.cluster_static_entries,
@@ -322,7 +298,7 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
             class_name: config.class_name.clone(),
             watch_classless: config.watch_classless,
             filter_by_class_name: config.filter_by_class_name,
-            namespaces: crate::k8s::world::NamespaceScope::from_config(&config.cache_namespaces),
+            namespaces: cache_namespaces.clone(),
         };
         let stores = crate::k8s::world::Stores::spawn(&client, watch_set, &entry_trigger, &federation_trigger, &cancel);
         {
@@ -369,58 +345,52 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
                 }
             });
         }
-        let early = crate::k8s::early::EarlyPods::new(
-            entry_trigger.clone(),
-            crate::k8s::world::NamespaceScope::from_config(&config.cache_namespaces),
-        );
+        let early = crate::k8s::early::EarlyPods::new(entry_trigger.clone(), cache_namespaces);
         if webhooks_enabled() {
             spawn_webhook(&config, &client, &spire, &metrics, &health, early.clone(), &cancel, &mut servers).await?;
         } else {
             tracing::info!("webhooks disabled (ENABLE_WEBHOOKS=false)");
         }
         if config.reconcile.cluster_federated_trust_domains {
-            let source = Arc::new(crate::reconcile::federation::KubeCftds(stores.clone()));
-            let f = crate::reconcile::federation::FederationLoop::new(
-                source,
-                spire.clone(),
-                &config.class_name,
-                config.watch_classless,
-                metrics.clone(),
-                Some(client.clone()),
-            );
-            spawn_entry_loop(
-                &mut loops,
-                f,
-                federation_trigger.clone(),
-                config.gc_interval,
-                leader.clone(),
-                cancel.clone(),
-                health.clone(),
-                "federation",
-            );
+            federation =
+                Some((Arc::new(crate::reconcile::federation::KubeCftds(stores.clone())), Some(client.clone())));
         }
         if config.reconcile.cluster_spiffe_ids || config.reconcile.cluster_static_entries {
-            let source = Arc::new(crate::k8s::world::KubeWorld(stores.clone(), Some(early)));
-            let r = crate::reconcile::entries::EntryReconciler::new(
-                source,
-                spire.clone(),
-                settings,
-                ownership,
-                metrics.clone(),
+            entries = Some((
+                Arc::new(crate::k8s::world::KubeWorld(stores.clone(), Some(early))),
                 Arc::new(crate::status::KubeStatus::new(client.clone())),
-            )
-            .with_background_lists(entry_trigger.clone());
-            spawn_entry_loop(
-                &mut loops,
-                r,
-                entry_trigger.clone(),
-                config.gc_interval,
-                leader.clone(),
-                cancel.clone(),
-                health.clone(),
-                "entry",
-            );
+            ));
         }
+    }
+
+    let cx = LoopContext {
+        gc_interval: config.gc_interval,
+        leader: leader.clone(),
+        cancel: cancel.clone(),
+        health: health.clone(),
+    };
+    if let Some((source, status)) = entries {
+        let r = crate::reconcile::entries::EntryReconciler::new(
+            source,
+            spire.clone(),
+            settings,
+            ownership,
+            metrics.clone(),
+            status,
+        )
+        .with_background_lists(entry_trigger.clone());
+        cx.spawn(&mut loops, "entry", entry_trigger.clone(), r);
+    }
+    if let Some((source, kube)) = federation {
+        let f = crate::reconcile::federation::FederationLoop::new(
+            source,
+            spire.clone(),
+            &config.class_name,
+            config.watch_classless,
+            metrics.clone(),
+            kube,
+        );
+        cx.spawn(&mut loops, "federation", federation_trigger.clone(), f);
     }
 
     // Run until shutdown; a failed server or lease task ends the process.
@@ -549,22 +519,31 @@ async fn spawn_webhook(
     Ok(())
 }
 
-fn spawn_entry_loop<R: crate::reconcile::Reconciler + 'static>(
-    set: &mut tokio::task::JoinSet<()>,
-    mut reconciler: R,
-    trigger: crate::reconcile::trigger::Trigger,
+/// What every reconciler loop shares.
+struct LoopContext {
     gc_interval: Duration,
     leader: tokio::sync::watch::Receiver<bool>,
     cancel: CancellationToken,
     health: Health,
-    name: &'static str,
-) {
-    set.spawn(async move {
-        // Waiting is normal for up to gcInterval; a pass is bounded by SPIRE deadlines.
-        let wedge = gc_interval.max(Duration::from_secs(60)) * 3;
-        crate::reconcile::run_loop(name, trigger, gc_interval, leader, cancel, &mut reconciler, || {
-            health.beat(name, wedge)
-        })
-        .await;
-    });
+}
+
+impl LoopContext {
+    fn spawn<R: crate::reconcile::Reconciler + 'static>(
+        &self,
+        set: &mut tokio::task::JoinSet<()>,
+        name: &'static str,
+        trigger: crate::reconcile::trigger::Trigger,
+        mut reconciler: R,
+    ) {
+        let (gc_interval, leader, cancel, health) =
+            (self.gc_interval, self.leader.clone(), self.cancel.clone(), self.health.clone());
+        set.spawn(async move {
+            // Waiting is normal for up to gcInterval; a pass is bounded by SPIRE deadlines.
+            let wedge = gc_interval.max(Duration::from_secs(60)) * 3;
+            crate::reconcile::run_loop(name, trigger, gc_interval, leader, cancel, &mut reconciler, || {
+                health.beat(name, wedge)
+            })
+            .await;
+        });
+    }
 }
