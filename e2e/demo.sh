@@ -140,19 +140,20 @@ wait_for() {
 	done
 }
 
-free_ports() {
-	python3 -c '
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-' "$1"
-}
-
 k() { "$KUBECTL" "$@"; }
+
+# expect_refused KIND NAME < manifest: `kubectl apply` must fail (the webhook refuses);
+# prints kubectl's answer. If it was admitted after all, deletes it and dies.
+expect_refused() {
+	local kind="$1" name="$2" out rc=0
+	out="$(k apply -f - 2>&1)" || rc=$?
+	printf '%s\n' "$out" | sed 's/^/     /'
+	if [[ $rc -eq 0 ]]; then
+		k delete "$kind" "$name" --ignore-not-found >/dev/null 2>&1 || true
+		die "the bad $kind was admitted"
+	fi
+	ok "refused (kubectl exit code $rc)"
+}
 
 spire() { "$SPIRE_SERVER_BIN" "$@" -socketPath "$SPIRE_SERVER_SOCKET"; }
 
@@ -269,7 +270,7 @@ EOF
 	can="$(k auth can-i delete pods --as=system:serviceaccount:spire-system:spire-controller-manager 2>/dev/null || true)"
 	say "can it delete pods? $can; create ClusterSPIFFEIDs? $(k auth can-i create clusterspiffeids.spire.spiffe.io --as=system:serviceaccount:spire-system:spire-controller-manager 2>/dev/null || true); read secrets? $(k auth can-i get secrets -n spire-system --as=system:serviceaccount:spire-system:spire-controller-manager 2>/dev/null || true)"
 
-	read -r METRICS_PORT HEALTH_PORT WEBHOOK_PORT <<<"$(free_ports 3)"
+	read -r METRICS_PORT HEALTH_PORT WEBHOOK_PORT <<<"$("$ROOT/e2e/peers.sh" free-ports 3)"
 	METRICS_URL="http://127.0.0.1:$METRICS_PORT/metrics"
 
 	section "Registering the admission webhooks (webhooks/*.yaml, service references turned into https://localhost:$WEBHOOK_PORT/...)"
@@ -403,11 +404,10 @@ EOF
 	indent k get clusterspiffeids,clusterstaticentries,clusterfederatedtrustdomains -o wide
 
 	section "A bad ClusterSPIFFEID is refused at kubectl apply time"
-	local out rc bad
+	local bad
 	for bad in 'spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Nmae }}' 'spiffe://other.org/ns/{{ .PodMeta.Namespace }}'; do
 		say "spiffeIDTemplate: $bad"
-		rc=0
-		out="$(k apply -f - 2>&1 <<EOF
+		expect_refused clusterspiffeid bad-example <<EOF
 apiVersion: spire.spiffe.io/v1alpha1
 kind: ClusterSPIFFEID
 metadata: {name: bad-example}
@@ -415,17 +415,9 @@ spec:
   className: $CLASS
   spiffeIDTemplate: "$bad"
 EOF
-)" || rc=$?
-		printf '%s\n' "$out" | sed 's/^/     /'
-		if [[ $rc -eq 0 ]]; then
-			k delete clusterspiffeid bad-example --ignore-not-found >/dev/null 2>&1 || true
-			die "the bad ClusterSPIFFEID was admitted"
-		fi
-		ok "refused (kubectl exit code $rc)"
 	done
 	say "a ClusterFederatedTrustDomain with an http:// bundle endpoint:"
-	rc=0
-	out="$(k apply -f - 2>&1 <<EOF
+	expect_refused clusterfederatedtrustdomain bad-federation <<EOF
 apiVersion: spire.spiffe.io/v1alpha1
 kind: ClusterFederatedTrustDomain
 metadata: {name: bad-federation}
@@ -435,10 +427,6 @@ spec:
   bundleEndpointURL: http://bundle.bad.example
   bundleEndpointProfile: {type: https_web}
 EOF
-)" || rc=$?
-	printf '%s\n' "$out" | sed 's/^/     /'
-	[[ $rc -ne 0 ]] || die "the bad ClusterFederatedTrustDomain was admitted"
-	ok "refused (kubectl exit code $rc)"
 
 	section "Metrics ($METRICS_URL)"
 	curl -s --max-time 5 "$METRICS_URL" |

@@ -39,6 +39,7 @@ commands:
                         --bundle-endpoint serves its federation bundle endpoint on
                         127.0.0.1 (https_spiffe profile)
   spire-down DIR NAME   stop that spire-server
+  free-ports N          print N distinct free TCP ports on 127.0.0.1
   help                  this text
 
 environment:
@@ -790,6 +791,10 @@ main() {
 		;;
 	spire-up) cmd_spire_up "$@" ;;
 	spire-down) cmd_spire_down "$@" ;;
+	free-ports)
+		[[ $# -eq 1 ]] || die "usage: $PROG free-ports N"
+		free_ports "$1"
+		;;
 	help | -h | --help) usage ;;
 	*)
 		usage >&2
