@@ -284,23 +284,8 @@ pub async fn create_endpoints(client: &Client, ns: &str, svc: &str, pods: &[&Pod
     api.create(&PostParams::default(), &ep).await.expect("create endpoints")
 }
 
-/// Applies a custom resource from JSON (server-side apply as the test user).
-pub async fn apply_json(client: &Client, kind_plural: &str, obj: serde_json::Value) {
-    let name = obj["metadata"]["name"].as_str().unwrap().to_owned();
-    let ar = kube::api::ApiResource {
-        group: "spire.spiffe.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "spire.spiffe.io/v1alpha1".into(),
-        kind: obj["kind"].as_str().unwrap().into(),
-        plural: kind_plural.into(),
-    };
-    let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &ar);
-    api.patch(&name, &kube::api::PatchParams::apply("e2e").force(), &kube::api::Patch::Apply(&obj))
-        .await
-        .unwrap_or_else(|e| panic!("apply {kind_plural}/{name}: {e}"));
-}
-
-pub async fn delete_cr(client: &Client, kind: &str, kind_plural: &str, name: &str) {
+/// The untyped API of one of our `spire.spiffe.io/v1alpha1` kinds.
+pub fn cr_api(client: &Client, kind: &str, kind_plural: &str) -> Api<kube::api::DynamicObject> {
     let ar = kube::api::ApiResource {
         group: "spire.spiffe.io".into(),
         version: "v1alpha1".into(),
@@ -308,6 +293,19 @@ pub async fn delete_cr(client: &Client, kind: &str, kind_plural: &str, name: &st
         kind: kind.into(),
         plural: kind_plural.into(),
     };
-    let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &ar);
+    Api::all_with(client.clone(), &ar)
+}
+
+/// Applies a custom resource from JSON (server-side apply as the test user).
+pub async fn apply_json(client: &Client, kind_plural: &str, obj: serde_json::Value) {
+    let name = obj["metadata"]["name"].as_str().unwrap().to_owned();
+    let api = cr_api(client, obj["kind"].as_str().unwrap(), kind_plural);
+    api.patch(&name, &kube::api::PatchParams::apply("e2e").force(), &kube::api::Patch::Apply(&obj))
+        .await
+        .unwrap_or_else(|e| panic!("apply {kind_plural}/{name}: {e}"));
+}
+
+pub async fn delete_cr(client: &Client, kind: &str, kind_plural: &str, name: &str) {
+    let api = cr_api(client, kind, kind_plural);
     let _ = api.delete(name, &DeleteParams::default()).await;
 }

@@ -11,16 +11,7 @@ use crate::harness::*;
 async fn crds_install_and_objects_round_trip() {
     let client = kube().await;
     let name = unique("smoke");
-    let api: Api<kube::api::DynamicObject> = Api::all_with(
-        client.clone(),
-        &kube::api::ApiResource {
-            group: "spire.spiffe.io".into(),
-            version: "v1alpha1".into(),
-            api_version: "spire.spiffe.io/v1alpha1".into(),
-            kind: "ClusterSPIFFEID".into(),
-            plural: "clusterspiffeids".into(),
-        },
-    );
+    let api: Api<kube::api::DynamicObject> = cr_api(&client, "ClusterSPIFFEID", "clusterspiffeids");
     let obj: kube::api::DynamicObject = serde_json::from_value(json!({
         "apiVersion": "spire.spiffe.io/v1alpha1", "kind": "ClusterSPIFFEID",
         "metadata": {"name": name},

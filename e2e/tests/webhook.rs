@@ -248,16 +248,7 @@ async fn admission_through_the_real_apiserver() {
     // The certificate rotates (TTL 20s) under continuous admission traffic; no request fails.
     let rotations0 = ctl.metric("spire_controller_manager_webhook_certificate_rotations_total", &[]).await;
     let dry = PostParams { dry_run: true, ..Default::default() };
-    let api: Api<kube::api::DynamicObject> = Api::all_with(
-        client.clone(),
-        &kube::api::ApiResource {
-            group: "spire.spiffe.io".into(),
-            version: "v1alpha1".into(),
-            api_version: "spire.spiffe.io/v1alpha1".into(),
-            kind: "ClusterSPIFFEID".into(),
-            plural: "clusterspiffeids".into(),
-        },
-    );
+    let api: Api<kube::api::DynamicObject> = cr_api(&client, "ClusterSPIFFEID", "clusterspiffeids");
     let (mut ok_n, mut failed) = (0u32, Vec::new());
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
@@ -379,16 +370,7 @@ async fn sigterm_during_admission_traffic_fails_no_request() {
         })
         .await;
     }
-    let api: Api<kube::api::DynamicObject> = Api::all_with(
-        client.clone(),
-        &kube::api::ApiResource {
-            group: "spire.spiffe.io".into(),
-            version: "v1alpha1".into(),
-            api_version: "spire.spiffe.io/v1alpha1".into(),
-            kind: "ClusterSPIFFEID".into(),
-            plural: "clusterspiffeids".into(),
-        },
-    );
+    let api: Api<kube::api::DynamicObject> = cr_api(&client, "ClusterSPIFFEID", "clusterspiffeids");
     // Four concurrent clients for 12 s; after 4 s the replica serving them is terminated.
     let stop_at = Instant::now() + Duration::from_secs(12);
     let mut tasks = Vec::new();
