@@ -102,7 +102,7 @@ impl EntryReconciler {
 
     pub async fn pass(&mut self, kind: PassKind) -> PassOutcome {
         let started = Instant::now();
-        let lists_spire = matches!(kind, PassKind::Full) || !self.mirror.is_fresh() || self.background_list.is_some();
+        let lists_before = self.mirror.lists_installed();
         if let PassKind::Triggered(lag) = kind {
             self.metrics.trigger_lag.with_label_values(&["entry"]).observe(lag.as_secs_f64());
         }
@@ -139,9 +139,10 @@ impl EntryReconciler {
         };
         self.metrics.passes.with_label_values(&["entry", result]).inc();
         self.metrics.pass_duration.with_label_values(&["entry", result]).observe(started.elapsed().as_secs_f64());
-        // A pass that listed SPIRE allocated and freed a copy of every entry: hand the
-        // freed pages back (off the measured pass; triggered passes reuse what they free).
-        if lists_spire {
+        // A pass that installed a list of SPIRE's entries freed the previous copy of every
+        // entry: hand the freed pages back (off the measured pass; other passes reuse
+        // what they free).
+        if self.mirror.lists_installed() != lists_before {
             crate::memory::release_free_pages();
         }
         outcome

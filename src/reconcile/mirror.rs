@@ -12,6 +12,8 @@ pub struct Mirror {
     fresh: bool,
     /// Our own writes since a background list started (see [`Mirror::start_journal`]).
     journal: Option<Vec<Write>>,
+    /// How many complete lists have been installed.
+    lists: u64,
 }
 
 enum Write {
@@ -67,6 +69,13 @@ impl Mirror {
         self.entries = entries.into_iter().map(|e| (e.id.clone(), e)).collect();
         self.fresh = true;
         self.journal = None;
+        self.lists += 1;
+    }
+
+    /// How many complete lists have been installed so far (a change tells a pass that it
+    /// replaced the mirror).
+    pub fn lists_installed(&self) -> u64 {
+        self.lists
     }
 
     pub fn entries(&self) -> Vec<&Entry> {
