@@ -189,6 +189,12 @@ EOF
 
 http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" || true; }
 ready() { [[ "$(http_code "http://127.0.0.1:$HEALTH_PORT/readyz")" == 200 ]]; }
+# Every /status check passes (caches synced, SPIRE reachable, webhook certificate).
+all_checks_ok() {
+	local s
+	s="$(curl -s --max-time 2 "http://127.0.0.1:$HEALTH_PORT/status" || true)"
+	[[ "$s" == *'"checks"'* && "$s" != *'"ok":false'* ]]
+}
 ca_bundle_filled() {
 	[[ -n "$(k get validatingwebhookconfiguration "$VWC" -o jsonpath='{.webhooks[*].clientConfig.caBundle}')" ]]
 }
@@ -298,8 +304,9 @@ EOF
 	echo "$!" >"$DEMO_DIR/controller.pid"
 	say "pid $(cat "$DEMO_DIR/controller.pid"), log $DEMO_DIR/controller.log, config $DEMO_DIR/config.yaml"
 	say "metrics $METRICS_URL, health http://127.0.0.1:$HEALTH_PORT/readyz, webhook https://localhost:$WEBHOOK_PORT"
-	wait_for "/readyz (caches synced, SPIRE reachable, webhook certificate minted)" ready
-	ok "ready: $(curl -s --max-time 2 "http://127.0.0.1:$HEALTH_PORT/readyz" | tr '\n' ' ')"
+	wait_for "/readyz (serving)" ready
+	wait_for "/status (caches synced, SPIRE reachable, webhook certificate minted)" all_checks_ok
+	ok "ready: $(curl -s --max-time 2 "http://127.0.0.1:$HEALTH_PORT/status" | tr '\n' ' ')"
 	wait_for "caBundle of $VWC" ca_bundle_filled
 	ok "caBundle of the webhook configurations filled with SPIRE's X.509 authorities"
 	wait_for "the leader-election Lease" k -n spire-system get lease "$LEASE"

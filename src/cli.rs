@@ -52,8 +52,46 @@ pub enum Command {
     CheckConfig,
 }
 
+/// Upstream parses its flags with Go's `flag` package, where `-config=FILE` and
+/// `-config FILE` are the same as `--config`: the chart and old manifests use either.
+pub fn go_style_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const LONG: [&str; 4] = ["config", "kubeconfig", "expand-env", "spire-api-socket"];
+    const TAKES_VALUE: [&str; 3] = ["config", "kubeconfig", "spire-api-socket"];
+    let mut value_next = false;
+    args.into_iter()
+        .enumerate()
+        .map(|(i, arg)| {
+            let Some(text) = arg.to_str().filter(|_| i > 0 && !std::mem::take(&mut value_next)) else { return arg };
+            let name = text.trim_start_matches('-');
+            let (name, inline_value) = match name.split_once('=') {
+                Some((n, _)) => (n, true),
+                None => (name, false),
+            };
+            value_next = text.starts_with('-') && TAKES_VALUE.contains(&name) && !inline_value;
+            if text.starts_with('-') && !text.starts_with("--") && LONG.contains(&name) {
+                format!("-{text}").into()
+            } else {
+                arg
+            }
+        })
+        .collect()
+}
+
+/// A panic anywhere (a reconcile loop, a watch, a request) ends the process at once with
+/// one clear log line: a half-dead controller that still answers probes is worse than a
+/// restart.
+fn exit_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_owned();
+        tracing::error!(%thread, panic = %info, "a task panicked: exiting so that the process is restarted");
+        std::process::exit(70);
+    }));
+}
+
 pub fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = Args::parse_from(go_style_args(std::env::args_os()));
     let result = match &args.command {
         Some(Command::Crds { dir }) => write_crds(dir.clone()),
         Some(Command::CheckConfig) => check_config(&args),
@@ -121,6 +159,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let loaded = load_config(&args)?;
     let config = loaded.config;
     init_logging(&config);
+    exit_on_panic();
     for w in &loaded.warnings {
         tracing::warn!("config: {w}");
     }
@@ -214,7 +253,9 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
     let metrics = Metrics::new();
-    let health = Health::default();
+    let degradations = crate::degraded::Degradations::new(&metrics.registry);
+    let health = Health::new(&metrics, degradations.clone());
+    health.spawn_gauge_refresh(Duration::from_secs(5), cancel.clone());
 
     if config.cluster_domain.is_empty()
         && let Some(domain) = detect_cluster_domain()
@@ -224,26 +265,14 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
     }
 
     let spire = spire_client(&config)?;
-    {
-        let spire = spire.clone();
-        let status = Arc::new(std::sync::Mutex::new(Err::<(), String>("not probed yet".into())));
-        let probe_state = status.clone();
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            loop {
-                let r = spire.probe().await.map_err(|e| e.to_string());
-                *probe_state.lock().unwrap() = r;
-                tokio::select! { _ = cancel.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(2)) => {} }
-            }
-        });
-        health.add_ready_check("spire", move || status.lock().unwrap().clone());
-    }
+    spawn_spire_reachability(&spire, &health, &cancel);
 
     let mut servers = tokio::task::JoinSet::new();
     if let Some(addr) = config.metrics.bind_address.clone() {
         let router = crate::health::metrics_router(metrics.clone());
+        let listener = crate::health::bind(&addr).await.context("metrics server")?;
         let c = cancel.clone();
-        servers.spawn(async move { crate::health::serve(&addr, router, c).await.context("metrics server") });
+        servers.spawn(async move { crate::health::serve(listener, router, c).await.context("metrics server") });
     }
     if let Some(addr) = config.health.health_probe_bind_address.clone() {
         let router = crate::health::probe_router(
@@ -251,8 +280,9 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
             &config.health.readiness_endpoint_name,
             &config.health.liveness_endpoint_name,
         );
+        let listener = crate::health::bind(&addr).await.context("health server")?;
         let c = cancel.clone();
-        servers.spawn(async move { crate::health::serve(&addr, router, c).await.context("health server") });
+        servers.spawn(async move { crate::health::serve(listener, router, c).await.context("health server") });
     }
 
     let settings = settings_from(&config)?;
@@ -269,7 +299,7 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
     // What the mode feeds the reconcilers: entries (world and status sink) and
     // federation (CR source, and the client its statuses and Events go through).
     let mut entries: Option<(Arc<dyn WorldSource>, Arc<dyn StatusSink>)> = None;
-    let mut federation: Option<(Arc<dyn CftdSource>, Option<kube::Client>)> = None;
+    let mut federation: Option<(Arc<dyn CftdSource>, Arc<dyn StatusSink>)> = None;
 
     if let Some(dir) = config.static_manifest_path.clone() {
         // Static manifest mode: no Kubernetes API at all.
@@ -286,7 +316,7 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
             ));
         }
         if config.reconcile.cluster_federated_trust_domains {
-            federation = Some((source as Arc<dyn CftdSource>, None));
+            federation = Some((source as Arc<dyn CftdSource>, Arc::new(crate::status::NoStatus)));
         }
     } else {
         let client = kube_client(&args).await?;
@@ -300,10 +330,17 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
             filter_by_class_name: config.filter_by_class_name,
             namespaces: cache_namespaces.clone(),
         };
-        let stores = crate::k8s::world::Stores::spawn(&client, watch_set, &entry_trigger, &federation_trigger, &cancel);
+        let stores = crate::k8s::world::Stores::spawn(
+            &client,
+            watch_set,
+            &entry_trigger,
+            &federation_trigger,
+            &cancel,
+            &degradations,
+        );
         {
             let stores = stores.clone();
-            health.add_ready_check("caches", move || {
+            health.add_check("caches", move || {
                 let unsynced = stores.unsynced();
                 if unsynced.is_empty() { Ok(()) } else { Err(format!("not synced: {}", unsynced.join(", "))) }
             });
@@ -347,21 +384,30 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
         }
         let early = crate::k8s::early::EarlyPods::new(entry_trigger.clone(), cache_namespaces);
         if webhooks_enabled() {
-            spawn_webhook(&config, &client, &spire, &metrics, &health, early.clone(), &cancel, &mut servers).await?;
+            let deps = WebhookDeps {
+                client: &client,
+                spire: &spire,
+                metrics: &metrics,
+                health: &health,
+                degradations: &degradations,
+            };
+            spawn_webhook(&config, deps, early.clone(), &cancel, &mut servers).await?;
         } else {
             tracing::info!("webhooks disabled (ENABLE_WEBHOOKS=false)");
         }
+        let status: Arc<dyn StatusSink> =
+            Arc::new(crate::status::KubeStatus::new(client.clone(), degradations.clone()));
         if config.reconcile.cluster_federated_trust_domains {
-            federation =
-                Some((Arc::new(crate::reconcile::federation::KubeCftds(stores.clone())), Some(client.clone())));
+            federation = Some((Arc::new(crate::reconcile::federation::KubeCftds(stores.clone())), status.clone()));
         }
         if config.reconcile.cluster_spiffe_ids || config.reconcile.cluster_static_entries {
-            entries = Some((
-                Arc::new(crate::k8s::world::KubeWorld(stores.clone(), Some(early))),
-                Arc::new(crate::status::KubeStatus::new(client.clone())),
-            ));
+            entries = Some((Arc::new(crate::k8s::world::KubeWorld(stores.clone(), Some(early))), status));
         }
     }
+    // Every listener is bound: /readyz answers from here on (see health.rs for why it
+    // depends on nothing else).
+    health.set_serving();
+    tracing::info!("serving; /readyz is ready");
 
     let cx = LoopContext {
         gc_interval: config.gc_interval,
@@ -381,14 +427,14 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
         .with_background_lists(entry_trigger.clone());
         cx.spawn(&mut loops, "entry", entry_trigger.clone(), r);
     }
-    if let Some((source, kube)) = federation {
+    if let Some((source, status)) = federation {
         let f = crate::reconcile::federation::FederationLoop::new(
             source,
             spire.clone(),
             &config.class_name,
             config.watch_classless,
             metrics.clone(),
-            kube,
+            status,
         );
         cx.spawn(&mut loops, "federation", federation_trigger.clone(), f);
     }
@@ -420,6 +466,17 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
                 Ok(Ok(())) => {}
             }
         }
+        Some(r) = loops.join_next() => {
+            // Loops run until shutdown: one that ends early leaves its resources unmanaged.
+            if !cancel.is_cancelled() {
+                cancel.cancel();
+                let what = match r {
+                    Ok(name) => format!("the {name} reconcile loop ended"),
+                    Err(e) => format!("a reconcile loop failed: {e}"),
+                };
+                return Err(anyhow::anyhow!("{what}; exiting so that the process is restarted"));
+            }
+        }
     }
     // Let loops finish their pass and servers drain.
     let drain = async {
@@ -439,19 +496,52 @@ fn webhooks_enabled() -> bool {
     std::env::var("ENABLE_WEBHOOKS").map(|v| v != "false").unwrap_or(true)
 }
 
+/// SPIRE reachability for `/status`, from the calls the controller makes anyway; a cheap
+/// probe (GetBundle, O(1) on the server) only when nothing called SPIRE for a while.
+fn spawn_spire_reachability(spire: &scm_spire_api::Client, health: &Health, cancel: &CancellationToken) {
+    use scm_spire_api::Reachability;
+    const QUIET: Duration = Duration::from_secs(30);
+    let (s, c) = (spire.clone(), cancel.clone());
+    tokio::spawn(async move {
+        loop {
+            let quiet = match s.reachability() {
+                Reachability::Unknown => true,
+                Reachability::Answered(ago) | Reachability::Failing(ago, _) => ago >= QUIET,
+            };
+            if quiet {
+                let _ = s.probe().await;
+            }
+            tokio::select! { _ = c.cancelled() => return, _ = tokio::time::sleep(QUIET / 3) => {} }
+        }
+    });
+    let s = spire.clone();
+    health.add_check("spire", move || match s.reachability() {
+        Reachability::Answered(_) => Ok(()),
+        Reachability::Unknown => Err("no call answered yet".into()),
+        Reachability::Failing(ago, err) => Err(format!("{err} ({}s ago)", ago.as_secs())),
+    });
+}
+
+/// What the webhook is wired to.
+struct WebhookDeps<'a> {
+    client: &'a kube::Client,
+    spire: &'a scm_spire_api::Client,
+    metrics: &'a Metrics,
+    health: &'a Health,
+    degradations: &'a crate::degraded::Degradations,
+}
+
 /// The admission webhook: served by every replica (not leader-gated), with a certificate
 /// minted from SPIRE (or read from `webhook.certDir`) and caBundle kept current.
 async fn spawn_webhook(
     config: &Config,
-    client: &kube::Client,
-    spire: &scm_spire_api::Client,
-    metrics: &Metrics,
-    health: &Health,
+    deps: WebhookDeps<'_>,
     early: crate::k8s::early::EarlyPods,
     cancel: &CancellationToken,
     servers: &mut tokio::task::JoinSet<anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     use scm_webhook::*;
+    let WebhookDeps { client, spire, metrics, health, degradations } = deps;
     let wm = scm_webhook::Metrics::register(&metrics.registry)?;
     let mut settings = AdmissionSettings::new(config.trust_domain.clone(), config.cluster_name.clone());
     settings.cluster_domain = config.cluster_domain.clone();
@@ -461,7 +551,7 @@ async fn spawn_webhook(
     let resolver = Arc::new(CertResolver::with_metrics(&wm));
     {
         let r = resolver.clone();
-        health.add_ready_check("webhook-certificate", move || {
+        health.add_check("webhook-certificate", move || {
             if r.cert_loaded() { Ok(()) } else { Err("no serving certificate yet".into()) }
         });
     }
@@ -481,16 +571,13 @@ async fn spawn_webhook(
             );
         }
         _ => {
-            let cab = CaBundleManager::spawn(
-                client.clone(),
-                CaBundleParams::new(
-                    config.validating_webhook_configuration_name.clone(),
-                    config.mutating_webhook_configuration_name.clone(),
-                    config.pod_observer_webhook_configuration_name.clone(),
-                ),
-                spire.clone(),
-                cancel.clone(),
+            let mut cab_params = CaBundleParams::new(
+                config.validating_webhook_configuration_name.clone(),
+                config.mutating_webhook_configuration_name.clone(),
+                config.pod_observer_webhook_configuration_name.clone(),
             );
+            cab_params.degradations = DegradationSink(Arc::new(degradations.clone()));
+            let cab = CaBundleManager::spawn(client.clone(), cab_params, spire.clone(), cancel.clone());
             let mut params = CertManagerParams::new(config.trust_domain.clone());
             if let Ok(ttl) = std::env::var("SCM_WEBHOOK_CERT_TTL") {
                 params.ttl = scm_config::parse_go_duration_std(&ttl)
@@ -530,7 +617,7 @@ struct LoopContext {
 impl LoopContext {
     fn spawn<R: crate::reconcile::Reconciler + 'static>(
         &self,
-        set: &mut tokio::task::JoinSet<()>,
+        set: &mut tokio::task::JoinSet<&'static str>,
         name: &'static str,
         trigger: crate::reconcile::trigger::Trigger,
         mut reconciler: R,
@@ -544,6 +631,30 @@ impl LoopContext {
                 health.beat(name, wedge)
             })
             .await;
+            name
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Args {
+        Args::try_parse_from(go_style_args(args.iter().map(std::ffi::OsString::from))).unwrap()
+    }
+
+    #[test]
+    fn go_flag_spellings() {
+        let a = parse(&["scm", "-config=/etc/c.yaml", "-expand-env", "-kubeconfig", "/k"]);
+        assert_eq!(a.config.as_deref(), Some(std::path::Path::new("/etc/c.yaml")));
+        assert!(a.expand_env);
+        assert_eq!(a.kubeconfig.as_deref(), Some(std::path::Path::new("/k")));
+        let b = parse(&["scm", "--config", "/c", "-spire-api-socket=/s"]);
+        assert_eq!(b.config.as_deref(), Some(std::path::Path::new("/c")));
+        assert_eq!(b.spire_api_socket.as_deref(), Some("/s"));
+        // A value that looks like a flag is left alone.
+        let c = go_style_args(["scm", "-config", "-config"].map(std::ffi::OsString::from));
+        assert_eq!(c, ["scm", "--config", "-config"].map(std::ffi::OsString::from));
     }
 }

@@ -1,10 +1,11 @@
 //! spire-controller-manager: the runtime around the pure crates (`scm-*`).
 //!
-//! Rooms: `cli` (flags, subcommands, wiring), `k8s` (watches → stores, the lease),
+//! Rooms: `cli` (flags, subcommands, wiring), `degraded` (optional permissions), `k8s` (watches → stores, the lease),
 //! `reconcile` (loops and passes), `status` (status subresources, events), `manifests`
 //! (static manifest mode), `metrics`, `health`.
 
 pub mod cli;
+pub mod degraded;
 pub mod health;
 pub mod k8s;
 pub mod manifests;

@@ -1,15 +1,30 @@
 //! Where pass results go: status subresources and Events in Kubernetes mode, logs only
-//! in static manifest mode. Statuses are written only when they change.
+//! in static manifest mode. Statuses are written only when they change; every kind's
+//! status and every Event go through this one sink.
+//!
+//! Events are optional: the SPIRE helm chart lets the controller write them only in its
+//! own namespace, while the Events of cluster-scoped objects go to `default`. A refusal
+//! (403) is reported once (see `crate::degraded`), Events are then dropped for a while,
+//! and the Ready condition still says what the Event would have said.
+
+use std::sync::Mutex;
+use std::time::Instant;
 
 use async_trait_shim::BoxFuture;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use scm_api::ClusterSPIFFEIDStats;
-use scm_api::{CONDITION_READY, ClusterSPIFFEID, ClusterStaticEntry};
+use scm_api::{CONDITION_READY, ClusterFederatedTrustDomain, ClusterSPIFFEID, ClusterStaticEntry};
 use scm_core::{RenderFailure, SourceKind, SourceRef, StaticEntryOutcome};
 use serde_json::json;
+
+use crate::degraded::{Degradations, RETRY_FORBIDDEN, is_forbidden};
+
+/// The longest Event note written (the apiserver refuses notes over 1 kB).
+const MAX_NOTE_BYTES: usize = 1000;
 
 /// Minimal boxed-future trait support without an extra dependency.
 pub mod async_trait_shim {
@@ -34,6 +49,21 @@ pub trait StatusSink: Send + Sync {
         source: &'a SourceRef,
         pod: Option<(String, String)>,
         field: &'a str,
+        message: &'a str,
+    ) -> BoxFuture<'a>;
+    /// The Ready condition of a ClusterFederatedTrustDomain.
+    fn cluster_federated_trust_domain<'a>(
+        &'a self,
+        cr: &'a ClusterFederatedTrustDomain,
+        ok: bool,
+        reason: &'a str,
+        message: String,
+    ) -> BoxFuture<'a>;
+    /// A Warning Event about a ClusterFederatedTrustDomain.
+    fn event_federation<'a>(
+        &'a self,
+        cr: &'a ClusterFederatedTrustDomain,
+        reason: &'a str,
         message: &'a str,
     ) -> BoxFuture<'a>;
 }
@@ -67,19 +97,89 @@ impl StatusSink for NoStatus {
     ) -> BoxFuture<'a> {
         Box::pin(async {})
     }
+    fn cluster_federated_trust_domain<'a>(
+        &'a self,
+        _: &'a ClusterFederatedTrustDomain,
+        _: bool,
+        _: &'a str,
+        _: String,
+    ) -> BoxFuture<'a> {
+        Box::pin(async {})
+    }
+    fn event_federation<'a>(&'a self, _: &'a ClusterFederatedTrustDomain, _: &'a str, _: &'a str) -> BoxFuture<'a> {
+        Box::pin(async {})
+    }
 }
 
 pub struct KubeStatus {
     client: Client,
-    recorder: Recorder,
+    events: EventPublisher,
 }
 
 impl KubeStatus {
-    pub fn new(client: Client) -> Self {
+    pub fn new(client: Client, degradations: Degradations) -> Self {
+        Self { events: EventPublisher::new(client.clone(), degradations), client }
+    }
+}
+
+/// Publishes Warning Events; a refusal (403) pauses Events for [`RETRY_FORBIDDEN`].
+struct EventPublisher {
+    recorder: Recorder,
+    degradations: Degradations,
+    paused_until: Mutex<Option<Instant>>,
+}
+
+impl EventPublisher {
+    fn new(client: Client, degradations: Degradations) -> Self {
         let reporter =
             Reporter { controller: "spire-controller-manager".into(), instance: std::env::var("POD_NAME").ok() };
-        Self { recorder: Recorder::new(client.clone(), reporter), client }
+        Self { recorder: Recorder::new(client, reporter), degradations, paused_until: Mutex::new(None) }
     }
+
+    async fn warn(
+        &self,
+        regarding: &ObjectReference,
+        reason: &str,
+        action: &str,
+        note: String,
+        secondary: Option<ObjectReference>,
+    ) {
+        if self.paused_until.lock().unwrap().is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        let ev = Event {
+            type_: EventType::Warning,
+            reason: reason.into(),
+            note: Some(truncate_utf8(note, MAX_NOTE_BYTES)),
+            action: action.into(),
+            secondary,
+        };
+        match self.recorder.publish(&ev, regarding).await {
+            Ok(()) => self.degradations.restored("events"),
+            Err(err) if is_forbidden(&err) => {
+                let ns = regarding.namespace.as_deref().unwrap_or("default");
+                self.degradations.degrade(
+                    "events",
+                    &format!("create/patch events.events.k8s.io in namespace {ns}"),
+                    "Warning Events are dropped (the Ready condition still reports each problem)",
+                );
+                *self.paused_until.lock().unwrap() = Some(Instant::now() + RETRY_FORBIDDEN);
+            }
+            Err(err) => tracing::debug!(error = %err, "failed to publish event"),
+        }
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+pub fn truncate_utf8(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
 }
 
 /// The Ready condition, keeping `lastTransitionTime` when the status did not change.
@@ -223,25 +323,62 @@ impl StatusSink for KubeStatus {
                 }
             };
             let pod_text = pod.as_ref().map(|(ns, n)| format!("pod {ns}/{n}: ")).unwrap_or_default();
-            let secondary = pod.map(|(ns, name)| k8s_openapi::api::core::v1::ObjectReference {
+            let secondary = pod.map(|(ns, name)| ObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Pod".into()),
                 namespace: Some(ns),
                 name: Some(name),
                 ..Default::default()
             });
-            let mut note = format!("{pod_text}{field}: {message}");
-            note.truncate(1000);
-            let ev = Event {
-                type_: EventType::Warning,
-                reason: "RenderFailed".into(),
-                note: Some(note),
-                action: "Render".into(),
-                secondary,
-            };
-            if let Err(err) = self.recorder.publish(&ev, &reference).await {
-                tracing::debug!(error = %err, "failed to publish event");
+            let note = format!("{pod_text}{field}: {message}");
+            self.events.warn(&reference, "RenderFailed", "Render", note, secondary).await;
+        })
+    }
+
+    fn cluster_federated_trust_domain<'a>(
+        &'a self,
+        cr: &'a ClusterFederatedTrustDomain,
+        ok: bool,
+        reason: &'a str,
+        message: String,
+    ) -> BoxFuture<'a> {
+        Box::pin(async move {
+            let existing = cr.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+            let cond = ready_condition(&existing, ok, reason, message, cr.metadata.generation);
+            if same_condition(existing.iter().find(|c| c.type_ == CONDITION_READY), &cond) {
+                return;
+            }
+            let api: Api<ClusterFederatedTrustDomain> = Api::all(self.client.clone());
+            let patch = json!({"status": {"conditions": [cond]}});
+            if let Err(err) = api.patch_status(&cr.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+                tracing::warn!(name = %cr.name_any(), error = %err, "failed to update ClusterFederatedTrustDomain status");
             }
         })
+    }
+
+    fn event_federation<'a>(
+        &'a self,
+        cr: &'a ClusterFederatedTrustDomain,
+        reason: &'a str,
+        message: &'a str,
+    ) -> BoxFuture<'a> {
+        Box::pin(async move {
+            self.events.warn(&cr.object_ref(&()), reason, "Reconcile", message.to_owned(), None).await;
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate_utf8;
+
+    #[test]
+    fn truncation_never_splits_a_character() {
+        // 700 × 'é' (2 bytes each): byte 1000 is a boundary, byte 999 is not.
+        let s = "é".repeat(700);
+        assert_eq!(truncate_utf8(s.clone(), 1000).len(), 1000);
+        assert_eq!(truncate_utf8(format!("x{s}"), 1000).len(), 999);
+        assert_eq!(truncate_utf8("short".into(), 1000), "short");
+        assert_eq!(truncate_utf8("€€".into(), 4), "€");
     }
 }

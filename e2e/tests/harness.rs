@@ -233,6 +233,20 @@ pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// The `/status` health document of a controller (see src/health.rs).
+pub async fn health_status(addr: &str) -> Option<serde_json::Value> {
+    let (code, body) = http_get(addr, "/status").await?;
+    if code != 200 {
+        return None;
+    }
+    serde_json::from_str(&body).ok()
+}
+
+/// Whether the named `/status` check passes (`None`: no answer or no such check).
+pub async fn check_ok(addr: &str, check: &str) -> Option<bool> {
+    health_status(addr).await?["checks"][check]["ok"].as_bool()
+}
+
 // ---------------------------------------------------------------- objects
 
 pub async fn create_namespace(client: &Client, name: &str, labels: &[(&str, &str)]) -> Namespace {

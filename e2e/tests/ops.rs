@@ -57,8 +57,12 @@ async fn metrics_move_with_writes() {
 
 /// Uses the shared peers' main spire-server, which `peers.sh spire-stop/spire-start`
 /// can stop and restart with the same socket and data.
+///
+/// `/readyz` gates the SPIRE server's Service when this runs as its sidecar, so it must
+/// not follow SPIRE: it stays 200 while `/status` and the `health_check` gauge say what
+/// is wrong.
 #[tokio::test]
-async fn readiness_follows_spire() {
+async fn readiness_never_follows_spire_and_status_does() {
     let peers = peers();
     let class = unique("ready");
     let sock = peers.env.get("SPIRE_SERVER_SOCKET").to_owned();
@@ -66,23 +70,26 @@ async fn readiness_follows_spire() {
         "trustDomain: example.org\nclusterName: e2e\nclusterDomain: cluster.local\nspireServerSocketPath: {sock}\nclassName: {class}\nentryIDPrefix: {class}\ngcInterval: 2s\n"
     );
     let ctl = Controller::start(&class, &config);
-    let ready = |want: u16| {
+    let readyz = || async { http_get(&ctl.health_addr, "/readyz").await.map(|(code, _)| code) };
+    let spire_ok = |want: bool| {
         let addr = ctl.health_addr.clone();
-        async move {
-            let (code, body) = http_get(&addr, "/readyz").await?;
-            (code == want).then_some(body)
-        }
+        async move { (check_ok(&addr, "spire").await? == want).then_some(()) }
     };
-    eventually(WAIT, "ready", || ready(200)).await;
+    eventually(WAIT, "ready", || async { (readyz().await? == 200).then_some(()) }).await;
+    eventually(WAIT, "SPIRE reachable in /status", || spire_ok(true)).await;
     let (code, _) = http_get(&ctl.health_addr, "/healthz").await.unwrap();
     assert_eq!(code, 200);
     let stop = peers_sh().arg("spire-stop").arg(&peers.dir).output().unwrap();
     assert!(stop.status.success(), "{}", String::from_utf8_lossy(&stop.stderr));
-    let body = eventually(WAIT, "not ready while SPIRE is down", || ready(503)).await;
-    assert!(body.contains("spire"), "{body}");
+    eventually(WAIT, "/status reports SPIRE down", || spire_ok(false)).await;
+    let status = health_status(&ctl.health_addr).await.unwrap();
+    assert!(status["checks"]["spire"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{status}");
+    assert_eq!(ctl.metric("spire_controller_manager_health_check", &["spire"]).await, 0.0);
+    assert_eq!(readyz().await, Some(200), "readiness must not follow SPIRE: {status}");
     let start = peers_sh().arg("spire-start").arg(&peers.dir).output().unwrap();
     assert!(start.status.success(), "{}", String::from_utf8_lossy(&start.stderr));
-    eventually(WAIT, "ready again", || ready(200)).await;
+    eventually(WAIT, "/status reports SPIRE back", || spire_ok(true)).await;
+    assert_eq!(readyz().await, Some(200));
     // Liveness never failed: the loop kept beating while SPIRE was down.
     let (code, _) = http_get(&ctl.health_addr, "/healthz").await.unwrap();
     assert_eq!(code, 200);

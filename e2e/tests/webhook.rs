@@ -152,9 +152,8 @@ async fn admission_through_the_real_apiserver() {
         (filled(&cas_of(&v)) && filled(&cas_of(&p)) && filled(&m_cas)).then_some(())
     })
     .await;
-    eventually(WAIT, "ready (certificate loaded)", || async {
-        let (code, _) = http_get(&ctl.health_addr, "/readyz").await?;
-        (code == 200).then_some(())
+    eventually(WAIT, "certificate loaded", || async {
+        check_ok(&ctl.health_addr, "webhook-certificate").await?.then_some(())
     })
     .await;
 
@@ -364,9 +363,8 @@ async fn sigterm_during_admission_traffic_fails_no_request() {
     let mut a = Controller::start_env(&format!("{class}-a"), &config(port_a), &dbg);
     let mut b = Controller::start_env(&format!("{class}-b"), &config(port_b), &dbg);
     for c in [&a, &b] {
-        eventually(WAIT, "replica ready", || async {
-            let (code, _) = http_get(&c.health_addr, "/readyz").await?;
-            (code == 200).then_some(())
+        eventually(WAIT, "replica serving with a certificate", || async {
+            check_ok(&c.health_addr, "webhook-certificate").await?.then_some(())
         })
         .await;
     }

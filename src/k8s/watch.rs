@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::degraded::{Degradations, RETRY_FORBIDDEN, watch_forbidden};
 use crate::reconcile::trigger::Trigger;
 
 /// One namespace of `cacheNamespaces`, with its equality selectors (`{key: value}`).
@@ -92,6 +93,17 @@ where
 pub(crate) struct Watches<'a> {
     pub trigger: &'a Trigger,
     pub cancel: &'a CancellationToken,
+    pub degradations: &'a Degradations,
+}
+
+/// A kind the controller can do without: when listing it is forbidden (403) the store is
+/// an empty, complete view, the gap is reported once (see `crate::degraded`), and the
+/// list is tried again every [`RETRY_FORBIDDEN`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Optional {
+    pub capability: &'static str,
+    pub missing_rule: &'static str,
+    pub lost: &'static str,
 }
 
 /// One list+watch: where, and with which selectors.
@@ -161,6 +173,7 @@ impl Watches<'_> {
         apis: Vec<ApiAndConfig<K>>,
         trim: fn(&mut K),
         changed: fn(&K, &K) -> bool,
+        optional: Option<Optional>,
     ) -> Watched<K> {
         let (params, rx) = watch::channel(Some(()));
         // The sender is dropped: the watch is never restarted.
@@ -170,13 +183,14 @@ impl Watches<'_> {
             trim(&mut obj);
             obj
         });
-        self.spawn(name, apis, convert, rx, applied, changed)
+        self.spawn(name, apis, convert, rx, applied, changed, optional)
     }
 
     /// Watches of `K` stored as `S` by `convert` with parameters `T`, one per entry of
     /// `apis` (none: the kind is not watched): each new value of `params` restarts them
     /// (a fresh list, swapped into the store when complete); `applied[i]` is set to the
     /// parameters of the last complete list of `apis[i]`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn spawn<K: Watchable, S: Storable, T: Clone + Send + Sync + 'static>(
         self,
         name: &'static str,
@@ -185,6 +199,7 @@ impl Watches<'_> {
         params: watch::Receiver<Option<T>>,
         applied: Vec<Arc<Mutex<Option<T>>>>,
         changed: fn(&S, &S) -> bool,
+        optional: Option<Optional>,
     ) -> Watched<S> {
         let mut parts = Vec::with_capacity(apis.len());
         for ((api, config), applied) in apis.into_iter().zip(applied) {
@@ -202,6 +217,7 @@ impl Watches<'_> {
                 convert: convert.clone(),
                 applied,
                 changed,
+                optional: optional.map(|o| (o, self.degradations.clone())),
             };
             tokio::spawn(w.run(params.clone(), self.cancel.clone()));
             parts.push((store, synced));
@@ -226,6 +242,7 @@ where
     convert: Convert<K, S, T>,
     applied: Arc<Mutex<Option<T>>>,
     changed: fn(&S, &S) -> bool,
+    optional: Option<(Optional, Degradations)>,
 }
 
 impl<K: Watchable, S: Storable, T: Clone + Send + Sync + 'static> WatchTask<K, S, T> {
@@ -266,6 +283,11 @@ impl<K: Watchable, S: Storable, T: Clone + Send + Sync + 'static> WatchTask<K, S
                             tracing::info!(watch = self.name, "watch recovered");
                             failing = false;
                         }
+                        if matches!(event, watcher::Event::InitDone)
+                            && let Some((o, degradations)) = &self.optional
+                        {
+                            degradations.restored(o.capability);
+                        }
                         let convert = |obj| (self.convert)(obj, &current);
                         let event = match event {
                             watcher::Event::Apply(o) => watcher::Event::Apply(convert(o)),
@@ -276,6 +298,14 @@ impl<K: Watchable, S: Storable, T: Clone + Send + Sync + 'static> WatchTask<K, S
                         };
                         self.apply(event, &current);
                     }
+                    Some(Err(err)) if watch_forbidden(&err) && self.optional.is_some() => {
+                        self.forbidden(&current);
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep(RETRY_FORBIDDEN) => {}
+                        }
+                        break;
+                    }
                     Some(Err(err)) => {
                         if !failing {
                             tracing::warn!(watch = self.name, error = %err, "watch failed; retrying with backoff (the last complete list stays in use)");
@@ -285,6 +315,14 @@ impl<K: Watchable, S: Storable, T: Clone + Send + Sync + 'static> WatchTask<K, S
                 }
             }
         }
+    }
+
+    /// An optional kind may not be listed: report it, and serve an empty, complete view.
+    fn forbidden(&mut self, current: &T) {
+        let Some((o, degradations)) = &self.optional else { return };
+        degradations.degrade(o.capability, o.missing_rule, o.lost);
+        self.writer.apply_watcher_event(&watcher::Event::Init);
+        self.apply(watcher::Event::InitDone, current);
     }
 
     fn apply(&mut self, event: watcher::Event<S>, current: &T) {

@@ -19,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use super::pods::PodFieldsKept;
 use super::pods::{SpecInterner, pod_changed};
-use super::watch::{Convert, Watches, cluster_api, content_changed, namespaced_apis, spec_changed, trim_meta};
+use super::watch::{
+    Convert, Optional, Watches, cluster_api, content_changed, namespaced_apis, spec_changed, trim_meta,
+};
 pub use super::watch::{NamespaceScope, Watched};
 use crate::reconcile::trigger::Trigger;
 
@@ -40,6 +42,19 @@ pub struct WatchSet {
     /// the whole cluster).
     pub namespaces: Vec<NamespaceScope>,
 }
+
+/// Endpoints and EndpointSlices only add DNS names (`autoPopulateDNSNames`); either may
+/// be missing from the RBAC (the SPIRE helm chart grants Endpoints only).
+const ENDPOINTS: Optional = Optional {
+    capability: "endpoints",
+    missing_rule: "list/watch endpoints (core)",
+    lost: "autoPopulateDNSNames takes Service names from EndpointSlices only",
+};
+const ENDPOINT_SLICES: Optional = Optional {
+    capability: "endpointslices",
+    missing_rule: "list/watch endpointslices.discovery.k8s.io",
+    lost: "autoPopulateDNSNames takes Service names from Endpoints only",
+};
 
 /// The label upstream's `filterByClassName` selects on.
 pub const CLASS_NAME_LABEL: &str = "spire.spiffe.io/class-name";
@@ -69,15 +84,16 @@ impl Stores {
         entries: &Trigger,
         federation: &Trigger,
         cancel: &CancellationToken,
+        degradations: &crate::degraded::Degradations,
     ) -> Arc<Self> {
         let pods_needed = set.cluster_spiffe_ids;
-        let w = Watches { trigger: entries, cancel };
+        let w = Watches { trigger: entries, cancel, degradations };
         let (pod_params, pod_rx) = watch::channel(None);
         let pod_apis = namespaced_apis::<Pod>(client, &set.namespaces, pods_needed);
         let pod_applied: Vec<_> = pod_apis.iter().map(|_| Arc::new(Mutex::new(None))).collect();
         let specs = SpecInterner::default();
         let convert: Convert<Pod, PodInfo, PodFields> = Arc::new(move |pod, keep| specs.pod_info(pod, keep));
-        let pods = w.spawn("pods", pod_apis, convert, pod_rx, pod_applied.clone(), pod_changed);
+        let pods = w.spawn("pods", pod_apis, convert, pod_rx, pod_applied.clone(), pod_changed, None);
         let pod_fields = PodFieldsKept {
             requested: pod_params,
             applied: pod_applied,
@@ -95,37 +111,42 @@ impl Stores {
         };
         let s = Stores {
             pods,
-            nodes: w.fixed("nodes", cluster_api(client, for_pods(&all)), trim_node, content_changed),
-            namespaces: w.fixed("namespaces", cluster_api(client, for_pods(&all)), trim_meta, content_changed),
+            nodes: w.fixed("nodes", cluster_api(client, for_pods(&all)), trim_node, content_changed, None),
+            namespaces: w.fixed("namespaces", cluster_api(client, for_pods(&all)), trim_meta, content_changed, None),
             endpoints: w.fixed(
                 "endpoints",
                 namespaced_apis(client, &set.namespaces, pods_needed),
                 trim_meta,
                 content_changed,
+                Some(ENDPOINTS),
             ),
             endpoint_slices: w.fixed(
                 "endpointslices",
                 namespaced_apis(client, &set.namespaces, pods_needed),
                 trim_meta,
                 content_changed,
+                Some(ENDPOINT_SLICES),
             ),
             cluster_spiffe_ids: w.fixed(
                 "clusterspiffeids",
                 cluster_api(client, for_crs(set.cluster_spiffe_ids, &cspiffeid_config)),
                 trim_meta,
                 spec_changed,
+                None,
             ),
             cluster_static_entries: w.fixed(
                 "clusterstaticentries",
                 cluster_api(client, for_crs(set.cluster_static_entries, &all)),
                 trim_meta,
                 spec_changed,
+                None,
             ),
             cluster_federated_trust_domains: Watches { trigger: federation, ..w }.fixed(
                 "clusterfederatedtrustdomains",
                 cluster_api(client, for_crs(set.cluster_federated_trust_domains, &all)),
                 trim_meta,
                 spec_changed,
+                None,
             ),
             pod_fields,
         };

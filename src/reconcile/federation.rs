@@ -7,15 +7,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::{Resource, ResourceExt};
-use scm_api::{CONDITION_READY, ClusterFederatedTrustDomain};
+use kube::ResourceExt;
+use scm_api::ClusterFederatedTrustDomain;
 use scm_federation::{FederationReconciler, PassOutcome as Outcome};
-use serde_json::json;
 
 use super::{PassKind, PassOutcome};
 use crate::metrics::Metrics;
+use crate::status::StatusSink;
 
 /// Where the ClusterFederatedTrustDomains come from.
 pub trait CftdSource: Send + Sync {
@@ -27,7 +25,7 @@ pub struct FederationLoop {
     spire: scm_spire_api::Client,
     inner: FederationReconciler,
     metrics: Metrics,
-    kube: Option<(kube::Client, Recorder)>,
+    status: Arc<dyn StatusSink>,
     reported: BTreeMap<String, String>,
 }
 
@@ -38,19 +36,14 @@ impl FederationLoop {
         class_name: &str,
         watch_classless: bool,
         metrics: Metrics,
-        kube: Option<kube::Client>,
+        status: Arc<dyn StatusSink>,
     ) -> Self {
-        let kube = kube.map(|c| {
-            let reporter =
-                Reporter { controller: "spire-controller-manager".into(), instance: std::env::var("POD_NAME").ok() };
-            (c.clone(), Recorder::new(c, reporter))
-        });
         Self {
             source,
             spire,
             inner: FederationReconciler::new(class_name, watch_classless),
             metrics,
-            kube,
+            status,
             reported: BTreeMap::new(),
         }
     }
@@ -159,47 +152,13 @@ impl FederationLoop {
                 let key = format!("{reason}: {message}");
                 if self.reported.get(&name) != Some(&key) {
                     tracing::warn!(name = %name, reason, %message, "ClusterFederatedTrustDomain not applied");
-                    self.event(cr, reason, &message).await;
+                    self.status.event_federation(cr, reason, &message).await;
                 }
                 now_reported.insert(name.clone(), key);
             }
-            self.write_status(cr, ok, reason, message).await;
+            self.status.cluster_federated_trust_domain(cr, ok, reason, message).await;
         }
         self.reported = now_reported;
-    }
-
-    async fn event(&self, cr: &ClusterFederatedTrustDomain, reason: &str, message: &str) {
-        let Some((_, recorder)) = &self.kube else {
-            return;
-        };
-        let mut note = message.to_owned();
-        note.truncate(1000);
-        let ev = Event {
-            type_: EventType::Warning,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(err) = recorder.publish(&ev, &cr.object_ref(&())).await {
-            tracing::debug!(error = %err, "failed to publish event");
-        }
-    }
-
-    async fn write_status(&self, cr: &ClusterFederatedTrustDomain, ok: bool, reason: &str, message: String) {
-        let Some((client, _)) = &self.kube else {
-            return;
-        };
-        let existing = cr.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
-        let cond = crate::status::ready_condition(&existing, ok, reason, message, cr.metadata.generation);
-        if crate::status::same_condition(existing.iter().find(|c| c.type_ == CONDITION_READY), &cond) {
-            return;
-        }
-        let api: Api<ClusterFederatedTrustDomain> = Api::all(client.clone());
-        let patch = json!({"status": {"conditions": [cond]}});
-        if let Err(err) = api.patch_status(&cr.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
-            tracing::warn!(name = %cr.name_any(), error = %err, "failed to update ClusterFederatedTrustDomain status");
-        }
     }
 }
 

@@ -126,6 +126,25 @@ pub fn socket_path_from_address(address: &str) -> Result<PathBuf, SpireError> {
     Ok(PathBuf::from(path))
 }
 
+/// What the calls made so far say about the server (shared by every clone): readiness
+/// rides on the calls the controller makes anyway instead of costing the server a probe.
+#[derive(Debug, Default)]
+struct CallLog {
+    last_ok: Option<std::time::Instant>,
+    last_error: Option<(std::time::Instant, String)>,
+}
+
+/// The outcome of the latest SPIRE call, for health reporting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reachability {
+    /// No call made yet.
+    Unknown,
+    /// The latest call succeeded, this long ago.
+    Answered(Duration),
+    /// The latest call failed (this long ago, with this error).
+    Failing(Duration, String),
+}
+
 /// A SPIRE Server API client. Cheap to clone; clones share one HTTP/2 connection.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -135,6 +154,7 @@ pub struct Client {
     svid: SvidClient<Channel>,
     options: Arc<ClientOptions>,
     socket_path: Arc<PathBuf>,
+    calls: Arc<std::sync::Mutex<CallLog>>,
 }
 
 impl Client {
@@ -162,6 +182,7 @@ impl Client {
             svid: SvidClient::new(channel).max_decoding_message_size(limit),
             options: Arc::new(options),
             socket_path,
+            calls: Arc::default(),
         }
     }
 
@@ -191,6 +212,20 @@ impl Client {
             Ok(Err(status)) => Err(SpireError::from_status(method, status, timeout)),
             Ok(Ok(response)) => Ok(response.into_inner()),
         };
+        {
+            let mut log = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            match &outcome {
+                // A refusal of one item or an unimplemented method is an answer too.
+                Err(
+                    e @ (SpireError::DeadlineExceeded { .. }
+                    | SpireError::Rpc { code: Code::Unavailable | Code::Unknown | Code::Cancelled, .. }),
+                ) => log.last_error = Some((std::time::Instant::now(), e.to_string())),
+                _ => {
+                    log.last_ok = Some(std::time::Instant::now());
+                    log.last_error = None;
+                }
+            }
+        }
         match &outcome {
             Ok(_) => tracing::debug!(method, elapsed_ms = started.elapsed().as_millis() as u64, "SPIRE API call"),
             Err(error) => {
@@ -202,9 +237,20 @@ impl Client {
 
     // ------------------------------------------------------------ readiness
 
-    /// One cheap call (CountEntries) to tell whether the server answers.
+    /// One call that costs the server O(1) (GetBundle: one row, usually cached) to tell
+    /// whether it answers. CountEntries is linear in the entry count on SPIRE's side.
     pub async fn probe(&self) -> Result<(), SpireError> {
-        self.count_entries().await.map(|_| ())
+        self.get_bundle().await.map(|_| ())
+    }
+
+    /// What the latest call said (see [`Reachability`]).
+    pub fn reachability(&self) -> Reachability {
+        let log = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        match (&log.last_error, log.last_ok) {
+            (Some((at, err)), _) => Reachability::Failing(at.elapsed(), err.clone()),
+            (None, Some(at)) => Reachability::Answered(at.elapsed()),
+            (None, None) => Reachability::Unknown,
+        }
     }
 
     /// Probes until the server answers or `max_wait` has passed (then the last error).

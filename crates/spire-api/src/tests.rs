@@ -480,17 +480,21 @@ async fn lazy_connect_and_unavailable_until_the_server_exists() {
     let e = c.probe().await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e}");
     assert_eq!(e.metric_label(), "unavailable");
-    assert_eq!(e.method(), "CountEntries");
+    assert_eq!(e.method(), "GetBundle", "the probe costs the server O(1), not a count of every entry");
     assert!(e.is_transient());
+    assert!(matches!(c.reachability(), crate::Reachability::Failing(..)));
     assert!(c.wait_ready(Duration::from_millis(300)).await.is_err());
 
     // The server appears later: the same client reconnects.
     let fake = Fake::default();
     let listener = UnixListener::bind(&socket).unwrap();
-    let server = tonic::transport::Server::builder().add_service(entryv1::entry_server::EntryServer::new(fake.clone()));
+    let server = tonic::transport::Server::builder()
+        .add_service(entryv1::entry_server::EntryServer::new(fake.clone()))
+        .add_service(bundlev1::bundle_server::BundleServer::new(fake.clone()));
     let task =
         tokio::spawn(async move { server.serve_with_incoming(UnixListenerStream::new(listener)).await.unwrap() });
     c.wait_ready(Duration::from_secs(10)).await.unwrap();
+    assert!(matches!(c.reachability(), crate::Reachability::Answered(_)));
     assert_eq!(c.count_entries().await.unwrap(), 0);
     task.abort();
 }

@@ -16,8 +16,12 @@
 //!   retry with backoff. Optional configurations that are missing are logged.
 //! - Runs on every replica (each serves the webhook; caBundle patches are idempotent).
 //!
+//! - A configuration the controller may not read or patch (403) is skipped, the others
+//!   are kept: the gap is reported once through [`Degradations`] and the forbidden call is
+//!   tried again only on the watch's slow backoff (reads) or every five minutes (patches).
+//!
 //! RBAC: get/list/watch/patch on `validatingwebhookconfigurations` and
-//! `mutatingwebhookconfigurations` (admissionregistration.k8s.io).
+//! `mutatingwebhookconfigurations` (admissionregistration.k8s.io); each is optional.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,7 +41,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::Degradations;
 use crate::cert::spire::BoxError;
+
+/// How long a configuration whose patch was refused (403) is left alone.
+const RETRY_FORBIDDEN_PATCH: Duration = Duration::from_secs(300);
 
 /// The SPIRE call the caBundle manager needs (`bundle.v1.Bundle/GetBundle`).
 pub trait BundleSource: Send + Sync + 'static {
@@ -56,6 +64,29 @@ impl ConfigKind {
             ConfigKind::Validating => "ValidatingWebhookConfiguration",
             ConfigKind::Mutating => "MutatingWebhookConfiguration",
         }
+    }
+
+    fn resource(self) -> &'static str {
+        match self {
+            ConfigKind::Validating => "validatingwebhookconfigurations.admissionregistration.k8s.io",
+            ConfigKind::Mutating => "mutatingwebhookconfigurations.admissionregistration.k8s.io",
+        }
+    }
+}
+
+/// Where missing optional permissions are reported (see [`Degradations`]).
+#[derive(Clone)]
+pub struct DegradationSink(pub Arc<dyn Degradations>);
+
+impl std::fmt::Debug for DegradationSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DegradationSink")
+    }
+}
+
+impl Default for DegradationSink {
+    fn default() -> Self {
+        Self(Arc::new(crate::NoDegradations))
     }
 }
 
@@ -77,6 +108,8 @@ pub struct CaBundleParams {
     pub max_backoff: Duration,
     /// Field manager name of the patches.
     pub field_manager: String,
+    /// Where a configuration that may not be read or patched is reported.
+    pub degradations: DegradationSink,
 }
 
 impl CaBundleParams {
@@ -100,6 +133,7 @@ impl CaBundleParams {
             check_interval: Duration::from_secs(5),
             max_backoff: Duration::from_secs(60),
             field_manager: "spire-controller-manager".into(),
+            degradations: DegradationSink::default(),
         }
     }
 }
@@ -165,6 +199,8 @@ enum Ev {
     Object(Key, Option<Vec<Hook>>),
     /// A (re-)list of this key is complete; `bool`: the object was in it.
     Listed(Key, bool),
+    /// The apiserver refused to list or watch it (403).
+    Forbidden(Key),
 }
 
 fn hooks_of<'a>(configs: impl Iterator<Item = (&'a str, &'a WebhookClientConfig)>) -> Vec<Hook> {
@@ -218,6 +254,7 @@ fn watch_one(client: &kube::Client, r: &WebhookConfigRef) -> BoxStream<'static, 
                 None
             }
             Ok(watcher::Event::InitDone) => Some(Ev::Listed(key, *seen)),
+            Err(err) if watch_forbidden(&err) => Some(Ev::Forbidden(key)),
             Err(err) => {
                 tracing::warn!(kind = key.0.as_str(), name = %key.1, %err, "watching webhook configuration failed; retrying");
                 None
@@ -250,9 +287,33 @@ fn watch_one(client: &kube::Client, r: &WebhookConfigRef) -> BoxStream<'static, 
     }
 }
 
+/// The apiserver refused the call (403).
+pub fn is_forbidden(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == 403)
+}
+
+/// The apiserver refused a list or watch (403).
+pub fn watch_forbidden(err: &watcher::Error) -> bool {
+    match err {
+        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
+            is_forbidden(e)
+        }
+        watcher::Error::WatchError(s) => s.code == 403,
+        watcher::Error::NoResourceVersion => false,
+    }
+}
+
+fn capability(key: &Key, verb: &str) -> String {
+    format!("webhook-config-{verb}:{}", key.1)
+}
+
 struct State {
     /// Latest object per configuration; `None` inside = known absent.
     objects: BTreeMap<Key, Option<Vec<Hook>>>,
+    /// Configurations the controller may not read (skipped until a read succeeds).
+    unreadable: std::collections::BTreeSet<Key>,
+    /// Configurations whose patch was refused, and when to try again.
+    unpatchable: BTreeMap<Key, Instant>,
     listed: BTreeMap<Key, bool>,
     desired_pem: Option<String>,
 }
@@ -270,7 +331,10 @@ async fn run(
         objects: BTreeMap::new(),
         listed: params.configs.iter().map(|r| ((r.kind, r.name.clone()), false)).collect(),
         desired_pem: None,
+        unreadable: Default::default(),
+        unpatchable: BTreeMap::new(),
     };
+    let degradations = params.degradations.0.clone();
     let mut next_bundle = Instant::now();
     let mut bundle_backoff: Option<Duration> = None;
     let mut check = tokio::time::interval(params.check_interval);
@@ -310,6 +374,9 @@ async fn run(
                     if obj.is_none() {
                         tracing::warn!(kind = key.0.as_str(), name = %key.1, "webhook configuration deleted");
                     }
+                    if state.unreadable.remove(&key) {
+                        degradations.restored(&capability(&key, "read"));
+                    }
                     state.objects.insert(key, obj);
                     dirty = true;
                 }
@@ -317,8 +384,24 @@ async fn run(
                     if !present {
                         state.objects.insert(key.clone(), None);
                     }
+                    if state.unreadable.remove(&key) {
+                        degradations.restored(&capability(&key, "read"));
+                    }
                     state.listed.insert(key, true);
                     dirty = true;
+                }
+                Some(Ev::Forbidden(key)) => {
+                    // Skipped: it counts as listed and absent, so the others go on.
+                    if state.unreadable.insert(key.clone()) {
+                        degradations.degrade(
+                            &capability(&key, "read"),
+                            &format!("get/list/watch {}", key.0.resource()),
+                            &format!("the caBundle of {} {:?} is not kept current", key.0.as_str(), key.1),
+                        );
+                        state.objects.insert(key.clone(), None);
+                        state.listed.insert(key, true);
+                        dirty = true;
+                    }
                 }
             },
         }
@@ -330,7 +413,7 @@ async fn run(
                 if present {
                     continue;
                 }
-                if r.required {
+                if r.required && !state.unreadable.contains(&(r.kind, r.name.clone())) {
                     tracing::error!(kind = r.kind.as_str(), name = %r.name, "required webhook configuration does not exist");
                     return Err(CaBundleError::Missing { kind: r.kind.as_str(), name: r.name.clone() });
                 }
@@ -351,8 +434,12 @@ async fn run(
         });
         if dirty && let Some(pem) = state.desired_pem.clone() {
             let mut all_ok = true;
+            let mut forbidden_patches = Vec::new();
             for (key, obj) in &state.objects {
                 let Some(hooks) = obj else { continue };
+                if state.unpatchable.get(key).is_some_and(|until| Instant::now() < *until) {
+                    continue;
+                }
                 let stale: Vec<&str> =
                     hooks.iter().filter(|h| h.ca_bundle != pem.as_bytes()).map(|h| h.name.as_str()).collect();
                 if stale.is_empty() {
@@ -361,12 +448,26 @@ async fn run(
                 all_ok = false;
                 match patch(&client, key, &stale, &pem, &params.field_manager).await {
                     Ok(()) => {
+                        if state.unpatchable.remove(key).is_some() {
+                            degradations.restored(&capability(key, "patch"));
+                        }
                         tracing::info!(kind = key.0.as_str(), name = %key.1, webhooks = ?stale, "caBundle updated")
+                    }
+                    Err(err) if is_forbidden(&err) => {
+                        degradations.degrade(
+                            &capability(key, "patch"),
+                            &format!("patch {} {:?}", key.0.resource(), key.1),
+                            &format!("the caBundle of {} {:?} is not kept current", key.0.as_str(), key.1),
+                        );
+                        forbidden_patches.push(key.clone());
                     }
                     Err(err) => {
                         tracing::warn!(kind = key.0.as_str(), name = %key.1, %err, "patching caBundle failed; will retry")
                     }
                 }
+            }
+            for key in forbidden_patches {
+                state.unpatchable.insert(key, Instant::now() + RETRY_FORBIDDEN_PATCH);
             }
             if all_ok {
                 synced_tx.send_if_modified(|s| !std::mem::replace(s, true));

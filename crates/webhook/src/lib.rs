@@ -31,13 +31,32 @@ use std::sync::Arc;
 use scm_spiffe::TrustDomain;
 
 pub use admission::{MAX_BODY_BYTES, Route};
-pub use cabundle::{BundleSource, CaBundleHandle, CaBundleManager, CaBundleParams};
+pub use cabundle::{BundleSource, CaBundleHandle, CaBundleManager, CaBundleParams, DegradationSink};
 pub use cert::files::{FileCertParams, FileCertSource};
 pub use cert::spire::{CertManager, CertManagerHandle, CertManagerParams, SvidMinter};
 pub use cert::{CertInfo, CertResolver, ServingCert};
 pub use metrics::Metrics;
 pub use pods::{NoPodSink, ObservedPod, PodSink};
 pub use server::{Server, ServerConfig};
+
+/// Where the webhook side reports an optional permission it lacks (the runtime keeps
+/// the registry: one warning, a gauge, the health document).
+pub trait Degradations: Send + Sync + 'static {
+    /// `capability` is unavailable because `missing_rule` is not granted; `lost` says
+    /// what the controller does without it. Called on every refusal: report once.
+    fn degrade(&self, capability: &str, missing_rule: &str, lost: &str);
+    /// The rule works again.
+    fn restored(&self, capability: &str);
+}
+
+/// Reports nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoDegradations;
+
+impl Degradations for NoDegradations {
+    fn degrade(&self, _: &str, _: &str, _: &str) {}
+    fn restored(&self, _: &str) {}
+}
 
 /// What admission decisions depend on (from the ControllerManagerConfig).
 #[derive(Debug, Clone)]
