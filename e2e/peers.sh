@@ -55,7 +55,9 @@ DIR/env exports: PEERS_DIR KUBECONFIG KUBECTL KUBE_APISERVER_BIN KUBE_APISERVER_
   SPIRE_TRUST_DOMAIN SPIRE_SERVER_BIN SPIRE_AGENT_BIN SPIRE_SERVER_CONFIG
   (DIR/kubeconfig has contexts "admin" (default; CN=admin, O=system:masters) and
   "controller" (token of system:serviceaccount:spire-system:spire-controller-manager,
-  also in DIR/controller-token).)
+  also in DIR/controller-token) and "chart" (token of
+  system:serviceaccount:spire-server:spire-server, the SPIRE helm chart's identity,
+  also in DIR/chart-token).)
 DIR/NAME/env exports: SPIRE_SERVER_SOCKET SPIRE_SERVER_PORT SPIRE_TRUST_DOMAIN
   SPIRE_SERVER_BIN SPIRE_AGENT_BIN SPIRE_SERVER_CONFIG PEERS_DIR and, with
   --bundle-endpoint, SPIRE_BUNDLE_ENDPOINT_PORT SPIRE_BUNDLE_ENDPOINT_URL
@@ -417,6 +419,13 @@ make_pki() {
 	chmod 600 "$dir/controller-token"
 	printf '%s,%s,%s,"%s"\n' "$token" "system:serviceaccount:spire-system:spire-controller-manager" \
 		"controller-uid" "system:serviceaccounts,system:serviceaccounts:spire-system" >"$pki/tokens.csv"
+	# The identity the SPIRE helm chart runs the controller as (the spire-server pod's
+	# ServiceAccount in the release namespace spire-server).
+	token="$(openssl rand -hex 24)"
+	printf '%s\n' "$token" >"$dir/chart-token"
+	chmod 600 "$dir/chart-token"
+	printf '%s,%s,%s,"%s"\n' "$token" "system:serviceaccount:spire-server:spire-server" \
+		"chart-uid" "system:serviceaccounts,system:serviceaccounts:spire-server" >>"$pki/tokens.csv"
 }
 
 b64() { base64 -w0 <"$1"; }
@@ -439,6 +448,9 @@ users:
 - name: controller
   user:
     token: $(cat "$dir/controller-token")
+- name: chart
+  user:
+    token: $(cat "$dir/chart-token")
 contexts:
 - name: admin
   context:
@@ -448,6 +460,10 @@ contexts:
   context:
     cluster: peers
     user: controller
+- name: chart
+  context:
+    cluster: peers
+    user: chart
 current-context: admin
 KUBECONFIG_END
 	chmod 600 "$dir/kubeconfig.tmp"

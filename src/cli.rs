@@ -219,16 +219,6 @@ fn spire_client(config: &Config) -> anyhow::Result<scm_spire_api::Client> {
     Ok(scm_spire_api::Client::connect_lazy(&config.spire_server_socket_path, options)?)
 }
 
-/// Upstream resolves the CNAME of kubernetes.default.svc; the resolver's search list
-/// (`svc.<domain>`) gives the same answer inside a pod without a DNS client.
-fn detect_cluster_domain() -> Option<String> {
-    let text = std::fs::read_to_string("/etc/resolv.conf").ok()?;
-    text.lines()
-        .filter_map(|l| l.strip_prefix("search"))
-        .flat_map(|rest| rest.split_whitespace())
-        .find_map(|d| d.strip_prefix("svc.").map(|s| s.trim_end_matches('.').to_owned()))
-}
-
 async fn kube_client(args: &Args) -> anyhow::Result<kube::Client> {
     let config = match &args.kubeconfig {
         Some(path) => {
@@ -257,11 +247,11 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
     let health = Health::new(&metrics, degradations.clone());
     health.spawn_gauge_refresh(Duration::from_secs(5), cancel.clone());
 
-    if config.cluster_domain.is_empty()
-        && let Some(domain) = detect_cluster_domain()
-    {
-        tracing::info!(cluster_domain = %domain, "detected cluster domain");
-        config.cluster_domain = domain;
+    if config.cluster_domain.is_empty() && config.static_manifest_path.is_none() {
+        match tokio::task::spawn_blocking(crate::cluster_domain::detect).await.ok().flatten() {
+            Some(domain) => config.cluster_domain = domain,
+            None => tracing::info!("clusterDomain is not set and could not be detected; it stays empty"),
+        }
     }
 
     let spire = spire_client(&config)?;

@@ -5,6 +5,7 @@
 //! (static manifest mode), `metrics`, `health`.
 
 pub mod cli;
+pub mod cluster_domain;
 pub mod degraded;
 pub mod health;
 pub mod k8s;

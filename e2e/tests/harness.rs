@@ -108,6 +108,8 @@ pub struct Controller {
     pub log: PathBuf,
     pub metrics_addr: String,
     pub health_addr: String,
+    /// Command-line arguments; `None`: `--config <config_path>`.
+    pub args: Option<Vec<String>>,
 }
 
 pub fn controller_bin() -> PathBuf {
@@ -124,6 +126,13 @@ impl Controller {
     }
 
     pub fn start_env(name: &str, config: &str, env: &[(&str, &str)]) -> Controller {
+        let mut ctl = Self::prepare(name, config);
+        ctl.spawn(env);
+        ctl
+    }
+
+    /// Writes the config file (as [`Controller::start`]) without starting anything.
+    fn prepare(name: &str, config: &str) -> Controller {
         let peers = peers();
         let dir = peers.dir.join("t").join(format!("ctl-{name}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -135,7 +144,19 @@ impl Controller {
         );
         std::fs::write(&config_path, text).unwrap();
         let log = dir.join("controller.log");
-        let mut ctl = Controller { child: None, last_exit: None, dir, config_path, log, metrics_addr, health_addr };
+        Controller { child: None, last_exit: None, dir, config_path, log, metrics_addr, health_addr, args: None }
+    }
+
+    /// Like [`Controller::start_env`], with the command line given by `args(config_path)`
+    /// (the harness adds no flag of its own and no KUBECONFIG).
+    pub fn start_args(
+        name: &str,
+        config: &str,
+        args: impl Fn(&std::path::Path) -> Vec<String>,
+        env: &[(&str, &str)],
+    ) -> Controller {
+        let mut ctl = Self::prepare(name, config);
+        ctl.args = Some(args(&ctl.config_path));
         ctl.spawn(env);
         ctl
     }
@@ -144,10 +165,15 @@ impl Controller {
         let peers = peers();
         let logf = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let mut cmd = Command::new(controller_bin());
-        cmd.arg("--config")
-            .arg(&self.config_path)
-            .env("KUBECONFIG", peers.env.get("KUBECONFIG"))
-            .env("RUST_LOG", "info,spire_controller_manager=debug");
+        match &self.args {
+            Some(args) => {
+                cmd.args(args).env_remove("KUBECONFIG");
+            }
+            None => {
+                cmd.arg("--config").arg(&self.config_path).env("KUBECONFIG", peers.env.get("KUBECONFIG"));
+            }
+        }
+        cmd.env("RUST_LOG", "info,spire_controller_manager=debug");
         for (k, v) in env {
             cmd.env(k, v);
         }

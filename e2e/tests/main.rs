@@ -1,6 +1,7 @@
 //! End-to-end tests against real peers: kube-apiserver + etcd + spire-server built from
 //! the Go module proxy (see e2e/peers.sh), and the controller binary.
 
+mod chart;
 pub mod entries;
 mod federation;
 mod harness;
