@@ -145,7 +145,11 @@ fn init_logging(config: &Config) {
     // RUST_LOG, when set and not empty, wins over `logLevel`.
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.trim().is_empty() => EnvFilter::new(v),
-        _ => EnvFilter::new(format!("{level},kube=warn,tower=warn,hyper=warn,h2=warn,rustls=warn")),
+        // kube's watcher logs every failed list itself; ours log once per failing streak
+        // and report refused optional lists as degraded capabilities (see degraded.rs).
+        _ => EnvFilter::new(format!(
+            "{level},kube=warn,kube_runtime::watcher=error,tower=warn,hyper=warn,h2=warn,rustls=warn"
+        )),
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);

@@ -172,6 +172,8 @@ async fn runs_under_the_spire_helm_charts_rbac_and_config() {
             ("POD_NAME", &name),
             ("POD_NAMESPACE", RELEASE_NS),
             ("CHART_SPIRE_SOCKET", spire.socket()),
+            // As the chart runs it: the config's logLevel, no RUST_LOG.
+            ("RUST_LOG", ""),
         ],
     );
 

@@ -44,8 +44,8 @@ use tokio_util::sync::CancellationToken;
 use crate::Degradations;
 use crate::cert::spire::BoxError;
 
-/// How long a configuration whose patch was refused (403) is left alone.
-const RETRY_FORBIDDEN_PATCH: Duration = Duration::from_secs(300);
+/// How long a configuration whose read or patch was refused (403) is left alone.
+const RETRY_FORBIDDEN: Duration = Duration::from_secs(300);
 
 /// The SPIRE call the caBundle manager needs (`bundle.v1.Bundle/GetBundle`).
 pub trait BundleSource: Send + Sync + 'static {
@@ -261,30 +261,39 @@ fn watch_one(client: &kube::Client, r: &WebhookConfigRef) -> BoxStream<'static, 
             }
         }
     }
-    match r.kind {
-        ConfigKind::Validating => {
-            let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-            let mut seen = false;
-            watcher(api, cfg)
-                .default_backoff()
-                .filter_map(move |ev| {
-                    let out = map(key.clone(), ev, vwc_hooks, &mut seen);
-                    futures::future::ready(out)
+    // One watch until it is refused (403); then a fresh one after RETRY_FORBIDDEN.
+    let (client, kind) = (client.clone(), r.kind);
+    futures::stream::iter(0u64..)
+        .then(move |round| {
+            let (client, key, cfg) = (client.clone(), key.clone(), cfg.clone());
+            async move {
+                if round > 0 {
+                    tokio::time::sleep(RETRY_FORBIDDEN).await;
+                }
+                let mut seen = false;
+                let events: BoxStream<'static, Option<Ev>> = match kind {
+                    ConfigKind::Validating => watcher(Api::<ValidatingWebhookConfiguration>::all(client), cfg)
+                        .default_backoff()
+                        .map(move |ev| map(key.clone(), ev, vwc_hooks, &mut seen))
+                        .boxed(),
+                    ConfigKind::Mutating => watcher(Api::<MutatingWebhookConfiguration>::all(client), cfg)
+                        .default_backoff()
+                        .map(move |ev| map(key.clone(), ev, mwc_hooks, &mut seen))
+                        .boxed(),
+                };
+                // Up to and including the first refusal.
+                events.scan(false, |refused, ev| {
+                    if *refused {
+                        return futures::future::ready(None);
+                    }
+                    *refused = matches!(ev, Some(Ev::Forbidden(_)));
+                    futures::future::ready(Some(ev))
                 })
-                .boxed()
-        }
-        ConfigKind::Mutating => {
-            let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-            let mut seen = false;
-            watcher(api, cfg)
-                .default_backoff()
-                .filter_map(move |ev| {
-                    let out = map(key.clone(), ev, mwc_hooks, &mut seen);
-                    futures::future::ready(out)
-                })
-                .boxed()
-        }
-    }
+            }
+        })
+        .flatten()
+        .filter_map(futures::future::ready)
+        .boxed()
 }
 
 /// The apiserver refused the call (403).
@@ -467,7 +476,7 @@ async fn run(
                 }
             }
             for key in forbidden_patches {
-                state.unpatchable.insert(key, Instant::now() + RETRY_FORBIDDEN_PATCH);
+                state.unpatchable.insert(key, Instant::now() + RETRY_FORBIDDEN);
             }
             if all_ok {
                 synced_tx.send_if_modified(|s| !std::mem::replace(s, true));
