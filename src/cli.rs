@@ -376,7 +376,9 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
                 }
             });
         }
-        let early = crate::k8s::early::EarlyPods::new(entry_trigger.clone(), cache_namespaces);
+        let early =
+            crate::k8s::early::EarlyPods::new(entry_trigger.clone(), cache_namespaces, Arc::new(client.clone()))
+                .with_metrics(&metrics.registry);
         if webhooks_enabled() {
             let deps = WebhookDeps {
                 client: &client,

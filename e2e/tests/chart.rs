@@ -278,7 +278,8 @@ async fn runs_under_the_spire_helm_charts_rbac_and_config() {
     })
     .await;
     for capability in ["endpointslices", "events"] {
-        assert_eq!(ctl.metric("spire_controller_manager_degraded", &[capability]).await, 1.0, "{capability}");
+        let label = format!("capability=\"{capability}\"");
+        assert_eq!(ctl.metric("spire_controller_manager_degraded", &[&label]).await, 1.0, "{capability}");
     }
     let logs = ctl.logs();
     let warnings = logs.lines().filter(|l| l.contains("optional permission missing")).count();

@@ -84,7 +84,7 @@ async fn readiness_never_follows_spire_and_status_does() {
     eventually(WAIT, "/status reports SPIRE down", || spire_ok(false)).await;
     let status = health_status(&ctl.health_addr).await.unwrap();
     assert!(status["checks"]["spire"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{status}");
-    assert_eq!(ctl.metric("spire_controller_manager_health_check", &["spire"]).await, 0.0);
+    assert_eq!(ctl.metric("spire_controller_manager_health_check", &["check=\"spire\""]).await, 0.0);
     assert_eq!(readyz().await, Some(200), "readiness must not follow SPIRE: {status}");
     let start = peers_sh().arg("spire-start").arg(&peers.dir).output().unwrap();
     assert!(start.status.success(), "{}", String::from_utf8_lossy(&start.stderr));

@@ -215,15 +215,26 @@ impl Client {
         {
             let mut log = self.calls.lock().unwrap_or_else(|e| e.into_inner());
             match &outcome {
-                // A refusal of one item or an unimplemented method is an answer too.
-                Err(
-                    e @ (SpireError::DeadlineExceeded { .. }
-                    | SpireError::Rpc { code: Code::Unavailable | Code::Unknown | Code::Cancelled, .. }),
-                ) => log.last_error = Some((std::time::Instant::now(), e.to_string())),
-                _ => {
+                // A refusal (of the request or of one item) is an answer too.
+                Ok(_)
+                | Err(SpireError::Rejected { .. } | SpireError::InvalidRequest { .. })
+                | Err(SpireError::Rpc {
+                    code:
+                        Code::InvalidArgument
+                        | Code::NotFound
+                        | Code::AlreadyExists
+                        | Code::PermissionDenied
+                        | Code::Unauthenticated
+                        | Code::FailedPrecondition
+                        | Code::Unimplemented
+                        | Code::OutOfRange
+                        | Code::Aborted,
+                    ..
+                }) => {
                     log.last_ok = Some(std::time::Instant::now());
                     log.last_error = None;
                 }
+                Err(e) => log.last_error = Some((std::time::Instant::now(), e.to_string())),
             }
         }
         match &outcome {

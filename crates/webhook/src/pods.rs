@@ -2,6 +2,9 @@
 //! allows them, and hands what it saw to a [`PodSink`] (the reconciler's early-registration
 //! queue), so an entry can exist as soon as a pod is bound to a node.
 //!
+//! What arrives here is unauthenticated (anyone who reaches the port can POST a review):
+//! an observation is a hint for the sink to check with the apiserver, never a fact.
+//!
 //! The configuration is a *validating* one (`webhooks/pod-observer.yaml`): validating
 //! webhooks run after the apiserver has generated the pod's name (for `generateName`) and
 //! UID and after mutating admission (e.g. the service account defaulting), so the sink gets
@@ -56,6 +59,11 @@ pub(crate) fn observe(sink: &dyn PodSink, req: &kube::core::admission::Admission
     use kube::core::admission::Operation;
     if !matches!(req.operation, Operation::Create) || req.resource.resource != "pods" || !req.resource.group.is_empty()
     {
+        return;
+    }
+    // A dry run changes nothing, so it must not make the controller do anything either
+    // (the configuration says `sideEffects: NoneOnDryRun`).
+    if req.dry_run {
         return;
     }
     let Some(object) = req.object.as_ref() else {
