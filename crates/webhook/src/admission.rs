@@ -10,8 +10,17 @@
 //!   (controller-runtime's `Errored(400)`);
 //! - request itself unusable (not JSON, no `request`): HTTP 400, with an AdmissionReview
 //!   body carrying `allowed=false`, code 400, so both plain HTTP clients and the apiserver
-//!   see the failure; wrong `Content-Type`: HTTP 415; body over 7 MiB: HTTP 413.
-
+//!   see the failure; wrong `Content-Type`: HTTP 415; body over [`MAX_BODY_BYTES`]: HTTP 413.
+//!
+//! Budgets (the port is reachable by anything on the cluster network): at most
+//! [`Limits::reading`] bodies are read at once, each within [`Limits::read_timeout`] and
+//! [`Limits::max_body`] bytes (HTTP 408 / 413), and at most [`Limits::concurrent`]
+//! requests are decided at once (a request that cannot start within
+//! [`Limits::queue_wait`] gets HTTP 429); the decision runs on the blocking
+//! pool, off the async workers, and is abandoned after [`Limits::deadline`] (HTTP 503,
+//! below every webhook timeout), while its permit stays taken until it really ends, so
+//! runaway work can never exceed the concurrency limit. Templates inside carry their own
+//! execution budget (scm-template).
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,8 +35,41 @@ use kube::core::{DynamicObject, Status};
 
 use crate::{Inner, defaulting, pods, validate};
 
-/// controller-runtime's admission body limit.
-pub const MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
+/// The largest AdmissionReview read. Our custom resources are a few KiB (an UPDATE review
+/// carries two copies); a pod over 1 MiB is refused at the observer, whose failurePolicy
+/// is Ignore: the watch still delivers it. Every byte here is memory a stranger can make
+/// the controller hold.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The admission budgets (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bodies being read at once.
+    pub reading: usize,
+    /// Time to receive a whole body.
+    pub read_timeout: std::time::Duration,
+    /// Requests decoded and decided at once.
+    pub concurrent: usize,
+    /// How long a request may wait for its turn before HTTP 429.
+    pub queue_wait: std::time::Duration,
+    /// How long a decision may take before HTTP 503.
+    pub deadline: std::time::Duration,
+    /// Largest request body.
+    pub max_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            reading: 16,
+            read_timeout: std::time::Duration::from_secs(2),
+            concurrent: 4,
+            queue_wait: std::time::Duration::from_secs(1),
+            deadline: std::time::Duration::from_millis(1500),
+            max_body: MAX_BODY_BYTES,
+        }
+    }
+}
 
 /// One admission endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +187,7 @@ async fn handle(inner: Arc<Inner>, route: Route, headers: HeaderMap, body: Body)
     response
 }
 
-async fn handle_inner(inner: &Inner, route: Route, headers: HeaderMap, body: Body) -> Response {
+async fn handle_inner(inner: &Arc<Inner>, route: Route, headers: HeaderMap, body: Body) -> Response {
     let path = route.path();
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim();
@@ -157,9 +199,25 @@ async fn handle_inner(inner: &Inner, route: Route, headers: HeaderMap, body: Bod
             format!("contentType={content_type}, expected application/json"),
         );
     }
-    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(b) => b,
-        Err(err) => {
+    let limits = inner.limits;
+    let busy = |what: &str, n: usize| {
+        errored(inner, path, StatusCode::TOO_MANY_REQUESTS, format!("more than {n} admission requests {what} at once"))
+    };
+    let reading = match tokio::time::timeout(limits.queue_wait, inner.read_permits.clone().acquire_owned()).await {
+        Ok(Ok(p)) => p,
+        _ => return busy("being read", limits.reading),
+    };
+    let bytes = match tokio::time::timeout(limits.read_timeout, axum::body::to_bytes(body, limits.max_body)).await {
+        Err(_) => {
+            return errored(
+                inner,
+                path,
+                StatusCode::REQUEST_TIMEOUT,
+                format!("request body not received within {:?}", limits.read_timeout),
+            );
+        }
+        Ok(Ok(b)) => b,
+        Ok(Err(err)) => {
             let too_large = std::error::Error::source(&err).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
                 || err.to_string().contains("length limit");
             return if too_large {
@@ -167,7 +225,7 @@ async fn handle_inner(inner: &Inner, route: Route, headers: HeaderMap, body: Bod
                     inner,
                     path,
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+                    format!("request body exceeds {} bytes", limits.max_body),
                 )
             } else {
                 errored(inner, path, StatusCode::BAD_REQUEST, format!("reading request body: {err}"))
@@ -177,7 +235,33 @@ async fn handle_inner(inner: &Inner, route: Route, headers: HeaderMap, body: Bod
     if bytes.is_empty() {
         return errored(inner, path, StatusCode::BAD_REQUEST, "request body is empty".into());
     }
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&bytes) {
+    let permit = match tokio::time::timeout(limits.queue_wait, inner.permits.clone().acquire_owned()).await {
+        Ok(Ok(p)) => p,
+        _ => return busy("being decided", limits.concurrent),
+    };
+    drop(reading);
+    // Decode and decide on the blocking pool; the permit is released only when the work
+    // really ends, even if the answer was given up on.
+    let worker = inner.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        decode_and_decide(&worker, route, &bytes)
+    });
+    match tokio::time::timeout(limits.deadline, work).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(err)) => errored(inner, path, StatusCode::INTERNAL_SERVER_ERROR, format!("admission failed: {err}")),
+        Err(_) => errored(
+            inner,
+            path,
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("admission took longer than {:?}", limits.deadline),
+        ),
+    }
+}
+
+fn decode_and_decide(inner: &Inner, route: Route, bytes: &[u8]) -> Response {
+    let path = route.path();
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(bytes) {
         Ok(r) => r,
         Err(err) => {
             return errored(inner, path, StatusCode::BAD_REQUEST, format!("unable to decode the request: {err}"));
@@ -189,7 +273,6 @@ async fn handle_inner(inner: &Inner, route: Route, headers: HeaderMap, body: Bod
             return errored(inner, path, StatusCode::BAD_REQUEST, "AdmissionReview has no request".into());
         }
     };
-
     let decision = decide(inner, route, &req);
     respond(inner, route, &req, decision)
 }

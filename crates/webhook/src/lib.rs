@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use scm_spiffe::TrustDomain;
 
-pub use admission::{MAX_BODY_BYTES, Route};
+pub use admission::{Limits, MAX_BODY_BYTES, Route};
 pub use cabundle::{BundleSource, CaBundleHandle, CaBundleManager, CaBundleParams, DegradationSink};
 pub use cert::files::{FileCertParams, FileCertSource};
 pub use cert::spire::{CertManager, CertManagerHandle, CertManagerParams, SvidMinter};
@@ -94,6 +94,9 @@ pub(crate) struct Inner {
     pub settings: AdmissionSettings,
     pub pod_sink: Arc<dyn PodSink>,
     pub metrics: Metrics,
+    pub limits: Limits,
+    pub permits: Arc<tokio::sync::Semaphore>,
+    pub read_permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// The admission logic behind the HTTP routes. Cheap to clone.
@@ -104,7 +107,19 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn new(settings: AdmissionSettings, pod_sink: Arc<dyn PodSink>, metrics: Metrics) -> Self {
-        Self { inner: Arc::new(Inner { settings, pod_sink, metrics }) }
+        Self::with_limits(settings, pod_sink, metrics, Limits::default())
+    }
+
+    /// [`Webhook::new`] with other admission budgets.
+    pub fn with_limits(
+        settings: AdmissionSettings,
+        pod_sink: Arc<dyn PodSink>,
+        metrics: Metrics,
+        limits: Limits,
+    ) -> Self {
+        let permits = Arc::new(tokio::sync::Semaphore::new(limits.concurrent.max(1)));
+        let read_permits = Arc::new(tokio::sync::Semaphore::new(limits.reading.max(1)));
+        Self { inner: Arc::new(Inner { settings, pod_sink, metrics, limits, permits, read_permits }) }
     }
 
     /// The router with every admission path ([`Route::ALL`]); POST only. Serve it with

@@ -33,6 +33,10 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// How long `serve` waits for in-flight requests after cancellation (default 30 s).
     pub drain_timeout: Duration,
+    /// Open connections at most (default 256); further ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per connection (default 32).
+    pub max_streams_per_connection: u32,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +46,8 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
+            max_connections: 256,
+            max_streams_per_connection: 32,
         }
     }
 }
@@ -87,11 +93,20 @@ impl Server {
         tracing::info!(%addr, "webhook server listening");
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout).keep_alive(true);
-        builder.http2().timer(TokioTimer::new()).keep_alive_interval(Duration::from_secs(30));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .max_concurrent_streams(config.max_streams_per_connection);
         let builder = Arc::new(builder);
         let graceful = GracefulShutdown::new();
+        let connections = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
 
         loop {
+            let permit = tokio::select! {
+                _ = cancel.cancelled() => break,
+                p = connections.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
             let (tcp, peer) = tokio::select! {
                 _ = cancel.cancelled() => break,
                 accepted = listener.accept() => match accepted {
@@ -111,6 +126,7 @@ impl Server {
             let watcher = graceful.watcher();
             let handshake_timeout = config.handshake_timeout;
             tokio::spawn(async move {
+                let _permit = permit;
                 let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(err)) => {
