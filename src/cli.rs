@@ -412,6 +412,21 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
         health: health.clone(),
     };
     if let Some((source, status)) = entries {
+        let g = &config.deletion_guard;
+        let guard = crate::reconcile::entries::Guard {
+            settings: scm_core::DeletionGuard {
+                max_share: g.max_share,
+                min_count: g.min_entries,
+                release_after: g.release_after,
+            },
+            namespace: pod_namespace().filter(|_| config.static_manifest_path.is_none()),
+            held: Arc::default(),
+        };
+        let held = guard.held.clone();
+        health.add_check("deletions", move || match held.lock().unwrap().as_ref() {
+            None => Ok(()),
+            Some(message) => Err(message.clone()),
+        });
         let r = crate::reconcile::entries::EntryReconciler::new(
             source,
             spire.clone(),
@@ -420,7 +435,8 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
             metrics.clone(),
             status,
         )
-        .with_background_lists(entry_trigger.clone());
+        .with_background_lists(entry_trigger.clone())
+        .with_guard(guard);
         cx.spawn(&mut loops, "entry", entry_trigger.clone(), r);
     }
     if let Some((source, status)) = federation {

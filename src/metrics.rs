@@ -30,6 +30,8 @@ pub struct Metrics {
     pub entries_masked: IntGauge,
     /// Entries kept although undeclared, because their source failed.
     pub entries_kept: IntGauge,
+    /// Deletes held back by the mass-deletion circuit breaker.
+    pub entry_deletes_held: IntGauge,
     pub render_failures: IntGaugeVec,
     /// Federation relationships by outcome.
     pub federation_relationships: IntGaugeVec,
@@ -104,6 +106,11 @@ impl Metrics {
                     .namespace(NS),
             )
             .unwrap(),
+            entry_deletes_held: IntGauge::with_opts(
+                Opts::new("entry_deletes_held", "Entry deletes held back by the mass-deletion circuit breaker")
+                    .namespace(NS),
+            )
+            .unwrap(),
             render_failures: IntGaugeVec::new(
                 Opts::new("render_failures", "Render failures in the last pass by kind").namespace(NS),
                 &["kind"],
@@ -137,6 +144,7 @@ impl Metrics {
         r.register(Box::new(m.entries_current.clone())).unwrap();
         r.register(Box::new(m.entries_masked.clone())).unwrap();
         r.register(Box::new(m.entries_kept.clone())).unwrap();
+        r.register(Box::new(m.entry_deletes_held.clone())).unwrap();
         r.register(Box::new(m.render_failures.clone())).unwrap();
         r.register(Box::new(m.federation_relationships.clone())).unwrap();
         r.register(Box::new(m.federation_writes.clone())).unwrap();

@@ -66,6 +66,8 @@ pub trait StatusSink: Send + Sync {
         reason: &'a str,
         message: &'a str,
     ) -> BoxFuture<'a>;
+    /// The circuit breaker held deletes: a Warning Event on the controller's own Pod.
+    fn deletes_held<'a>(&'a self, message: &'a str) -> BoxFuture<'a>;
 }
 
 /// Static manifest mode: nothing to write.
@@ -107,6 +109,9 @@ impl StatusSink for NoStatus {
         Box::pin(async {})
     }
     fn event_federation<'a>(&'a self, _: &'a ClusterFederatedTrustDomain, _: &'a str, _: &'a str) -> BoxFuture<'a> {
+        Box::pin(async {})
+    }
+    fn deletes_held<'a>(&'a self, _: &'a str) -> BoxFuture<'a> {
         Box::pin(async {})
     }
 }
@@ -364,6 +369,22 @@ impl StatusSink for KubeStatus {
     ) -> BoxFuture<'a> {
         Box::pin(async move {
             self.events.warn(&cr.object_ref(&()), reason, "Reconcile", message.to_owned(), None).await;
+        })
+    }
+
+    fn deletes_held<'a>(&'a self, message: &'a str) -> BoxFuture<'a> {
+        Box::pin(async move {
+            let (Ok(name), Ok(namespace)) = (std::env::var("POD_NAME"), std::env::var("POD_NAMESPACE")) else {
+                return;
+            };
+            let pod = ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(name),
+                namespace: Some(namespace),
+                ..Default::default()
+            };
+            self.events.warn(&pod, "DeletesHeld", "Reconcile", message.to_owned(), None).await;
         })
     }
 }

@@ -172,6 +172,8 @@ async fn manifests_apply_to_the_real_apiserver_and_agree_with_each_other() {
         "clusterrolebinding.rbac.authorization.k8s.io/spire-controller-manager",
         "role.rbac.authorization.k8s.io/spire-controller-manager-leader-election",
         "rolebinding.rbac.authorization.k8s.io/spire-controller-manager-leader-election",
+        "role.rbac.authorization.k8s.io/spire-controller-manager-events",
+        "rolebinding.rbac.authorization.k8s.io/spire-controller-manager-events",
         "configmap/spire-controller-manager-config",
         "configmap/spire-server",
         "service/spire-controller-manager-webhook-service",
@@ -196,7 +198,10 @@ async fn manifests_apply_to_the_real_apiserver_and_agree_with_each_other() {
     assert_eq!(config.leader_election.resource_namespace.as_deref(), Some("spire-system"));
     assert_eq!(config.gc_interval, Duration::from_secs(10));
     let rbac = objects(&m.join("rbac.yaml"));
-    let role = rbac.iter().find(|o| o["kind"] == "Role").expect("a Role in rbac.yaml");
+    let role = rbac
+        .iter()
+        .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == "spire-controller-manager-leader-election")
+        .expect("the leader election Role in rbac.yaml");
     let named: Vec<&str> = role["rules"]
         .as_array()
         .unwrap()
@@ -207,6 +212,23 @@ async fn manifests_apply_to_the_real_apiserver_and_agree_with_each_other() {
     assert_eq!(named, [config.leader_election.resource_name.as_str()], "the Role names the config's Lease");
     let vwc = objects(&m.join("webhooks/validating.yaml"));
     assert_eq!(vwc[0]["metadata"]["name"], config.validating_webhook_configuration_name.as_str());
+    // The ClusterRole may touch exactly the webhook configurations the config names.
+    let cluster_role = rbac.iter().find(|o| o["kind"] == "ClusterRole").expect("the ClusterRole");
+    let webhook_names: BTreeSet<&str> = cluster_role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["apiGroups"][0] == "admissionregistration.k8s.io")
+        .flat_map(|r| r["resourceNames"].as_array().expect("webhook rules name their objects").iter())
+        .filter_map(Value::as_str)
+        .collect();
+    let configured: BTreeSet<&str> = [
+        config.validating_webhook_configuration_name.as_str(),
+        config.mutating_webhook_configuration_name.as_str(),
+        config.pod_observer_webhook_configuration_name.as_str(),
+    ]
+    .into();
+    assert_eq!(webhook_names, configured, "the ClusterRole names the configured webhook configurations");
     let server = objects(&m.join("spire-server.yaml"));
     let server_conf = server
         .iter()
@@ -307,6 +329,7 @@ impl Drop for TokenUserBindings {
         let _ = kubectl(&["delete", "clusterrolebinding", "e2e-manifests-token-user", "--ignore-not-found"]);
         let _ =
             kubectl(&["-n", "spire-system", "delete", "rolebinding", "e2e-manifests-token-user", "--ignore-not-found"]);
+        let _ = kubectl(&["-n", "default", "delete", "rolebinding", "e2e-manifests-token-user", "--ignore-not-found"]);
     }
 }
 
@@ -344,13 +367,21 @@ async fn rbac_is_enough_for_the_controller_and_no_more() {
         &["create", "leases.coordination.k8s.io", "-n", "spire-system"],
         &["get", &lease_ref, "-n", "spire-system"],
         &["update", &lease_ref, "-n", "spire-system"],
-        &["list", "validatingwebhookconfigurations.admissionregistration.k8s.io"],
-        &["watch", "validatingwebhookconfigurations.admissionregistration.k8s.io"],
-        &["patch", "validatingwebhookconfigurations.admissionregistration.k8s.io"],
-        &["patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io"],
+        &["list", "validatingwebhookconfigurations.admissionregistration.k8s.io/spire-controller-manager-webhook"],
+        &["watch", "validatingwebhookconfigurations.admissionregistration.k8s.io/spire-controller-manager-webhook"],
+        &["patch", "validatingwebhookconfigurations.admissionregistration.k8s.io/spire-controller-manager-webhook"],
+        &[
+            "patch",
+            "validatingwebhookconfigurations.admissionregistration.k8s.io/spire-controller-manager-pod-observer",
+        ],
+        &[
+            "patch",
+            "mutatingwebhookconfigurations.admissionregistration.k8s.io/spire-controller-manager-mutating-webhook",
+        ],
         &["create", "events.events.k8s.io", "-n", "default"],
         &["patch", "events.events.k8s.io", "-n", "default"],
         &["create", "events", "-n", "default"],
+        &["create", "events.events.k8s.io", "-n", "spire-system"],
     ];
     // What it must not be able to do.
     let denied: &[&[&str]] = &[
@@ -376,6 +407,10 @@ async fn rbac_is_enough_for_the_controller_and_no_more() {
         &["delete", "validatingwebhookconfigurations.admissionregistration.k8s.io"],
         &["update", "validatingwebhookconfigurations.admissionregistration.k8s.io"],
         &["delete", "events.events.k8s.io", "-n", "default"],
+        &["create", "events.events.k8s.io", "-n", "kube-system"],
+        &["patch", "validatingwebhookconfigurations.admissionregistration.k8s.io/someone-elses-webhook"],
+        &["patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io/someone-elses-webhook"],
+        &["list", "validatingwebhookconfigurations.admissionregistration.k8s.io"],
         &["create", "clusterrolebindings.rbac.authorization.k8s.io"],
         &["impersonate", "serviceaccounts", "-A"],
         &["create", "serviceaccounts/token", "-n", "spire-system"],
@@ -407,6 +442,12 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata: {name: e2e-manifests-token-user, namespace: spire-system}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: spire-controller-manager-leader-election}
+subjects: [{kind: ServiceAccount, name: spire-controller-manager, namespace: spire-system}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: e2e-manifests-token-user, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: spire-controller-manager-events}
 subjects: [{kind: ServiceAccount, name: spire-controller-manager, namespace: spire-system}]
 "#,
     );

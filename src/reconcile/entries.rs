@@ -4,7 +4,10 @@
 //! the SPIRE mirror if stale → `scm_core::plan` (pure) → delete, create, update in
 //! upstream's batch sizes → statuses, events, metrics. Nothing is deleted on a partial
 //! view: an unsynced cache or a failed list skips the pass; sources that fail to parse
-//! or render protect their entries (see `scm_core::Protection`).
+//! or render protect their entries (see `scm_core::Protection`); and a plan that would
+//! delete most of what this controller owns holds those deletes (the circuit breaker,
+//! `scm_core::GuardState`) until the same plan persists or an operator acknowledges it by
+//! annotating the controller's namespace with [`ALLOW_DELETES_ANNOTATION`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -27,6 +30,18 @@ pub trait WorldSource: Send + Sync {
     fn snapshot(&self) -> Result<World, String>;
 }
 
+/// The annotation on the controller's namespace that acknowledges a held plan (its id).
+pub const ALLOW_DELETES_ANNOTATION: &str = "spire.spiffe.io/allow-deletes";
+
+/// The circuit breaker's wiring.
+pub struct Guard {
+    pub settings: scm_core::DeletionGuard,
+    /// Where [`ALLOW_DELETES_ANNOTATION`] is read (`None`: only `releaseAfter` releases).
+    pub namespace: Option<String>,
+    /// What is held now (shown by `/status`).
+    pub held: Arc<std::sync::Mutex<Option<String>>>,
+}
+
 /// How often the unsupported-field probe runs (upstream: 10 minutes).
 const PROBE_INTERVAL: Duration = Duration::from_secs(600);
 
@@ -45,6 +60,10 @@ pub struct EntryReconciler {
     /// When set, gcInterval lists run in the background and poke this trigger when done.
     relisted: Option<Trigger>,
     background_list: Option<tokio::task::JoinHandle<Result<Vec<Entry>, String>>>,
+    guard: Guard,
+    guard_state: scm_core::GuardState,
+    epoch: Instant,
+    reported_hold: Option<String>,
 }
 
 /// What one pass did, for logs and tests.
@@ -80,7 +99,17 @@ impl EntryReconciler {
             reported_failures: HashSet::new(),
             relisted: None,
             background_list: None,
+            guard: Guard { settings: scm_core::DeletionGuard::default(), namespace: None, held: Arc::default() },
+            guard_state: scm_core::GuardState::default(),
+            epoch: Instant::now(),
+            reported_hold: None,
         }
+    }
+
+    /// The mass-deletion circuit breaker's settings and acknowledgement namespace.
+    pub fn with_guard(mut self, guard: Guard) -> Self {
+        self.guard = guard;
+        self
     }
 
     /// Lets gcInterval refreshes of the SPIRE mirror run beside passes: the full list is
@@ -206,6 +235,11 @@ impl EntryReconciler {
             &mut new_id,
         );
 
+        let owned = scm_core::owned_count(&current, &self.ownership);
+        drop(current);
+        let mut plan = plan;
+        self.check_deletes(&world, owned, &mut plan).await;
+
         let mut report = PassReport { kept: plan.kept.len(), ..Default::default() };
         for (entry, why) in &plan.kept {
             tracing::debug!(entry_id = %entry.id, spiffe_id = %entry.spiffe_id, reason = %why, "keeping undeclared entry");
@@ -216,6 +250,58 @@ impl EntryReconciler {
         self.report_render_failures(&declared).await;
         self.write_statuses(&world, &declared, &failures).await;
         Ok(report)
+    }
+
+    /// The circuit breaker: holds (removes from `plan`) deletes of most of what we own.
+    async fn check_deletes(&mut self, world: &World, owned: usize, plan: &mut Plan) {
+        let ack = self.guard.namespace.as_ref().and_then(|ns| {
+            world
+                .namespaces
+                .iter()
+                .find(|n| n.metadata.name.as_ref() == Some(ns))
+                .and_then(|n| n.metadata.annotations.as_ref()?.get(ALLOW_DELETES_ANNOTATION).cloned())
+        });
+        let now = self.epoch.elapsed();
+        let verdict = self.guard_state.check(&self.guard.settings, &plan.deletes, owned, ack.as_deref(), now);
+        match verdict {
+            scm_core::DeleteVerdict::Proceed => {
+                if self.reported_hold.take().is_some() && !plan.deletes.is_empty() {
+                    tracing::warn!(deletes = plan.deletes.len(), "held deletes released");
+                }
+                self.metrics.entry_deletes_held.set(0);
+                *self.guard.held.lock().unwrap() = None;
+            }
+            scm_core::DeleteVerdict::Hold { plan_id, deletes, owned, held_for } => {
+                let release = match (&self.guard.namespace, self.guard.settings.release_after) {
+                    (Some(ns), Some(after)) => format!(
+                        "released when the same plan has persisted for {}s, or at once with: kubectl annotate namespace {ns} {ALLOW_DELETES_ANNOTATION}={plan_id} --overwrite",
+                        after.as_secs()
+                    ),
+                    (Some(ns), None) => format!(
+                        "released with: kubectl annotate namespace {ns} {ALLOW_DELETES_ANNOTATION}={plan_id} --overwrite"
+                    ),
+                    (None, Some(after)) => {
+                        format!("released when the same plan has persisted for {}s", after.as_secs())
+                    }
+                    (None, None) => "never released on its own (deletionGuard.releaseAfter is 0)".to_owned(),
+                };
+                let message = format!(
+                    "holding {deletes} of {owned} owned SPIRE entries from deletion (plan {plan_id}, held {}s): {release}",
+                    held_for.as_secs()
+                );
+                if self.reported_hold.as_deref() != Some(plan_id.as_str()) {
+                    tracing::warn!(plan_id, deletes, owned, "mass deletion held: {message}");
+                    for e in plan.deletes.iter().take(5) {
+                        tracing::warn!(entry_id = %e.id, spiffe_id = %e.spiffe_id, "held delete (first 5 shown)");
+                    }
+                    self.status.deletes_held(&message).await;
+                    self.reported_hold = Some(plan_id);
+                }
+                self.metrics.entry_deletes_held.set(deletes as i64);
+                *self.guard.held.lock().unwrap() = Some(message);
+                plan.deletes.clear();
+            }
+        }
     }
 
     /// A full list in the background, journaling our writes until it is installed.

@@ -572,6 +572,37 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
         .filter(|n| *n > 0)
         .unwrap_or(DEFAULT_ENTRY_RENDER_CACHE_SIZE);
 
+    let mut deletion_guard = DeletionGuard::default();
+    if let Some(mut g) = o.obj("deletionGuard", cx) {
+        if let Some((n, path)) = g.get("maxShare") {
+            match n {
+                Node::Int(_) | Node::Float(_) => {
+                    let v = match n {
+                        Node::Int(i) => *i as f64,
+                        Node::Float(x) => *x,
+                        _ => unreachable!(),
+                    };
+                    if (0.0..=1.0).contains(&v) {
+                        deletion_guard.max_share = v;
+                    } else {
+                        cx.problem(&path, format!("must be between 0 and 1, got {v}"));
+                    }
+                }
+                other => cx.wrong_type(&path, "a number between 0 and 1", other),
+            }
+        }
+        if let Some(n) = g.int("minEntries", cx) {
+            match usize::try_from(n) {
+                Ok(n) if n >= 1 => deletion_guard.min_entries = n,
+                _ => cx.problem("deletionGuard.minEntries", format!("must be at least 1, got {n}")),
+            }
+        }
+        if let Some(n) = g.meta_duration("releaseAfter", cx) {
+            deletion_guard.release_after = (n > 0).then(|| nanos_to_std(n));
+        }
+        g.finish(cx, &[]);
+    }
+
     // `metadata` is not a field of upstream's type either, but it is what every example has.
     o.finish(cx, &["metadata"]);
 
@@ -841,5 +872,6 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
         expand_env_static_manifests,
         enable_entry_render_cache,
         entry_render_cache_size,
+        deletion_guard,
     })
 }

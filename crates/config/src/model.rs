@@ -120,6 +120,27 @@ pub struct Config {
     pub enable_entry_render_cache: bool,
     /// `entryRenderCacheSize`: LRU capacity (≤ 0 in the file means 300000).
     pub entry_render_cache_size: usize,
+    /// `deletionGuard` (extension): the mass-deletion circuit breaker.
+    pub deletion_guard: DeletionGuard,
+}
+
+/// `deletionGuard` (extension): a pass that would delete more than `maxShare` of the
+/// entries this controller owns, and at least `minEntries` of them, holds those deletes
+/// until the same plan has persisted for `releaseAfter` or an operator acknowledges it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeletionGuard {
+    /// `maxShare` (0.5); 1 turns the guard off.
+    pub max_share: f64,
+    /// `minEntries` (20).
+    pub min_entries: usize,
+    /// `releaseAfter` (10m); `0` means only an acknowledgement releases held deletes.
+    pub release_after: Option<Duration>,
+}
+
+impl Default for DeletionGuard {
+    fn default() -> Self {
+        Self { max_share: 0.5, min_entries: 20, release_after: Some(Duration::from_secs(600)) }
+    }
 }
 
 /// `logLevel`.
@@ -433,6 +454,15 @@ impl Config {
         y.kv(0, "expandEnvStaticManifests", &self.expand_env_static_manifests.to_string());
         y.kv(0, "enableEntryRenderCache", &self.enable_entry_render_cache.to_string());
         y.kv(0, "entryRenderCacheSize", &self.entry_render_cache_size.to_string());
+        let g = &self.deletion_guard;
+        y.key(0, "deletionGuard");
+        y.kv(1, "maxShare", &g.max_share.to_string());
+        y.kv(1, "minEntries", &g.min_entries.to_string());
+        y.kv(
+            1,
+            "releaseAfter",
+            &q(&g.release_after.map(|d| format!("{}s", d.as_secs())).unwrap_or_else(|| "0s".into())),
+        );
         y.out
     }
 }

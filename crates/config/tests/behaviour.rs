@@ -381,3 +381,24 @@ fn webhook_configuration_names() {
     let e = err("podObserverWebhookConfigurationName: \"\"\n");
     assert!(e.contains("podObserverWebhookConfigurationName") && e.contains("must not be empty"), "{e}");
 }
+
+#[test]
+fn deletion_guard() {
+    assert_eq!(cfg("").deletion_guard, DeletionGuard::default());
+    let g = cfg("deletionGuard:\n  maxShare: 0.25\n  minEntries: 5\n  releaseAfter: 0s\n").deletion_guard;
+    assert_eq!(g, DeletionGuard { max_share: 0.25, min_entries: 5, release_after: None });
+    assert_eq!(cfg("deletionGuard:\n  maxShare: 1\n").deletion_guard.max_share, 1.0);
+    assert_eq!(
+        cfg("deletionGuard:\n  releaseAfter: 90s\n").deletion_guard.release_after,
+        Some(Duration::from_secs(90))
+    );
+    assert!(err("deletionGuard:\n  maxShare: 2\n").contains("deletionGuard.maxShare: must be between 0 and 1"));
+    assert!(err("deletionGuard:\n  minEntries: 0\n").contains("deletionGuard.minEntries"));
+    assert!(err("deletionGuard:\n  releaseAfter: soon\n").contains("deletionGuard.releaseAfter"));
+}
+
+#[test]
+fn helm_chart_float_gc_interval() {
+    // The SPIRE helm chart renders 10s as a YAML float.
+    assert_eq!(cfg("gcInterval: 1e+10\n").gc_interval, Duration::from_secs(10));
+}

@@ -7,6 +7,7 @@
 //!   (masking), stats, render failures, [`Protection`].
 //! - [`plan`]: declared vs current SPIRE entries under an [`Ownership`] → deletes, creates,
 //!   updates (protected would-be deletes are kept).
+//! - [`GuardState::check`]: the mass-deletion circuit breaker.
 //! - [`parse_cluster_spiffe_id`], [`parse_static_entry`], [`parse_label_selector`]: shared
 //!   with the admission webhook.
 
@@ -16,6 +17,7 @@ mod declare;
 mod diff;
 mod duration;
 mod fast;
+mod guard;
 mod key;
 mod labels;
 mod parse;
@@ -30,6 +32,7 @@ pub use declare::{
     StaticEntryOutcome, declare_entries,
 };
 pub use diff::{EntryOwnership, Ownership, Plan, UnsupportedFields, outdated_fields, plan};
+pub use guard::{DeleteVerdict, DeletionGuard, GuardState, owned_count, plan_id};
 pub use key::{EntryKey, entry_key, is_join_token_entry, pod_uid_of};
 pub use labels::{LabelSelectorMatcher, Requirement, parse_label_selector};
 pub use parse::{
