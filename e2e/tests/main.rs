@@ -5,6 +5,7 @@ mod chart;
 pub mod entries;
 mod federation;
 mod harness;
+mod hostile;
 mod manifests;
 mod ops;
 mod smoke;
