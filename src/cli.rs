@@ -14,9 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::reconcile::entries::WorldSource;
-use crate::reconcile::federation::CftdSource;
-use crate::status::StatusSink;
+use crate::reconcile::ports::StatusSink;
+use crate::reconcile::ports::{CftdSource, WorldSource};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -284,8 +283,8 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
         prefix: Some(config.entry_id_prefix.clone()).filter(|p| !p.is_empty()),
         cleanup: config.entry_id_prefix_cleanup.clone(),
     };
-    let entry_trigger = crate::reconcile::trigger::Trigger::new();
-    let federation_trigger = crate::reconcile::trigger::Trigger::new();
+    let entry_trigger = crate::trigger::Trigger::new();
+    let federation_trigger = crate::trigger::Trigger::new();
 
     let mut loops = tokio::task::JoinSet::new();
     let lease_task;
@@ -306,15 +305,15 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
         if config.reconcile.cluster_static_entries {
             entries = Some((
                 source.clone() as Arc<dyn WorldSource>,
-                Arc::new(crate::status::NoStatus) as Arc<dyn StatusSink>,
+                Arc::new(crate::reconcile::ports::NoStatus) as Arc<dyn StatusSink>,
             ));
         }
         if config.reconcile.cluster_federated_trust_domains {
-            federation = Some((source as Arc<dyn CftdSource>, Arc::new(crate::status::NoStatus)));
+            federation = Some((source as Arc<dyn CftdSource>, Arc::new(crate::reconcile::ports::NoStatus)));
         }
     } else {
         let client = kube_client(&args).await?;
-        let cache_namespaces = crate::k8s::world::NamespaceScope::from_config(&config.cache_namespaces);
+        let cache_namespaces = crate::scope::NamespaceScope::from_config(&config.cache_namespaces);
         let watch_set = crate::k8s::world::WatchSet {
             cluster_spiffe_ids: config.reconcile.cluster_spiffe_ids,
             cluster_static_entries: config.reconcile.cluster_static_entries,
@@ -392,9 +391,9 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
             tracing::info!("webhooks disabled (ENABLE_WEBHOOKS=false)");
         }
         let status: Arc<dyn StatusSink> =
-            Arc::new(crate::status::KubeStatus::new(client.clone(), degradations.clone()));
+            Arc::new(crate::k8s::status::KubeStatus::new(client.clone(), degradations.clone()));
         if config.reconcile.cluster_federated_trust_domains {
-            federation = Some((Arc::new(crate::reconcile::federation::KubeCftds(stores.clone())), status.clone()));
+            federation = Some((Arc::new(crate::k8s::world::KubeCftds(stores.clone())), status.clone()));
         }
         if config.reconcile.cluster_spiffe_ids || config.reconcile.cluster_static_entries {
             entries = Some((Arc::new(crate::k8s::world::KubeWorld(stores.clone(), Some(early))), status));
@@ -429,7 +428,7 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
         });
         let r = crate::reconcile::entries::EntryReconciler::new(
             source,
-            spire.clone(),
+            Arc::new(spire.clone()),
             settings,
             ownership,
             metrics.clone(),
@@ -631,7 +630,7 @@ impl LoopContext {
         &self,
         set: &mut tokio::task::JoinSet<&'static str>,
         name: &'static str,
-        trigger: crate::reconcile::trigger::Trigger,
+        trigger: crate::trigger::Trigger,
         mut reconciler: R,
     ) {
         let (gc_interval, leader, cancel, health) =

@@ -13,4 +13,5 @@ pub mod manifests;
 pub mod memory;
 pub mod metrics;
 pub mod reconcile;
-pub mod status;
+pub mod scope;
+pub mod trigger;

@@ -15,8 +15,8 @@ use scm_api::{ClusterFederatedTrustDomain, ClusterStaticEntry};
 use scm_core::World;
 use tokio_util::sync::CancellationToken;
 
-use crate::reconcile::entries::WorldSource;
-use crate::reconcile::trigger::Trigger;
+use crate::reconcile::ports::{CftdSource, WorldSource};
+use crate::trigger::Trigger;
 
 #[derive(Default, Clone, Debug)]
 pub struct Manifests {
@@ -183,5 +183,11 @@ mod tests {
         std::fs::write(dir.path().join("e.yaml"), "apiVersion: spire.spiffe.io/v1alpha1\nkind: ClusterStaticEntry\nmetadata: {name: a}\nspec: {spiffeID: 'spiffe://${TD}/a', parentID: 'spiffe://td/p', selectors: ['a:b']}\n").unwrap();
         let m = load_dir(dir.path(), true, &|k| (k == "TD").then(|| "expanded.org".to_owned())).unwrap();
         assert_eq!(m.static_entries[0].spec.spiffe_id, "spiffe://expanded.org/a");
+    }
+}
+
+impl CftdSource for ManifestDir {
+    fn list(&self) -> Result<Vec<Arc<ClusterFederatedTrustDomain>>, String> {
+        Ok(self.load()?.federated_trust_domains)
     }
 }

@@ -20,8 +20,8 @@ use k8s_openapi::api::core::v1::Pod;
 use scm_core::PodInfo;
 use scm_webhook::{ObservedPod, PodSink};
 
-use crate::k8s::world::NamespaceScope;
-use crate::reconcile::trigger::Trigger;
+use crate::scope::NamespaceScope;
+use crate::trigger::Trigger;
 
 const TTL: Duration = Duration::from_secs(60);
 /// Pods being confirmed at once; hints beyond this are dropped (the watch catches up).

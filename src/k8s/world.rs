@@ -12,18 +12,19 @@ use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use kube::runtime::watcher;
-use scm_api::{ClusterFederatedTrustDomain, ClusterSPIFFEID, ClusterStaticEntry};
+use scm_api::{CLASS_NAME_LABEL, ClusterFederatedTrustDomain, ClusterSPIFFEID, ClusterStaticEntry};
 use scm_core::{PodFields, PodInfo, World};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use super::pods::PodFieldsKept;
 use super::pods::{SpecInterner, pod_changed};
+pub use super::watch::Watched;
 use super::watch::{
     Convert, Optional, Watches, cluster_api, content_changed, namespaced_apis, spec_changed, trim_meta,
 };
-pub use super::watch::{NamespaceScope, Watched};
-use crate::reconcile::trigger::Trigger;
+use crate::scope::NamespaceScope;
+use crate::trigger::Trigger;
 
 /// Which kinds to watch (from the config's `reconcile` block).
 #[derive(Clone, Debug)]
@@ -55,9 +56,6 @@ const ENDPOINT_SLICES: Optional = Optional {
     missing_rule: "list/watch endpointslices.discovery.k8s.io",
     lost: "autoPopulateDNSNames takes Service names from Endpoints only",
 };
-
-/// The label upstream's `filterByClassName` selects on.
-pub const CLASS_NAME_LABEL: &str = "spire.spiffe.io/class-name";
 
 /// All the stores the reconcilers read.
 pub struct Stores {
@@ -228,7 +226,7 @@ fn trim_node(node: &mut Node) {
 /// overlaid (early registration).
 pub struct KubeWorld(pub Arc<Stores>, pub Option<crate::k8s::early::EarlyPods>);
 
-impl crate::reconcile::entries::WorldSource for KubeWorld {
+impl crate::reconcile::ports::WorldSource for KubeWorld {
     fn snapshot(&self) -> Result<World, String> {
         let unsynced = self.0.unsynced();
         let entry_unsynced: Vec<&str> = unsynced.into_iter().filter(|n| *n != "clusterfederatedtrustdomains").collect();
@@ -241,5 +239,17 @@ impl crate::reconcile::entries::WorldSource for KubeWorld {
             early.overlay(&mut world.pods);
         }
         Ok(world)
+    }
+}
+
+/// CRs from the Kubernetes watch (only once synced).
+pub struct KubeCftds(pub Arc<Stores>);
+
+impl crate::reconcile::ports::CftdSource for KubeCftds {
+    fn list(&self) -> Result<Vec<Arc<ClusterFederatedTrustDomain>>, String> {
+        if !self.0.cluster_federated_trust_domains.is_synced() {
+            return Err("ClusterFederatedTrustDomain cache not synced".into());
+        }
+        Ok(self.0.cluster_federated_trust_domains.state())
     }
 }

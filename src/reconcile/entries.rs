@@ -16,19 +16,12 @@ use std::time::{Duration, Instant};
 use scm_api::ClusterSPIFFEIDStats;
 use scm_core::{Declared, Ownership, Plan, RenderCache, Settings, SourceKind, SourceRef, UnsupportedFields, World};
 use scm_spiffe::Entry;
-use scm_spire_api::Client as SpireClient;
 
 use super::mirror::Mirror;
-use super::trigger::Trigger;
-use super::{PassKind, PassOutcome};
-use crate::metrics::Metrics;
-use crate::status::StatusSink;
-
-/// Where the world comes from: Kubernetes watches or a static manifest directory.
-pub trait WorldSource: Send + Sync {
-    /// `Err(why)` when the view is not complete (unsynced cache, unreadable manifest).
-    fn snapshot(&self) -> Result<World, String>;
-}
+use super::ports::{EntryApi, StatusSink, WorldSource};
+use super::{PassKind, PassOutcome, observe, observe_batch};
+use crate::metrics::{Metrics, PassGuard};
+use crate::trigger::Trigger;
 
 /// The annotation on the controller's namespace that acknowledges a held plan (its id).
 pub const ALLOW_DELETES_ANNOTATION: &str = "spire.spiffe.io/allow-deletes";
@@ -47,7 +40,7 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(600);
 
 pub struct EntryReconciler {
     pub source: Arc<dyn WorldSource>,
-    pub spire: SpireClient,
+    pub spire: Arc<dyn EntryApi>,
     pub settings: Settings,
     pub ownership: Ownership,
     pub metrics: Metrics,
@@ -79,7 +72,7 @@ pub struct PassReport {
 impl EntryReconciler {
     pub fn new(
         source: Arc<dyn WorldSource>,
-        spire: SpireClient,
+        spire: Arc<dyn EntryApi>,
         settings: Settings,
         ownership: Ownership,
         metrics: Metrics,
@@ -130,44 +123,45 @@ impl EntryReconciler {
     }
 
     pub async fn pass(&mut self, kind: PassKind) -> PassOutcome {
-        let started = Instant::now();
         let lists_before = self.mirror.lists_installed();
-        if let PassKind::Triggered(lag) = kind {
-            self.metrics.trigger_lag.with_label_values(&["entry"]).observe(lag.as_secs_f64());
-        }
-        let (result, outcome) = match self.try_pass(kind).await {
-            Ok(report) => {
-                if report.created + report.updated + report.deleted + report.failed > 0 {
-                    tracing::info!(
-                        created = report.created,
-                        updated = report.updated,
-                        deleted = report.deleted,
-                        failed = report.failed,
-                        kept = report.kept,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "entry pass applied changes"
-                    );
-                } else {
-                    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "entry pass: nothing to change");
+        let outcome = {
+            let mut pass = PassGuard::start(&self.metrics, "entry", kind);
+            match self.try_pass(kind).await {
+                Ok(report) => {
+                    let elapsed_ms = pass.elapsed().as_millis() as u64;
+                    if report.created + report.updated + report.deleted + report.failed > 0 {
+                        tracing::info!(
+                            created = report.created,
+                            updated = report.updated,
+                            deleted = report.deleted,
+                            failed = report.failed,
+                            kept = report.kept,
+                            elapsed_ms,
+                            "entry pass applied changes"
+                        );
+                    } else {
+                        tracing::debug!(elapsed_ms, "entry pass: nothing to change");
+                    }
+                    pass.result("ok");
+                    PassOutcome::Done
                 }
-                ("ok", PassOutcome::Done)
-            }
-            Err(PassError::NotReady(why)) => {
-                if self.mirror.is_fresh() || self.last_probe.is_some() {
-                    tracing::info!(reason = %why, "entry pass skipped: view incomplete");
-                } else {
-                    tracing::debug!(reason = %why, "waiting for a complete view before the first pass");
+                Err(PassError::NotReady(why)) => {
+                    if self.mirror.is_fresh() || self.last_probe.is_some() {
+                        tracing::info!(reason = %why, "entry pass skipped: view incomplete");
+                    } else {
+                        tracing::debug!(reason = %why, "waiting for a complete view before the first pass");
+                    }
+                    pass.result("skipped");
+                    PassOutcome::Retry(Duration::from_millis(500))
                 }
-                ("skipped", PassOutcome::Retry(Duration::from_millis(500)))
-            }
-            Err(PassError::Spire(err)) => {
-                tracing::warn!(error = %err, "entry pass aborted: SPIRE Server API");
-                self.mirror.invalidate();
-                ("error", PassOutcome::Retry(Duration::from_secs(1)))
+                Err(PassError::Spire(err)) => {
+                    tracing::warn!(error = %err, "entry pass aborted: SPIRE Server API");
+                    self.mirror.invalidate();
+                    pass.result("error");
+                    PassOutcome::Retry(Duration::from_secs(1))
+                }
             }
         };
-        self.metrics.passes.with_label_values(&["entry", result]).inc();
-        self.metrics.pass_duration.with_label_values(&["entry", result]).observe(started.elapsed().as_secs_f64());
         // A pass that installed a list of SPIRE's entries freed the previous copy of every
         // entry: hand the freed pages back (off the measured pass; other passes reuse
         // what they free).
@@ -535,33 +529,4 @@ impl super::Reconciler for EntryReconciler {
     fn reset(&mut self) {
         self.invalidate();
     }
-}
-
-/// Records latency and errors of one SPIRE call (all pages or batches of it).
-pub async fn observe<T>(
-    metrics: &Metrics,
-    method: &'static str,
-    call: impl std::future::Future<Output = Result<T, scm_spire_api::SpireError>>,
-) -> Result<T, scm_spire_api::SpireError> {
-    let started = Instant::now();
-    let result = call.await;
-    metrics.spire_rpc_duration.with_label_values(&[method]).observe(started.elapsed().as_secs_f64());
-    if let Err(err) = &result {
-        metrics.spire_rpc_errors.with_label_values(&[method, err.metric_label()]).inc();
-    }
-    result
-}
-
-pub async fn observe_batch<T>(
-    metrics: &Metrics,
-    method: &'static str,
-    call: impl std::future::Future<Output = Result<Vec<scm_spire_api::BatchResult<T>>, scm_spire_api::BatchError<T>>>,
-) -> Result<Vec<scm_spire_api::BatchResult<T>>, scm_spire_api::BatchError<T>> {
-    let started = Instant::now();
-    let result = call.await;
-    metrics.spire_rpc_duration.with_label_values(&[method]).observe(started.elapsed().as_secs_f64());
-    if let Err(err) = &result {
-        metrics.spire_rpc_errors.with_label_values(&[method, err.error.metric_label()]).inc();
-    }
-    result
 }

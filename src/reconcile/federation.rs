@@ -5,20 +5,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::ResourceExt;
 use scm_api::ClusterFederatedTrustDomain;
-use scm_federation::{FederationReconciler, PassOutcome as Outcome};
+use scm_federation::{FederationApi, FederationReconciler, PassOutcome as Outcome};
+use scm_spiffe::{FederationRelationship, TrustDomain};
+use scm_spire_api::SpireError;
 
-use super::{PassKind, PassOutcome};
-use crate::metrics::Metrics;
-use crate::status::StatusSink;
-
-/// Where the ClusterFederatedTrustDomains come from.
-pub trait CftdSource: Send + Sync {
-    fn list(&self) -> Result<Vec<Arc<ClusterFederatedTrustDomain>>, String>;
-}
+use super::ports::{Batch, CftdSource, StatusSink};
+use super::{PassKind, PassOutcome, observe, observe_batch};
+use crate::metrics::{Metrics, PassGuard};
 
 pub struct FederationLoop {
     source: Arc<dyn CftdSource>,
@@ -49,50 +46,30 @@ impl FederationLoop {
     }
 
     async fn run(&mut self, kind: PassKind) -> PassOutcome {
-        let started = Instant::now();
-        if let PassKind::Triggered(lag) = kind {
-            self.metrics.trigger_lag.with_label_values(&["federation"]).observe(lag.as_secs_f64());
-        }
+        let mut pass = PassGuard::start(&self.metrics, "federation", kind);
         let crs = match self.source.list() {
             Ok(crs) => crs,
             Err(why) => {
                 tracing::info!(reason = %why, "federation pass skipped: view incomplete");
-                self.count("skipped", started);
+                pass.result("skipped");
                 return PassOutcome::Retry(Duration::from_millis(500));
             }
         };
-        let spire = self.spire.clone();
-        let result = match self.inner.pass(&spire, &crs).await {
+        let api = Timed { inner: &self.spire, metrics: &self.metrics };
+        let result = match self.inner.pass_with(&api, &crs).await {
             Ok(r) => r,
             Err(err) => {
-                self.metrics.spire_rpc_errors.with_label_values(&["ListFederationRelationships", "error"]).inc();
                 tracing::warn!(error = %err, "federation pass aborted");
-                self.count("error", started);
+                pass.result("error");
                 return PassOutcome::Retry(Duration::from_secs(1));
             }
         };
         let m = &self.metrics;
-        for (op, n) in [("create", result.created), ("update", result.updated), ("delete", result.deleted)] {
-            if n > 0 {
-                m.federation_writes.with_label_values(&[op, "ok"]).inc_by(n as u64);
-            }
+        for ((op, res), n) in &result.writes {
+            m.federation_writes.with_label_values(&[op, res]).inc_by(*n);
         }
-        if result.failed > 0 {
-            m.federation_writes.with_label_values(&["any", "failed"]).inc_by(result.failed as u64);
-        }
-        let mut by_outcome: BTreeMap<&str, i64> =
-            BTreeMap::from([("ready", 0), ("invalid", 0), ("conflict", 0), ("apply_failed", 0)]);
-        for o in result.outcomes.values() {
-            let k = match o {
-                Outcome::Ready { .. } => "ready",
-                Outcome::Invalid { .. } => "invalid",
-                Outcome::Conflict { .. } => "conflict",
-                Outcome::ApplyFailed { .. } => "apply_failed",
-            };
-            *by_outcome.entry(k).or_default() += 1;
-        }
-        for (k, v) in by_outcome {
-            m.federation_relationships.with_label_values(&[k]).set(v);
+        for (label, n) in result.outcome_counts() {
+            m.federation_relationships.with_label_values(&[label]).set(n as i64);
         }
         if result.created + result.updated + result.deleted + result.failed > 0 {
             tracing::info!(
@@ -106,17 +83,16 @@ impl FederationLoop {
         for (td, why) in &result.kept {
             tracing::warn!(trust_domain = %td, reason = %why, "keeping federation relationship");
         }
+        for f in &result.delete_failures {
+            tracing::warn!(trust_domain = %f.trust_domain, error = %f.message, "deleting federation relationship failed");
+        }
         self.report(&crs, &result.outcomes).await;
-        self.count("ok", started);
+        pass.result("ok");
         PassOutcome::Done
     }
 
-    fn count(&self, result: &str, started: Instant) {
-        self.metrics.passes.with_label_values(&["federation", result]).inc();
-        self.metrics.pass_duration.with_label_values(&["federation", result]).observe(started.elapsed().as_secs_f64());
-    }
-
-    /// Status conditions (only on change) and one Event per new problem.
+    /// Status conditions (only on change) and one Event per new problem, in the words
+    /// `scm_federation` chose (`PassOutcome::reason`, `PassOutcome::message`).
     async fn report(&mut self, crs: &[Arc<ClusterFederatedTrustDomain>], outcomes: &BTreeMap<String, Outcome>) {
         let mut now_reported = BTreeMap::new();
         for cr in crs {
@@ -124,30 +100,7 @@ impl FederationLoop {
             let Some(outcome) = outcomes.get(&name) else {
                 continue;
             };
-            let (ok, reason, message) = match outcome {
-                Outcome::Ready { trust_domain, .. } => {
-                    (true, "Applied", format!("federation relationship with {trust_domain} is in SPIRE"))
-                }
-                Outcome::ApplyFailed { message, .. } => (false, "ApplyFailed", message.clone()),
-                Outcome::Invalid { message, kept } => (
-                    false,
-                    "Invalid",
-                    match kept {
-                        Some(td) => {
-                            format!("{message} (the existing relationship with {td} is kept)")
-                        }
-                        None => message.clone(),
-                    },
-                ),
-                Outcome::Conflict { winner } => (
-                    false,
-                    "Conflict",
-                    format!(
-                        "trust domain {} is already declared by the older ClusterFederatedTrustDomain {winner}",
-                        cr.spec.trust_domain
-                    ),
-                ),
-            };
+            let (ok, reason, message) = (outcome.is_ready(), outcome.reason(), outcome.message());
             if !ok {
                 let key = format!("{reason}: {message}");
                 if self.reported.get(&name) != Some(&key) {
@@ -162,26 +115,52 @@ impl FederationLoop {
     }
 }
 
+/// The federation calls, timed and counted like the entry calls.
+struct Timed<'a, A> {
+    inner: &'a A,
+    metrics: &'a Metrics,
+}
+
+impl<A: FederationApi> FederationApi for Timed<'_, A> {
+    fn list_federation_relationships(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Vec<FederationRelationship>, SpireError>> + Send {
+        observe(self.metrics, "ListFederationRelationships", self.inner.list_federation_relationships())
+    }
+    fn create_federation_relationships(
+        &self,
+        relationships: &[FederationRelationship],
+    ) -> impl std::future::Future<Output = Batch<FederationRelationship>> + Send {
+        observe_batch(
+            self.metrics,
+            "BatchCreateFederationRelationship",
+            self.inner.create_federation_relationships(relationships),
+        )
+    }
+    fn update_federation_relationships(
+        &self,
+        relationships: &[FederationRelationship],
+    ) -> impl std::future::Future<Output = Batch<FederationRelationship>> + Send {
+        observe_batch(
+            self.metrics,
+            "BatchUpdateFederationRelationship",
+            self.inner.update_federation_relationships(relationships),
+        )
+    }
+    fn delete_federation_relationships(
+        &self,
+        trust_domains: &[TrustDomain],
+    ) -> impl std::future::Future<Output = Batch<TrustDomain>> + Send {
+        observe_batch(
+            self.metrics,
+            "BatchDeleteFederationRelationship",
+            self.inner.delete_federation_relationships(trust_domains),
+        )
+    }
+}
+
 impl super::Reconciler for FederationLoop {
     fn pass(&mut self, kind: PassKind) -> futures::future::BoxFuture<'_, PassOutcome> {
         Box::pin(self.run(kind))
-    }
-}
-
-/// CRs from the Kubernetes watch (only once synced).
-pub struct KubeCftds(pub Arc<crate::k8s::world::Stores>);
-
-impl CftdSource for KubeCftds {
-    fn list(&self) -> Result<Vec<Arc<ClusterFederatedTrustDomain>>, String> {
-        if !self.0.cluster_federated_trust_domains.is_synced() {
-            return Err("ClusterFederatedTrustDomain cache not synced".into());
-        }
-        Ok(self.0.cluster_federated_trust_domains.state())
-    }
-}
-
-impl CftdSource for crate::manifests::ManifestDir {
-    fn list(&self) -> Result<Vec<Arc<ClusterFederatedTrustDomain>>, String> {
-        Ok(self.load()?.federated_trust_domains)
     }
 }

@@ -4,14 +4,15 @@
 pub mod entries;
 pub mod federation;
 pub mod mirror;
-pub mod trigger;
+pub mod ports;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use trigger::Trigger;
+use crate::metrics::Metrics;
+use crate::trigger::Trigger;
 
 /// What a pass reports to the loop.
 pub enum PassOutcome {
@@ -124,4 +125,33 @@ pub enum PassKind {
     Triggered(Duration),
     /// A retry after a failed pass.
     Retry,
+}
+
+/// Records latency and errors of one SPIRE call (all pages or batches of it).
+pub async fn observe<T>(
+    metrics: &Metrics,
+    method: &'static str,
+    call: impl std::future::Future<Output = Result<T, scm_spire_api::SpireError>>,
+) -> Result<T, scm_spire_api::SpireError> {
+    let started = Instant::now();
+    let result = call.await;
+    metrics.spire_rpc_duration.with_label_values(&[method]).observe(started.elapsed().as_secs_f64());
+    if let Err(err) = &result {
+        metrics.spire_rpc_errors.with_label_values(&[method, err.metric_label()]).inc();
+    }
+    result
+}
+
+pub async fn observe_batch<T>(
+    metrics: &Metrics,
+    method: &'static str,
+    call: impl std::future::Future<Output = Result<Vec<scm_spire_api::BatchResult<T>>, scm_spire_api::BatchError<T>>>,
+) -> Result<Vec<scm_spire_api::BatchResult<T>>, scm_spire_api::BatchError<T>> {
+    let started = Instant::now();
+    let result = call.await;
+    metrics.spire_rpc_duration.with_label_values(&[method]).observe(started.elapsed().as_secs_f64());
+    if let Err(err) = &result {
+        metrics.spire_rpc_errors.with_label_values(&[method, err.error.metric_label()]).inc();
+    }
+    result
 }

@@ -38,9 +38,7 @@ pub const DEFAULT_LIVENESS_ENDPOINT_NAME: &str = "/healthz";
 /// controller-runtime's webhook server port.
 pub const DEFAULT_WEBHOOK_PORT: u16 = 9443;
 /// The parent ID template used when `parentIDTemplate` is empty (`pkg/spireentry`).
-/// TODO(scm-template): re-export `scm_template::DEFAULT_PARENT_ID_TEMPLATE` instead once it exists.
-pub const DEFAULT_PARENT_ID_TEMPLATE: &str =
-    "spiffe://{{ .TrustDomain }}/spire/agent/k8s_psat/{{ .ClusterName }}/{{ .NodeMeta.UID }}";
+pub use scm_template::DEFAULT_PARENT_ID_TEMPLATE;
 pub const DEFAULT_ENTRY_RENDER_CACHE_SIZE: usize = 300_000;
 /// Service whose CNAME reveals the cluster domain (see [`parse_cluster_domain_from_cname`]).
 pub const K8S_DEFAULT_SERVICE: &str = "kubernetes.default.svc";

@@ -1,6 +1,5 @@
 //! World snapshot + settings → the entries SPIRE should hold, per-object stats, render
-//! failures and what must be protected from deletion (compat-spec §2, §4.3 steps 5–7,
-//! §4.4, §4.5).
+//! failures and what must be protected from deletion (ARCHITECTURE.md §2–§5).
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
@@ -246,7 +245,7 @@ impl RenderCache {
     }
 }
 
-/// Precedence data of a declaring object (compat-spec §4.4).
+/// Precedence data of a declaring object (ARCHITECTURE.md §4).
 struct Prec<'w> {
     created: Option<&'w Timestamp>,
     deleted: Option<&'w Timestamp>,

@@ -1,5 +1,4 @@
-//! Declared entries vs the entries SPIRE holds → a write plan (compat-spec §4.3 steps 3, 7,
-//! 8 and §4.6).
+//! Declared entries vs the entries SPIRE holds → a write plan (ARCHITECTURE.md §4, §5).
 
 use scm_spiffe::Entry;
 

@@ -1,4 +1,4 @@
-//! Per-pod entry construction (upstream `renderPodEntry`), compat-spec §2.3/§2.4.
+//! Per-pod entry construction (upstream `renderPodEntry`), ARCHITECTURE.md §3.
 
 use std::collections::HashSet;
 

@@ -1,4 +1,4 @@
-//! ClusterFederatedTrustDomain → SPIRE federation relationships (compat-spec §1.3, §4.11).
+//! ClusterFederatedTrustDomain → SPIRE federation relationships (ARCHITECTURE.md §6).
 //!
 //! - [`parse_federated_trust_domain`]: upstream's `ParseClusterFederatedTrustDomainSpec`;
 //!   the admission webhook uses it too. Errors are [`FieldError`]s naming the field.
@@ -8,7 +8,7 @@
 //! - [`FederationReconciler::pass`]: list, declare, plan, then delete → create → update
 //!   through `scm_spire_api::Client`, returning per-CR [`PassOutcome`]s and counts.
 //!
-//! Where this differs from upstream (deliberately; compat-spec §11 item 6):
+//! Where this differs from upstream (deliberately; ARCHITECTURE.md §7):
 //!
 //! - **`trustDomainBundle` edits are pushed.** Upstream's equality ignores the bundle.
 //!   Here a CR bundle is pushed once when it changes, and SPIRE's own refreshed bundle

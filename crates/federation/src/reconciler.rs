@@ -245,7 +245,7 @@ pub struct FederationReconciler {
 
 impl FederationReconciler {
     /// `class_name` / `watch_classless`: the controller's `className` and
-    /// `watchClassless` settings (compat-spec §3.3).
+    /// `watchClassless` settings (ARCHITECTURE.md §2).
     pub fn new(class_name: impl Into<String>, watch_classless: bool) -> Self {
         Self { class_name: class_name.into(), watch_classless, memory: BundleMemory::default() }
     }

@@ -1,6 +1,6 @@
-//! Where pass results go: status subresources and Events in Kubernetes mode, logs only
-//! in static manifest mode. Statuses are written only when they change; every kind's
-//! status and every Event go through this one sink.
+//! The Kubernetes side of the status port (`reconcile::ports::StatusSink`): status
+//! subresources and Events. Statuses are written only when they change; every kind's
+//! status and every Event go through this one adapter.
 //!
 //! Events are optional: the SPIRE helm chart lets the controller write them only in its
 //! own namespace, while the Events of cluster-scoped objects go to `default`. A refusal
@@ -10,7 +10,6 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use async_trait_shim::BoxFuture;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
@@ -22,99 +21,10 @@ use scm_core::{RenderFailure, SourceKind, SourceRef, StaticEntryOutcome};
 use serde_json::json;
 
 use crate::degraded::{Degradations, RETRY_FORBIDDEN, is_forbidden};
+use crate::reconcile::ports::{BoxFuture, StatusSink};
 
 /// The longest Event note written (the apiserver refuses notes over 1 kB).
 const MAX_NOTE_BYTES: usize = 1000;
-
-/// Minimal boxed-future trait support without an extra dependency.
-pub mod async_trait_shim {
-    pub type BoxFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
-}
-
-pub trait StatusSink: Send + Sync {
-    fn cluster_spiffe_id<'a>(
-        &'a self,
-        cr: &'a ClusterSPIFFEID,
-        stats: ClusterSPIFFEIDStats,
-        failures: &'a [&'a RenderFailure],
-    ) -> BoxFuture<'a>;
-    fn cluster_static_entry<'a>(
-        &'a self,
-        cr: &'a ClusterStaticEntry,
-        outcome: &'a StaticEntryOutcome,
-        set: bool,
-    ) -> BoxFuture<'a>;
-    fn event_render_failed<'a>(
-        &'a self,
-        source: &'a SourceRef,
-        pod: Option<(String, String)>,
-        field: &'a str,
-        message: &'a str,
-    ) -> BoxFuture<'a>;
-    /// The Ready condition of a ClusterFederatedTrustDomain.
-    fn cluster_federated_trust_domain<'a>(
-        &'a self,
-        cr: &'a ClusterFederatedTrustDomain,
-        ok: bool,
-        reason: &'a str,
-        message: String,
-    ) -> BoxFuture<'a>;
-    /// A Warning Event about a ClusterFederatedTrustDomain.
-    fn event_federation<'a>(
-        &'a self,
-        cr: &'a ClusterFederatedTrustDomain,
-        reason: &'a str,
-        message: &'a str,
-    ) -> BoxFuture<'a>;
-    /// The circuit breaker held deletes: a Warning Event on the controller's own Pod.
-    fn deletes_held<'a>(&'a self, message: &'a str) -> BoxFuture<'a>;
-}
-
-/// Static manifest mode: nothing to write.
-pub struct NoStatus;
-
-impl StatusSink for NoStatus {
-    fn cluster_spiffe_id<'a>(
-        &'a self,
-        _: &'a ClusterSPIFFEID,
-        _: ClusterSPIFFEIDStats,
-        _: &'a [&'a RenderFailure],
-    ) -> BoxFuture<'a> {
-        Box::pin(async {})
-    }
-    fn cluster_static_entry<'a>(
-        &'a self,
-        _: &'a ClusterStaticEntry,
-        _: &'a StaticEntryOutcome,
-        _: bool,
-    ) -> BoxFuture<'a> {
-        Box::pin(async {})
-    }
-    fn event_render_failed<'a>(
-        &'a self,
-        _: &'a SourceRef,
-        _: Option<(String, String)>,
-        _: &'a str,
-        _: &'a str,
-    ) -> BoxFuture<'a> {
-        Box::pin(async {})
-    }
-    fn cluster_federated_trust_domain<'a>(
-        &'a self,
-        _: &'a ClusterFederatedTrustDomain,
-        _: bool,
-        _: &'a str,
-        _: String,
-    ) -> BoxFuture<'a> {
-        Box::pin(async {})
-    }
-    fn event_federation<'a>(&'a self, _: &'a ClusterFederatedTrustDomain, _: &'a str, _: &'a str) -> BoxFuture<'a> {
-        Box::pin(async {})
-    }
-    fn deletes_held<'a>(&'a self, _: &'a str) -> BoxFuture<'a> {
-        Box::pin(async {})
-    }
-}
 
 pub struct KubeStatus {
     client: Client,
