@@ -29,10 +29,12 @@ impl Trigger {
     /// Asks for a pass. Never blocks, never lost.
     pub fn notify(&self) {
         let now = self.now_nanos().max(1);
-        let _ = self.inner.pending_since.compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
-        // `notify_one` stores a permit when nobody waits: a notification during a pass
-        // wakes the next wait at once.
-        self.inner.notify.notify_one();
+        // Only the first notification since the last pass started wakes anyone: the others
+        // are covered by the same pass. `notify_one` stores a permit when nobody waits, so
+        // a notification during a pass wakes the next wait at once.
+        if self.inner.pending_since.compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.inner.notify.notify_one();
+        }
     }
 
     /// Waits for a notification. Returns how long the oldest coalesced notification waited.
@@ -43,6 +45,9 @@ impl Trigger {
 
     /// Consumes pending notifications (a pass is starting for another reason, e.g. the timer).
     pub fn take_lag(&self) -> std::time::Duration {
+        // A stored wake-up first, then the pending mark: a notification in between finds
+        // the mark still set and is covered by the pass that is starting.
+        let _ = futures::FutureExt::now_or_never(self.inner.notify.notified());
         let since = self.inner.pending_since.swap(0, Ordering::AcqRel);
         if since == 0 {
             return std::time::Duration::ZERO;
@@ -72,5 +77,16 @@ mod tests {
         // pass 1 ends: exactly one more pass is due
         tokio::time::timeout(Duration::from_millis(100), t.notified()).await.expect("a pass is due");
         assert!(tokio::time::timeout(Duration::from_millis(50), t.notified()).await.is_err(), "only one");
+    }
+
+    #[tokio::test]
+    async fn a_pass_for_another_reason_consumes_pending_notifications() {
+        let t = Trigger::new();
+        t.notify();
+        t.notify();
+        t.take_lag(); // the timer's full pass starts
+        assert!(tokio::time::timeout(Duration::from_millis(50), t.notified()).await.is_err(), "nothing left");
+        t.notify();
+        tokio::time::timeout(Duration::from_millis(100), t.notified()).await.expect("a new change is seen");
     }
 }

@@ -155,3 +155,6 @@ pub async fn observe_batch<T>(
     }
     result
 }
+
+#[cfg(test)]
+mod tests;

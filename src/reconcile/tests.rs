@@ -1,0 +1,306 @@
+//! The loop and the entry pass against their seams, with tokio's paused clock: in-memory
+//! implementations of the ports (a unit test of the loop's logic; the e2e tests run the
+//! real peers).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use scm_api::{ClusterStaticEntry, ClusterStaticEntrySpec};
+use scm_core::{Ownership, Settings, World};
+use scm_spiffe::{Entry, TrustDomain};
+use scm_spire_api::{BatchError, ItemError, SpireError, UnsupportedFields};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::entries::EntryReconciler;
+use super::ports::{Batch, BoxFuture, EntryApi, NoStatus, WorldSource};
+use super::{PassKind, PassOutcome, Reconciler, run_loop};
+use crate::metrics::Metrics;
+use crate::trigger::Trigger;
+
+// ------------------------------------------------------------------ the loop
+
+/// Records every pass and answers with scripted outcomes (then `Done`). A pass can be
+/// made to hang until released, to lose leadership in the middle of it.
+#[derive(Clone, Default)]
+struct Script {
+    passes: Arc<Mutex<Vec<(PassKind, tokio::time::Instant)>>>,
+    outcomes: Arc<Mutex<VecDeque<PassOutcome>>>,
+    resets: Arc<Mutex<usize>>,
+    hang: Arc<Mutex<bool>>,
+}
+
+impl Reconciler for Script {
+    fn pass(&mut self, kind: PassKind) -> futures::future::BoxFuture<'_, PassOutcome> {
+        self.passes.lock().unwrap().push((kind, tokio::time::Instant::now()));
+        let outcome = self.outcomes.lock().unwrap().pop_front().unwrap_or(PassOutcome::Done);
+        let hang = *self.hang.lock().unwrap();
+        Box::pin(async move {
+            if hang {
+                std::future::pending::<()>().await;
+            }
+            outcome
+        })
+    }
+
+    fn reset(&mut self) {
+        *self.resets.lock().unwrap() += 1;
+    }
+}
+
+impl Script {
+    fn kinds(&self) -> Vec<&'static str> {
+        self.passes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| match k {
+                PassKind::Full => "full",
+                PassKind::Triggered(_) => "triggered",
+                PassKind::Retry => "retry",
+            })
+            .collect()
+    }
+}
+
+struct Loop {
+    script: Script,
+    trigger: Trigger,
+    leader: watch::Sender<bool>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn spawn_loop(gc: Duration, leading: bool) -> Loop {
+    let script = Script::default();
+    let trigger = Trigger::new();
+    let (leader, rx) = watch::channel(leading);
+    let cancel = CancellationToken::new();
+    let mut r = script.clone();
+    let (t, c) = (trigger.clone(), cancel.clone());
+    let task = tokio::spawn(async move { run_loop("test", t, gc, rx, c, &mut r, || {}).await });
+    Loop { script, trigger, leader, cancel, task }
+}
+
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_pass_first_then_triggers_then_the_timer() {
+    let l = spawn_loop(Duration::from_secs(60), true);
+    settle().await;
+    assert_eq!(l.script.kinds(), ["full"]);
+    l.trigger.notify();
+    l.trigger.notify();
+    settle().await;
+    assert_eq!(l.script.kinds(), ["full", "triggered"], "two notifications, one pass");
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    settle().await;
+    assert_eq!(l.script.kinds(), ["full", "triggered", "full"]);
+    l.cancel.cancel();
+    l.task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_passes_back_off_and_a_failed_full_pass_stays_due() {
+    let l = spawn_loop(Duration::from_secs(3600), true);
+    l.script.outcomes.lock().unwrap().extend([
+        PassOutcome::Retry(Duration::ZERO),
+        PassOutcome::Retry(Duration::ZERO),
+        PassOutcome::Retry(Duration::ZERO),
+    ]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    settle().await;
+    let passes = l.script.passes.lock().unwrap().clone();
+    // The first full pass failed: it is retried as a full pass, after 200, 400, 800 ms.
+    let kinds = l.script.kinds();
+    assert_eq!(kinds, ["full", "full", "full", "full"], "{kinds:?}");
+    let gaps: Vec<u128> = passes.windows(2).map(|w| (w[1].1 - w[0].1).as_millis()).collect();
+    assert_eq!(gaps, [200, 400, 800], "doubling backoff");
+    // A failed triggered pass is retried as a retry, not a full pass.
+    l.script.outcomes.lock().unwrap().push_back(PassOutcome::Retry(Duration::ZERO));
+    l.trigger.notify();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    settle().await;
+    assert_eq!(&l.script.kinds()[4..], ["triggered", "retry"]);
+    l.cancel.cancel();
+    l.task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn leadership_lost_mid_pass_abandons_it_and_regained_starts_over() {
+    let l = spawn_loop(Duration::from_secs(3600), true);
+    settle().await;
+    assert_eq!(l.script.kinds(), ["full"]);
+    assert_eq!(*l.script.resets.lock().unwrap(), 1, "leading at start resets the reconciler");
+    *l.script.hang.lock().unwrap() = true;
+    l.trigger.notify();
+    settle().await;
+    assert_eq!(l.script.kinds(), ["full", "triggered"]);
+    l.leader.send(false).unwrap();
+    settle().await;
+    // No passes while not leading, whatever is notified.
+    *l.script.hang.lock().unwrap() = false;
+    l.trigger.notify();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    settle().await;
+    assert_eq!(l.script.kinds(), ["full", "triggered"], "the hung pass was dropped, nothing ran since");
+    l.leader.send(true).unwrap();
+    settle().await;
+    assert_eq!(l.script.kinds(), ["full", "triggered", "full"], "leading again: a full pass first");
+    assert_eq!(*l.script.resets.lock().unwrap(), 2, "and the reconciler forgot what it knew");
+    l.cancel.cancel();
+    l.task.await.unwrap();
+}
+
+// ------------------------------------------------------------------ the entry pass
+
+/// SPIRE as a map; creates whose SPIFFE ID is in `reject` fail, and `rpc_down` fails
+/// whole batches.
+#[derive(Default)]
+struct Spire {
+    entries: Mutex<BTreeMap<String, Entry>>,
+    reject: Mutex<Vec<String>>,
+    next_id: Mutex<u64>,
+    lists: Mutex<usize>,
+    deletes: Mutex<usize>,
+}
+
+impl EntryApi for Spire {
+    fn list_entries(&self) -> BoxFuture<'_, Result<Vec<Entry>, SpireError>> {
+        *self.lists.lock().unwrap() += 1;
+        let all = self.entries.lock().unwrap().values().cloned().collect();
+        Box::pin(async move { Ok(all) })
+    }
+    fn create_entries<'a>(&'a self, entries: &'a [&'a Entry]) -> BoxFuture<'a, Batch<Entry>> {
+        let out = entries
+            .iter()
+            .map(|e| {
+                if self.reject.lock().unwrap().contains(&e.spiffe_id.to_string()) {
+                    return Err(ItemError {
+                        code: tonic::Code::InvalidArgument,
+                        message: "no".into(),
+                        kind: scm_spire_api::ItemErrorKind::Rejected,
+                    });
+                }
+                let mut e = (*e).clone();
+                if e.id.is_empty() {
+                    let mut n = self.next_id.lock().unwrap();
+                    *n += 1;
+                    e.id = format!("id-{n}");
+                }
+                self.entries.lock().unwrap().insert(e.id.clone(), e.clone());
+                Ok(e)
+            })
+            .collect();
+        Box::pin(async move { Ok(out) })
+    }
+    fn update_entries<'a>(&'a self, entries: &'a [&'a Entry]) -> BoxFuture<'a, Batch<Entry>> {
+        self.create_entries(entries)
+    }
+    fn delete_entries<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Batch<String>> {
+        *self.deletes.lock().unwrap() += ids.len();
+        let out = ids
+            .iter()
+            .map(|id| Ok(self.entries.lock().unwrap().remove(id).map(|_| id.clone()).unwrap_or_default()))
+            .collect();
+        Box::pin(async move { Ok::<_, BatchError<String>>(out) })
+    }
+    fn get_unsupported_fields<'a>(
+        &'a self,
+        _: &'a TrustDomain,
+    ) -> BoxFuture<'a, Result<UnsupportedFields, SpireError>> {
+        Box::pin(async { Ok(UnsupportedFields::default()) })
+    }
+}
+
+struct Static(Mutex<Vec<Arc<ClusterStaticEntry>>>);
+
+impl WorldSource for Static {
+    fn snapshot(&self) -> Result<World, String> {
+        Ok(World { cluster_static_entries: self.0.lock().unwrap().clone(), ..Default::default() })
+    }
+}
+
+fn cse(i: usize) -> Arc<ClusterStaticEntry> {
+    let spec = ClusterStaticEntrySpec {
+        spiffe_id: format!("spiffe://example.org/w{i}"),
+        parent_id: "spiffe://example.org/spire/server".into(),
+        selectors: vec![format!("unix:uid:{i}")],
+        ..Default::default()
+    };
+    let mut cr = ClusterStaticEntry::new(&format!("w{i}"), spec);
+    cr.metadata.uid = Some(format!("uid-{i}"));
+    cr.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+    ));
+    Arc::new(cr)
+}
+
+fn reconciler(spire: &Arc<Spire>, world: &Arc<Static>) -> EntryReconciler {
+    let settings = Settings {
+        trust_domain: TrustDomain::parse("example.org").unwrap(),
+        cluster_name: "c".into(),
+        cluster_domain: String::new(),
+        parent_id_template: scm_template::Template::parse("parentIDTemplate", scm_template::DEFAULT_PARENT_ID_TEMPLATE)
+            .unwrap(),
+        ignore_namespaces: Vec::new(),
+        class_name: String::new(),
+        watch_classless: true,
+        reconcile_cluster_spiffe_ids: true,
+        reconcile_cluster_static_entries: true,
+    };
+    EntryReconciler::new(
+        world.clone(),
+        spire.clone(),
+        settings,
+        Ownership::default(),
+        Metrics::new(),
+        Arc::new(NoStatus),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partial_batch_failure_writes_the_rest_and_relists_next_time() {
+    let spire = Arc::new(Spire::default());
+    spire.reject.lock().unwrap().push("spiffe://example.org/w1".into());
+    let world = Arc::new(Static(Mutex::new((0..3).map(cse).collect())));
+    let mut r = reconciler(&spire, &world);
+    assert!(matches!(r.pass(PassKind::Full).await, PassOutcome::Done));
+    let mut ids: Vec<String> = spire.entries.lock().unwrap().values().map(|e| e.spiffe_id.to_string()).collect();
+    ids.sort();
+    assert_eq!(ids, ["spiffe://example.org/w0", "spiffe://example.org/w2"], "the others were written");
+    assert_eq!(*spire.lists.lock().unwrap(), 1);
+    // The failed write made the mirror doubtful: the next (triggered) pass lists first,
+    // and retries the failed create.
+    spire.reject.lock().unwrap().clear();
+    assert!(matches!(r.pass(PassKind::Triggered(Duration::ZERO)).await, PassOutcome::Done));
+    assert_eq!(*spire.lists.lock().unwrap(), 2);
+    assert_eq!(spire.entries.lock().unwrap().len(), 3);
+    // In line now: a triggered pass neither lists nor writes.
+    assert!(matches!(r.pass(PassKind::Triggered(Duration::ZERO)).await, PassOutcome::Done));
+    assert_eq!(*spire.lists.lock().unwrap(), 2);
+    assert_eq!(spire.entries.lock().unwrap().len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_circuit_breaker_holds_a_mass_delete_in_the_pass() {
+    let spire = Arc::new(Spire::default());
+    let world = Arc::new(Static(Mutex::new((0..30).map(cse).collect())));
+    let mut r = reconciler(&spire, &world);
+    r.pass(PassKind::Full).await;
+    assert_eq!(spire.entries.lock().unwrap().len(), 30);
+    // The view comes up empty: 30 of 30 would go.
+    world.0.lock().unwrap().clear();
+    r.pass(PassKind::Triggered(Duration::ZERO)).await;
+    assert_eq!(*spire.deletes.lock().unwrap(), 0, "held");
+    assert_eq!(spire.entries.lock().unwrap().len(), 30);
+    // One object gone of 30 is ordinary.
+    *world.0.lock().unwrap() = (0..29).map(cse).collect();
+    r.pass(PassKind::Triggered(Duration::ZERO)).await;
+    assert_eq!(*spire.deletes.lock().unwrap(), 1);
+}
