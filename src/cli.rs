@@ -242,6 +242,28 @@ fn pod_namespace() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// What every part of the process shares.
+struct Shared {
+    cancel: CancellationToken,
+    metrics: Metrics,
+    degradations: crate::degraded::Degradations,
+    health: Health,
+    spire: scm_spire_api::Client,
+    entry_trigger: crate::trigger::Trigger,
+    federation_trigger: crate::trigger::Trigger,
+}
+
+/// What a mode (Kubernetes, or static manifests) feeds the reconcilers.
+struct Sources {
+    leader: tokio::sync::watch::Receiver<bool>,
+    lease_task: Option<tokio::task::JoinHandle<Result<(), crate::k8s::lease::LeaseError>>>,
+    entries: Option<(Arc<dyn WorldSource>, Arc<dyn StatusSink>)>,
+    federation: Option<(Arc<dyn CftdSource>, Arc<dyn StatusSink>)>,
+}
+
+type Servers = tokio::task::JoinSet<anyhow::Result<()>>;
+type Loops = tokio::task::JoinSet<&'static str>;
+
 async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
@@ -249,168 +271,183 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
     let degradations = crate::degraded::Degradations::new(&metrics.registry);
     let health = Health::new(&metrics, degradations.clone());
     health.spawn_gauge_refresh(Duration::from_secs(5), cancel.clone());
-
     if config.cluster_domain.is_empty() && config.static_manifest_path.is_none() {
         match tokio::task::spawn_blocking(crate::cluster_domain::detect).await.ok().flatten() {
             Some(domain) => config.cluster_domain = domain,
             None => tracing::info!("clusterDomain is not set and could not be detected; it stays empty"),
         }
     }
-
     let spire = spire_client(&config)?;
     spawn_spire_reachability(&spire, &health, &cancel);
+    let sh = Shared {
+        cancel,
+        metrics,
+        degradations,
+        health,
+        spire,
+        entry_trigger: crate::trigger::Trigger::new(),
+        federation_trigger: crate::trigger::Trigger::new(),
+    };
 
-    let mut servers = tokio::task::JoinSet::new();
+    let mut servers = Servers::new();
+    start_probe_servers(&config, &sh, &mut servers).await?;
+    let sources = match config.static_manifest_path.clone() {
+        Some(dir) => static_mode(&config, &sh, dir),
+        None => kube_mode(&args, &config, &sh, &mut servers).await?,
+    };
+    // Every listener is bound: /readyz answers from here on (see health.rs for why it
+    // depends on nothing else).
+    sh.health.set_serving();
+    tracing::info!("serving; /readyz is ready");
+    let loops = spawn_reconcilers(&config, &sh, &sources)?;
+    wait_for_shutdown(&sh.cancel, sources.lease_task, servers, loops).await
+}
+
+/// The metrics and probe servers (bound before anything else, so probes answer at once).
+async fn start_probe_servers(config: &Config, sh: &Shared, servers: &mut Servers) -> anyhow::Result<()> {
     if let Some(addr) = config.metrics.bind_address.clone() {
-        let router = crate::health::metrics_router(metrics.clone());
+        let router = crate::health::metrics_router(sh.metrics.clone());
         let listener = crate::health::bind(&addr).await.context("metrics server")?;
-        let c = cancel.clone();
+        let c = sh.cancel.clone();
         servers.spawn(async move { crate::health::serve(listener, router, c).await.context("metrics server") });
     }
     if let Some(addr) = config.health.health_probe_bind_address.clone() {
         let router = crate::health::probe_router(
-            health.clone(),
+            sh.health.clone(),
             &config.health.readiness_endpoint_name,
             &config.health.liveness_endpoint_name,
         );
         let listener = crate::health::bind(&addr).await.context("health server")?;
-        let c = cancel.clone();
+        let c = sh.cancel.clone();
         servers.spawn(async move { crate::health::serve(listener, router, c).await.context("health server") });
     }
+    Ok(())
+}
 
-    let settings = settings_from(&config)?;
-    let ownership = scm_core::Ownership {
-        prefix: Some(config.entry_id_prefix.clone()).filter(|p| !p.is_empty()),
-        cleanup: config.entry_id_prefix_cleanup.clone(),
-    };
-    let entry_trigger = crate::trigger::Trigger::new();
-    let federation_trigger = crate::trigger::Trigger::new();
-
-    let mut loops = tokio::task::JoinSet::new();
-    let lease_task;
-    let leader;
-    // What the mode feeds the reconcilers: entries (world and status sink) and
-    // federation (CR source, and the client its statuses and Events go through).
-    let mut entries: Option<(Arc<dyn WorldSource>, Arc<dyn StatusSink>)> = None;
-    let mut federation: Option<(Arc<dyn CftdSource>, Arc<dyn StatusSink>)> = None;
-
-    if let Some(dir) = config.static_manifest_path.clone() {
-        // Static manifest mode: no Kubernetes API at all.
-        tracing::info!(dir = %dir.display(), "static manifest mode");
-        let source = Arc::new(crate::manifests::ManifestDir { dir, expand_env: config.expand_env_static_manifests });
-        source.spawn_watch(vec![entry_trigger.clone(), federation_trigger.clone()], cancel.clone());
-        leader = crate::k8s::lease::always_leader();
-        lease_task = None;
-        metrics.leader.set(1);
-        if config.reconcile.cluster_static_entries {
-            entries = Some((
-                source.clone() as Arc<dyn WorldSource>,
-                Arc::new(crate::reconcile::ports::NoStatus) as Arc<dyn StatusSink>,
-            ));
-        }
-        if config.reconcile.cluster_federated_trust_domains {
-            federation = Some((source as Arc<dyn CftdSource>, Arc::new(crate::reconcile::ports::NoStatus)));
-        }
-    } else {
-        let client = kube_client(&args).await?;
-        let cache_namespaces = crate::scope::NamespaceScope::from_config(&config.cache_namespaces);
-        let watch_set = crate::k8s::world::WatchSet {
-            cluster_spiffe_ids: config.reconcile.cluster_spiffe_ids,
-            cluster_static_entries: config.reconcile.cluster_static_entries,
-            cluster_federated_trust_domains: config.reconcile.cluster_federated_trust_domains,
-            class_name: config.class_name.clone(),
-            watch_classless: config.watch_classless,
-            filter_by_class_name: config.filter_by_class_name,
-            namespaces: cache_namespaces.clone(),
-        };
-        let stores = crate::k8s::world::Stores::spawn(
-            &client,
-            watch_set,
-            &entry_trigger,
-            &federation_trigger,
-            &cancel,
-            &degradations,
-        );
-        {
-            let stores = stores.clone();
-            health.add_check("caches", move || {
-                let unsynced = stores.unsynced();
-                if unsynced.is_empty() { Ok(()) } else { Err(format!("not synced: {}", unsynced.join(", "))) }
-            });
-        }
-        if config.leader_election.leader_elect {
-            let le = &config.leader_election;
-            let namespace = le
-                .resource_namespace
-                .clone()
-                .or_else(pod_namespace)
-                .context("leaderElection.resourceNamespace is not set and the pod namespace is unknown")?;
-            let host = std::env::var("POD_NAME")
-                .or_else(|_| std::env::var("HOSTNAME"))
-                .unwrap_or_else(|_| "spire-controller-manager".into());
-            let params = crate::k8s::lease::LeaseParams {
-                name: le.resource_name.clone(),
-                namespace,
-                identity: format!("{host}_{}", uuid::Uuid::new_v4()),
-                lease_duration: le.lease_duration,
-                renew_deadline: le.renew_deadline,
-                retry_period: le.retry_period,
-            };
-            let (rx, handle) = crate::k8s::lease::spawn(client.clone(), params, cancel.clone());
-            leader = rx;
-            lease_task = Some(handle);
-        } else {
-            leader = crate::k8s::lease::always_leader();
-            lease_task = None;
-        }
-        {
-            let m = metrics.clone();
-            let mut rx = leader.clone();
-            tokio::spawn(async move {
-                loop {
-                    m.leader.set(i64::from(*rx.borrow_and_update()));
-                    if rx.changed().await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        let early =
-            crate::k8s::early::EarlyPods::new(entry_trigger.clone(), cache_namespaces, Arc::new(client.clone()))
-                .with_metrics(&metrics.registry);
-        if webhooks_enabled() {
-            let deps = WebhookDeps {
-                client: &client,
-                spire: &spire,
-                metrics: &metrics,
-                health: &health,
-                degradations: &degradations,
-            };
-            spawn_webhook(&config, deps, early.clone(), &cancel, &mut servers).await?;
-        } else {
-            tracing::info!("webhooks disabled (ENABLE_WEBHOOKS=false)");
-        }
-        let status: Arc<dyn StatusSink> =
-            Arc::new(crate::k8s::status::KubeStatus::new(client.clone(), degradations.clone()));
-        if config.reconcile.cluster_federated_trust_domains {
-            federation = Some((Arc::new(crate::k8s::world::KubeCftds(stores.clone())), status.clone()));
-        }
-        if config.reconcile.cluster_spiffe_ids || config.reconcile.cluster_static_entries {
-            entries = Some((Arc::new(crate::k8s::world::KubeWorld(stores.clone(), Some(early))), status));
-        }
+/// Static manifest mode: no Kubernetes API at all; always the leader.
+fn static_mode(config: &Config, sh: &Shared, dir: PathBuf) -> Sources {
+    tracing::info!(dir = %dir.display(), "static manifest mode");
+    let source = Arc::new(crate::manifests::ManifestDir { dir, expand_env: config.expand_env_static_manifests });
+    source.spawn_watch(vec![sh.entry_trigger.clone(), sh.federation_trigger.clone()], sh.cancel.clone());
+    sh.metrics.leader.set(1);
+    let none: Arc<dyn StatusSink> = Arc::new(crate::reconcile::ports::NoStatus);
+    Sources {
+        leader: crate::k8s::lease::always_leader(),
+        lease_task: None,
+        entries: config
+            .reconcile
+            .cluster_static_entries
+            .then(|| (source.clone() as Arc<dyn WorldSource>, none.clone())),
+        federation: config.reconcile.cluster_federated_trust_domains.then_some((source as Arc<dyn CftdSource>, none)),
     }
-    // Every listener is bound: /readyz answers from here on (see health.rs for why it
-    // depends on nothing else).
-    health.set_serving();
-    tracing::info!("serving; /readyz is ready");
+}
 
+/// Kubernetes mode: the watches, the lease, early registration and the webhook.
+async fn kube_mode(args: &Args, config: &Config, sh: &Shared, servers: &mut Servers) -> anyhow::Result<Sources> {
+    let client = kube_client(args).await?;
+    let cache_namespaces = crate::scope::NamespaceScope::from_config(&config.cache_namespaces);
+    let watch_set = crate::k8s::world::WatchSet {
+        cluster_spiffe_ids: config.reconcile.cluster_spiffe_ids,
+        cluster_static_entries: config.reconcile.cluster_static_entries,
+        cluster_federated_trust_domains: config.reconcile.cluster_federated_trust_domains,
+        class_name: config.class_name.clone(),
+        watch_classless: config.watch_classless,
+        filter_by_class_name: config.filter_by_class_name,
+        namespaces: cache_namespaces.clone(),
+    };
+    let stores = crate::k8s::world::Stores::spawn(
+        &client,
+        watch_set,
+        &sh.entry_trigger,
+        &sh.federation_trigger,
+        &sh.cancel,
+        &sh.degradations,
+    );
+    {
+        let stores = stores.clone();
+        sh.health.add_check("caches", move || {
+            let unsynced = stores.unsynced();
+            if unsynced.is_empty() { Ok(()) } else { Err(format!("not synced: {}", unsynced.join(", "))) }
+        });
+    }
+    let (leader, lease_task) = start_lease(config, &client, sh)?;
+    let early = crate::k8s::early::EarlyPods::new(sh.entry_trigger.clone(), cache_namespaces, Arc::new(client.clone()))
+        .with_metrics(&sh.metrics.registry);
+    if webhooks_enabled() {
+        spawn_webhook(config, &client, sh, early.clone(), servers).await?;
+    } else {
+        tracing::info!("webhooks disabled (ENABLE_WEBHOOKS=false)");
+    }
+    let status: Arc<dyn StatusSink> =
+        Arc::new(crate::k8s::status::KubeStatus::new(client.clone(), sh.degradations.clone()));
+    let r = &config.reconcile;
+    Ok(Sources {
+        leader,
+        lease_task,
+        federation: r
+            .cluster_federated_trust_domains
+            .then(|| (Arc::new(crate::k8s::world::KubeCftds(stores.clone())) as Arc<dyn CftdSource>, status.clone())),
+        entries: (r.cluster_spiffe_ids || r.cluster_static_entries)
+            .then(|| (Arc::new(crate::k8s::world::KubeWorld(stores, Some(early))) as Arc<dyn WorldSource>, status)),
+    })
+}
+
+/// The Lease (when `leaderElection.leaderElect`), and the `leader` gauge following it.
+#[allow(clippy::type_complexity)]
+fn start_lease(
+    config: &Config,
+    client: &kube::Client,
+    sh: &Shared,
+) -> anyhow::Result<(
+    tokio::sync::watch::Receiver<bool>,
+    Option<tokio::task::JoinHandle<Result<(), crate::k8s::lease::LeaseError>>>,
+)> {
+    let (leader, task) = if config.leader_election.leader_elect {
+        let le = &config.leader_election;
+        let namespace = le
+            .resource_namespace
+            .clone()
+            .or_else(pod_namespace)
+            .context("leaderElection.resourceNamespace is not set and the pod namespace is unknown")?;
+        let host = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "spire-controller-manager".into());
+        let params = crate::k8s::lease::LeaseParams {
+            name: le.resource_name.clone(),
+            namespace,
+            identity: format!("{host}_{}", uuid::Uuid::new_v4()),
+            lease_duration: le.lease_duration,
+            renew_deadline: le.renew_deadline,
+            retry_period: le.retry_period,
+        };
+        let (rx, handle) = crate::k8s::lease::spawn(client.clone(), params, sh.cancel.clone());
+        (rx, Some(handle))
+    } else {
+        (crate::k8s::lease::always_leader(), None)
+    };
+    let m = sh.metrics.clone();
+    let mut rx = leader.clone();
+    tokio::spawn(async move {
+        loop {
+            m.leader.set(i64::from(*rx.borrow_and_update()));
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok((leader, task))
+}
+
+/// The entry and federation loops, each driven by its trigger, the timer and the lease.
+fn spawn_reconcilers(config: &Config, sh: &Shared, sources: &Sources) -> anyhow::Result<Loops> {
+    let mut loops = Loops::new();
     let cx = LoopContext {
         gc_interval: config.gc_interval,
-        leader: leader.clone(),
-        cancel: cancel.clone(),
-        health: health.clone(),
+        leader: sources.leader.clone(),
+        cancel: sh.cancel.clone(),
+        health: sh.health.clone(),
     };
-    if let Some((source, status)) = entries {
+    if let Some((source, status)) = sources.entries.clone() {
         let g = &config.deletion_guard;
         let guard = crate::reconcile::entries::Guard {
             settings: scm_core::DeletionGuard {
@@ -422,35 +459,48 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
             held: Arc::default(),
         };
         let held = guard.held.clone();
-        health.add_check("deletions", move || match held.lock().unwrap().as_ref() {
+        sh.health.add_check("deletions", move || match held.lock().unwrap().as_ref() {
             None => Ok(()),
             Some(message) => Err(message.clone()),
         });
+        let ownership = scm_core::Ownership {
+            prefix: Some(config.entry_id_prefix.clone()).filter(|p| !p.is_empty()),
+            cleanup: config.entry_id_prefix_cleanup.clone(),
+        };
         let r = crate::reconcile::entries::EntryReconciler::new(
             source,
-            Arc::new(spire.clone()),
-            settings,
+            Arc::new(sh.spire.clone()),
+            settings_from(config)?,
             ownership,
-            metrics.clone(),
+            sh.metrics.clone(),
             status,
         )
-        .with_background_lists(entry_trigger.clone())
+        .with_background_lists(sh.entry_trigger.clone())
         .with_guard(guard);
-        cx.spawn(&mut loops, "entry", entry_trigger.clone(), r);
+        cx.spawn(&mut loops, "entry", sh.entry_trigger.clone(), r);
     }
-    if let Some((source, status)) = federation {
+    if let Some((source, status)) = sources.federation.clone() {
         let f = crate::reconcile::federation::FederationLoop::new(
             source,
-            spire.clone(),
+            sh.spire.clone(),
             &config.class_name,
             config.watch_classless,
-            metrics.clone(),
+            sh.metrics.clone(),
             status,
         );
-        cx.spawn(&mut loops, "federation", federation_trigger.clone(), f);
+        cx.spawn(&mut loops, "federation", sh.federation_trigger.clone(), f);
     }
+    Ok(loops)
+}
 
-    // Run until shutdown; a failed server or lease task ends the process.
+/// Runs until shutdown; a failed server, a failed lease or a loop that ends ends the
+/// process. Then lets the loops finish their pass and the servers drain.
+async fn wait_for_shutdown(
+    cancel: &CancellationToken,
+    lease_task: Option<tokio::task::JoinHandle<Result<(), crate::k8s::lease::LeaseError>>>,
+    mut servers: Servers,
+    mut loops: Loops,
+) -> anyhow::Result<()> {
     let lease_wait = async {
         match lease_task {
             Some(h) => match h.await {
@@ -489,7 +539,6 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
             }
         }
     }
-    // Let loops finish their pass and servers drain.
     let drain = async {
         while loops.join_next().await.is_some() {}
         while servers.join_next().await.is_some() {}
@@ -533,26 +582,18 @@ fn spawn_spire_reachability(spire: &scm_spire_api::Client, health: &Health, canc
     });
 }
 
-/// What the webhook is wired to.
-struct WebhookDeps<'a> {
-    client: &'a kube::Client,
-    spire: &'a scm_spire_api::Client,
-    metrics: &'a Metrics,
-    health: &'a Health,
-    degradations: &'a crate::degraded::Degradations,
-}
-
 /// The admission webhook: served by every replica (not leader-gated), with a certificate
 /// minted from SPIRE (or read from `webhook.certDir`) and caBundle kept current.
 async fn spawn_webhook(
     config: &Config,
-    deps: WebhookDeps<'_>,
+    client: &kube::Client,
+    sh: &Shared,
     early: crate::k8s::early::EarlyPods,
-    cancel: &CancellationToken,
-    servers: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    servers: &mut Servers,
 ) -> anyhow::Result<()> {
     use scm_webhook::*;
-    let WebhookDeps { client, spire, metrics, health, degradations } = deps;
+    let (spire, metrics, health, degradations, cancel) =
+        (&sh.spire, &sh.metrics, &sh.health, &sh.degradations, &sh.cancel);
     let wm = scm_webhook::Metrics::register(&metrics.registry)?;
     let mut settings = AdmissionSettings::new(config.trust_domain.clone(), config.cluster_name.clone());
     settings.cluster_domain = config.cluster_domain.clone();
@@ -628,7 +669,7 @@ struct LoopContext {
 impl LoopContext {
     fn spawn<R: crate::reconcile::Reconciler + 'static>(
         &self,
-        set: &mut tokio::task::JoinSet<&'static str>,
+        set: &mut Loops,
         name: &'static str,
         trigger: crate::trigger::Trigger,
         mut reconciler: R,

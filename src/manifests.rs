@@ -149,6 +149,12 @@ fn split_documents(text: &str) -> Vec<&str> {
     docs.into_iter().filter(|d| !d.trim().is_empty()).collect()
 }
 
+impl CftdSource for ManifestDir {
+    fn list(&self) -> Result<Vec<Arc<ClusterFederatedTrustDomain>>, String> {
+        Ok(self.load()?.federated_trust_domains)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,11 +189,5 @@ mod tests {
         std::fs::write(dir.path().join("e.yaml"), "apiVersion: spire.spiffe.io/v1alpha1\nkind: ClusterStaticEntry\nmetadata: {name: a}\nspec: {spiffeID: 'spiffe://${TD}/a', parentID: 'spiffe://td/p', selectors: ['a:b']}\n").unwrap();
         let m = load_dir(dir.path(), true, &|k| (k == "TD").then(|| "expanded.org".to_owned())).unwrap();
         assert_eq!(m.static_entries[0].spec.spiffe_id, "spiffe://expanded.org/a");
-    }
-}
-
-impl CftdSource for ManifestDir {
-    fn list(&self) -> Result<Vec<Arc<ClusterFederatedTrustDomain>>, String> {
-        Ok(self.load()?.federated_trust_domains)
     }
 }
