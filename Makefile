@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 E2E_DIR ?= $(CURDIR)/.e2e
 
-.PHONY: all build release test unit e2e peers crds check-crds demo demo-down bench clean
+.PHONY: all build release test unit lint e2e peers crds check-crds demo demo-down bench clean
 
 all: build
 
@@ -17,6 +17,14 @@ release:
 ## Every test: unit tests, then e2e tests against real peers (built and started here).
 test:
 	e2e/run-tests.sh
+
+## Formatting, clippy (warnings are errors), the module graph of src/ (no cycle between
+## rooms), and cargo deny (bans, licenses, sources; advisories need the network).
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	python3 tools/imports.py src --check
+	$(CARGO) deny check bans licenses sources
 
 ## Unit tests only (no peers).
 unit:

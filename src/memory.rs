@@ -4,6 +4,9 @@
 //! SPIRE list). With glibc's default of up to 8 arenas per core, and freed pages kept
 //! in them, the resident set grows to several times the live heap. Two arenas and a trim
 //! after each pass keep it near the live size.
+//!
+//! The one module allowed `unsafe` (two libc calls that only tune the allocator).
+#![allow(unsafe_code)]
 
 /// At most two malloc arenas (before any thread starts).
 pub fn limit_arenas() {

@@ -17,10 +17,11 @@ use scm_api::ClusterSPIFFEIDStats;
 use scm_core::{Declared, Ownership, Plan, RenderCache, Settings, SourceKind, SourceRef, UnsupportedFields, World};
 use scm_spiffe::Entry;
 
+use super::PassGuard;
 use super::mirror::Mirror;
 use super::ports::{EntryApi, StatusSink, WorldSource};
 use super::{PassKind, PassOutcome, observe, observe_batch};
-use crate::metrics::{Metrics, PassGuard};
+use crate::metrics::Metrics;
 use crate::trigger::Trigger;
 
 /// The annotation on the controller's namespace that acknowledges a held plan (its id).

@@ -13,9 +13,10 @@ use scm_federation::{FederationApi, FederationReconciler, PassOutcome as Outcome
 use scm_spiffe::{FederationRelationship, TrustDomain};
 use scm_spire_api::SpireError;
 
+use super::PassGuard;
 use super::ports::{Batch, CftdSource, StatusSink};
 use super::{PassKind, PassOutcome, observe, observe_batch};
-use crate::metrics::{Metrics, PassGuard};
+use crate::metrics::Metrics;
 
 pub struct FederationLoop {
     source: Arc<dyn CftdSource>,

@@ -156,5 +156,42 @@ pub async fn observe_batch<T>(
     result
 }
 
+/// One pass's metrics, recorded when it ends however it ends (kube-rs controller-rs's
+/// measurer): `reconcile_passes_total` and `reconcile_pass_duration_seconds` by result
+/// (`ok` unless set; a pass dropped mid-flight, e.g. on a lost lease, counts as
+/// `abandoned`), and the trigger lag of a triggered pass at its start.
+pub struct PassGuard {
+    metrics: Metrics,
+    reconciler: &'static str,
+    started: std::time::Instant,
+    result: &'static str,
+}
+
+impl PassGuard {
+    pub fn start(metrics: &Metrics, reconciler: &'static str, kind: PassKind) -> Self {
+        if let PassKind::Triggered(lag) = kind {
+            metrics.trigger_lag.with_label_values(&[reconciler]).observe(lag.as_secs_f64());
+        }
+        Self { metrics: metrics.clone(), reconciler, started: std::time::Instant::now(), result: "abandoned" }
+    }
+
+    /// How the pass ended: `ok`, `skipped` or `error`.
+    pub fn result(&mut self, result: &'static str) {
+        self.result = result;
+    }
+
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+}
+
+impl Drop for PassGuard {
+    fn drop(&mut self) {
+        let labels = [self.reconciler, self.result];
+        self.metrics.passes.with_label_values(&labels).inc();
+        self.metrics.pass_duration.with_label_values(&labels).observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
 #[cfg(test)]
 mod tests;
