@@ -72,6 +72,7 @@ impl Degradations {
         }
     }
 
+    #[cfg(test)]
     pub fn is_degraded(&self, capability: &str) -> bool {
         self.inner.lock().unwrap().contains_key(capability)
     }

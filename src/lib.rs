@@ -1,17 +1,18 @@
 //! spire-controller-manager: the runtime around the pure crates (`scm-*`).
 //!
-//! Rooms: `cli` (flags, subcommands, wiring), `degraded` (optional permissions), `k8s` (watches → stores, the lease),
-//! `reconcile` (loops and passes), `status` (status subresources, events), `manifests`
-//! (static manifest mode), `metrics`, `health`.
+//! Rooms (ARCHITECTURE.md has the map): `cli` (flags, subcommands, wiring), `reconcile`
+//! (loops, passes and their ports), `k8s` and `manifests` (the adapters), `trigger`,
+//! `scope`, `degraded` (optional permissions), `cluster_domain`, `metrics`, `health`,
+//! `memory`. Only `cli` is public: the binary is the product.
 
 pub mod cli;
-pub mod cluster_domain;
-pub mod degraded;
-pub mod health;
-pub mod k8s;
-pub mod manifests;
-pub mod memory;
-pub mod metrics;
-pub mod reconcile;
-pub mod scope;
-pub mod trigger;
+mod cluster_domain;
+mod degraded;
+mod health;
+mod k8s;
+mod manifests;
+mod memory;
+mod metrics;
+mod reconcile;
+mod scope;
+mod trigger;

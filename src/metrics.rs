@@ -169,21 +169,3 @@ impl Default for Metrics {
         Self::new()
     }
 }
-
-/// Times a block and records it on drop.
-pub struct Timer {
-    start: std::time::Instant,
-    hist: prometheus::Histogram,
-}
-
-impl Timer {
-    pub fn start(hist: prometheus::Histogram) -> Self {
-        Self { start: std::time::Instant::now(), hist }
-    }
-}
-
-impl Drop for Timer {
-    fn drop(&mut self) {
-        self.hist.observe(self.start.elapsed().as_secs_f64());
-    }
-}

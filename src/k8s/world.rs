@@ -155,17 +155,6 @@ impl Stores {
         s
     }
 
-    /// True when every enabled watch has completed its first list.
-    pub fn entries_synced(&self) -> bool {
-        self.pods.is_synced()
-            && self.nodes.is_synced()
-            && self.namespaces.is_synced()
-            && self.endpoints.is_synced()
-            && self.endpoint_slices.is_synced()
-            && self.cluster_spiffe_ids.is_synced()
-            && self.cluster_static_entries.is_synced()
-    }
-
     pub fn unsynced(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         let checks: [(&'static str, bool); 8] = [

@@ -86,10 +86,6 @@ impl Mirror {
         self.entries.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     pub fn removed(&mut self, id: &str) {
         self.entries.remove(id);
         if let Some(j) = self.journal.as_mut() {
