@@ -146,6 +146,23 @@ fn stats_json(s: &ClusterSPIFFEIDStats) -> serde_json::Value {
     })
 }
 
+impl KubeStatus {
+    /// A merge patch of `cr`'s status subresource; a failure is logged (the next pass
+    /// writes again, statuses are compared with what is there).
+    async fn patch_status<K>(&self, cr: &K, patch: &serde_json::Value)
+    where
+        K: Resource<Scope = kube::core::ClusterResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::all(self.client.clone());
+        if let Err(err) = api.patch_status(&cr.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
+            tracing::warn!(kind = %K::kind(&()), name = %cr.name_any(), error = %err, "failed to update status");
+        }
+    }
+}
+
 impl StatusSink for KubeStatus {
     fn cluster_spiffe_id<'a>(
         &'a self,
@@ -173,10 +190,7 @@ impl StatusSink for KubeStatus {
                 return;
             }
             let patch = json!({"status": {"stats": stats_json(&stats), "conditions": [cond]}});
-            let api: Api<ClusterSPIFFEID> = Api::all(self.client.clone());
-            if let Err(err) = api.patch_status(&cr.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
-                tracing::warn!(name = %cr.name_any(), error = %err, "failed to update ClusterSPIFFEID status");
-            }
+            self.patch_status(cr, &patch).await;
         })
     }
 
@@ -210,10 +224,7 @@ impl StatusSink for KubeStatus {
                 return;
             }
             let patch = json!({"status": {"rendered": outcome.rendered, "masked": outcome.masked, "set": set, "conditions": [cond]}});
-            let api: Api<ClusterStaticEntry> = Api::all(self.client.clone());
-            if let Err(err) = api.patch_status(&cr.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
-                tracing::warn!(name = %cr.name_any(), error = %err, "failed to update ClusterStaticEntry status");
-            }
+            self.patch_status(cr, &patch).await;
         })
     }
 
@@ -263,11 +274,8 @@ impl StatusSink for KubeStatus {
             if same_condition(existing.iter().find(|c| c.type_ == CONDITION_READY), &cond) {
                 return;
             }
-            let api: Api<ClusterFederatedTrustDomain> = Api::all(self.client.clone());
             let patch = json!({"status": {"conditions": [cond]}});
-            if let Err(err) = api.patch_status(&cr.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
-                tracing::warn!(name = %cr.name_any(), error = %err, "failed to update ClusterFederatedTrustDomain status");
-            }
+            self.patch_status(cr, &patch).await;
         })
     }
 

@@ -20,7 +20,7 @@ use scm_spiffe::Entry;
 use super::PassGuard;
 use super::mirror::Mirror;
 use super::ports::{EntryApi, StatusSink, WorldSource};
-use super::{PassKind, PassOutcome, observe, observe_batch};
+use super::{PassKind, PassOutcome, log_writes, observe, observe_batch};
 use crate::metrics::Metrics;
 use crate::trigger::Trigger;
 
@@ -129,20 +129,8 @@ impl EntryReconciler {
             let mut pass = PassGuard::start(&self.metrics, "entry", kind);
             match self.try_pass(kind).await {
                 Ok(report) => {
-                    let elapsed_ms = pass.elapsed().as_millis() as u64;
-                    if report.created + report.updated + report.deleted + report.failed > 0 {
-                        tracing::info!(
-                            created = report.created,
-                            updated = report.updated,
-                            deleted = report.deleted,
-                            failed = report.failed,
-                            kept = report.kept,
-                            elapsed_ms,
-                            "entry pass applied changes"
-                        );
-                    } else {
-                        tracing::debug!(elapsed_ms, "entry pass: nothing to change");
-                    }
+                    let r = &report;
+                    log_writes("entry", r.created, r.updated, r.deleted, r.failed, r.kept, pass.elapsed());
                     pass.result("ok");
                     PassOutcome::Done
                 }

@@ -15,7 +15,7 @@ use scm_spire_api::SpireError;
 
 use super::PassGuard;
 use super::ports::{Batch, CftdSource, StatusSink};
-use super::{PassKind, PassOutcome, observe, observe_batch};
+use super::{PassKind, PassOutcome, log_writes, observe, observe_batch};
 use crate::metrics::Metrics;
 
 pub struct FederationLoop {
@@ -72,15 +72,8 @@ impl FederationLoop {
         for (label, n) in result.outcome_counts() {
             m.federation_relationships.with_label_values(&[label]).set(n as i64);
         }
-        if result.created + result.updated + result.deleted + result.failed > 0 {
-            tracing::info!(
-                created = result.created,
-                updated = result.updated,
-                deleted = result.deleted,
-                failed = result.failed,
-                "federation pass applied changes"
-            );
-        }
+        let r = &result;
+        log_writes("federation", r.created, r.updated, r.deleted, r.failed, r.kept.len(), pass.elapsed());
         for (td, why) in &result.kept {
             tracing::warn!(trust_domain = %td, reason = %why, "keeping federation relationship");
         }

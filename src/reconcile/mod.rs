@@ -156,6 +156,24 @@ pub async fn observe_batch<T>(
     result
 }
 
+/// What a pass wrote, logged at info when it wrote anything (debug otherwise).
+pub(crate) fn log_writes(
+    reconciler: &'static str,
+    created: usize,
+    updated: usize,
+    deleted: usize,
+    failed: usize,
+    kept: usize,
+    elapsed: Duration,
+) {
+    let elapsed_ms = elapsed.as_millis() as u64;
+    if created + updated + deleted + failed > 0 {
+        tracing::info!(reconciler, created, updated, deleted, failed, kept, elapsed_ms, "pass applied changes");
+    } else {
+        tracing::debug!(reconciler, elapsed_ms, "pass: nothing to change");
+    }
+}
+
 /// One pass's metrics, recorded when it ends however it ends (kube-rs controller-rs's
 /// measurer): `reconcile_passes_total` and `reconcile_pass_duration_seconds` by result
 /// (`ok` unless set; a pass dropped mid-flight, e.g. on a lost lease, counts as
