@@ -795,7 +795,7 @@ async fn controller(f: Flags) -> Result<()> {
         let rollup = smaps_rollup(pid);
         let snap1 = spire_snapshot(&spire_bin, &socket)?;
         let lines = log_since(&log, log0);
-        let nothing: Vec<f64> = lines.iter().filter(|l| l.contains("entry pass: nothing to change")).filter_map(|l| field_num(l, "elapsed_ms")).collect();
+        let nothing: Vec<f64> = lines.iter().filter(|l| l.contains("pass: nothing to change") && l.contains("reconciler=\"entry\"")).filter_map(|l| field_num(l, "elapsed_ms")).collect();
         let listed: Vec<f64> = lines.iter().filter(|l| l.contains("listed SPIRE entries")).filter_map(|l| field_num(l, "elapsed_ms")).collect();
         let writes = |t: &str| metric(t, "spire_controller_manager_entry_writes_total", &[]);
         let pd = hist(&after, "spire_controller_manager_reconcile_pass_duration_seconds", &["reconciler=\"entry\"", "result=\"ok\""])
@@ -878,7 +878,7 @@ async fn controller(f: Flags) -> Result<()> {
         let lines = log_since(&log, log0);
         let applied: Vec<f64> = lines
             .iter()
-            .filter(|l| l.contains("entry pass applied changes") && field_num(l, "created").is_some_and(|c| c > 0.0))
+            .filter(|l| l.contains("pass applied changes") && l.contains("reconciler=\"entry\"") && field_num(l, "created").is_some_and(|c| c > 0.0))
             .filter_map(|l| field_num(l, "elapsed_ms"))
             .collect();
         let lag = hist(&after, "spire_controller_manager_reconcile_trigger_lag_seconds", &["reconciler=\"entry\""])
