@@ -412,3 +412,129 @@ async fn an_empty_pod_view_cannot_delete_every_entry() {
     .await;
     ctl.stop();
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn csid_review(name: &str, template: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": unique("req"), "kind": {"group": "spire.spiffe.io", "version": "v1alpha1", "kind": "ClusterSPIFFEID"},
+            "resource": {"group": "spire.spiffe.io", "version": "v1alpha1", "resource": "clusterspiffeids"},
+            "name": name, "operation": "CREATE", "userInfo": {"username": "mallory"},
+            "object": {"apiVersion": "spire.spiffe.io/v1alpha1", "kind": "ClusterSPIFFEID", "metadata": {"name": name},
+                "spec": {"spiffeIDTemplate": template}},
+            "dryRun": false
+        }
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn template_bombs_cost_milliseconds_and_no_memory() {
+    let client = kube().await;
+    let name = unique("bomb");
+    let spire = Spire::start(&name, TD);
+    let ns = unique("bomb");
+    create_namespace(&client, &ns, &[]).await;
+    let node = create_node(&client, &unique("bomb-node")).await;
+    let node_name = node.metadata.name.clone().unwrap();
+    let (ctl, port, _configs) = webhook_controller(&name, &ns, &spire, "").await;
+    let pid = ctl.pid().unwrap();
+    let bomb = "spiffe://example.org/{{range 2000000000}}aaaaaaaa{{end}}";
+    let rss_before = rss_kib(pid);
+
+    // Eight bombs at once straight at the port, and an ordinary request beside them.
+    let t0 = Instant::now();
+    let bombs: Vec<_> = (0..8)
+        .map(|i| {
+            let body = csid_review(&format!("bomb-{i}"), bomb);
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let r = post(port, "/validate-spire-spiffe-io-v1alpha1-clusterspiffeid", &body);
+                (r, t.elapsed())
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    let (code, ordinary) = post(
+        port,
+        "/validate-spire-spiffe-io-v1alpha1-clusterspiffeid",
+        &csid_review("ordinary", "spiffe://example.org/ns/{{ .PodMeta.Namespace }}"),
+    );
+    let ordinary_took = t.elapsed();
+    assert_eq!((code, ordinary["response"]["allowed"].as_bool()), (200, Some(true)), "{ordinary}");
+    let mut slowest = Duration::ZERO;
+    for b in bombs {
+        let ((code, res), took) = b.join().unwrap();
+        slowest = slowest.max(took);
+        // Answered: refused naming the field, or turned away while four others were decided.
+        match code {
+            200 => {
+                assert_eq!(res["response"]["allowed"], false, "{res}");
+                let msg = res["response"]["status"]["message"].as_str().unwrap_or_default();
+                assert!(msg.contains("spec.spiffeIDTemplate") && msg.contains("execution budget"), "{msg}");
+            }
+            429 => {}
+            other => panic!("bomb answered {other}: {res}"),
+        }
+    }
+    let rss_after = rss_kib(pid);
+    eprintln!(
+        "hostile: 8 template bombs answered in {:?} (slowest {slowest:?}, all {:?}); an ordinary request beside them {ordinary_took:?}; RSS {} → {} KiB",
+        t0.elapsed(),
+        t0.elapsed(),
+        rss_before,
+        rss_after
+    );
+    assert!(rss_after < rss_before + 32 * 1024, "RSS grew from {rss_before} to {rss_after} KiB");
+
+    // Through the apiserver: refused at apply time.
+    let cspiffeids = cr_api(&client, "ClusterSPIFFEID", "clusterspiffeids");
+    let obj = serde_json::from_value(json!({"apiVersion": "spire.spiffe.io/v1alpha1", "kind": "ClusterSPIFFEID",
+        "metadata": {"name": format!("{name}-bomb"), "labels": {"e2e-hostile": name}},
+        "spec": {"className": name, "spiffeIDTemplate": bomb}}))
+    .unwrap();
+    match cspiffeids.create(&PostParams::default(), &obj).await {
+        Err(kube::Error::Api(s)) => assert!(s.message.contains("execution budget"), "{}", s.message),
+        other => panic!("the bomb was not refused: {other:?}"),
+    }
+
+    // Not routed to the webhook (as when it is off): the reconciler renders it under the
+    // same budget, reports the failure and goes on registering other pods.
+    apply_json(
+        &client,
+        "clusterspiffeids",
+        json!({"apiVersion": "spire.spiffe.io/v1alpha1", "kind": "ClusterSPIFFEID", "metadata": {"name": format!("{name}-unrouted")},
+            "spec": {"className": name, "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+                "podSelector": {"matchLabels": {"app": "bombed"}}, "spiffeIDTemplate": bomb}}),
+    )
+    .await;
+    apply_json(
+        &client,
+        "clusterspiffeids",
+        json!({"apiVersion": "spire.spiffe.io/v1alpha1", "kind": "ClusterSPIFFEID", "metadata": {"name": format!("{name}-plain")},
+            "spec": {"className": name, "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+                "podSelector": {"matchLabels": {"app": "plain"}}, "spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/plain/{{ .PodMeta.Name }}"}}),
+    )
+    .await;
+    create_pod(&client, &ns, "bombed", &node_name, "sa", &[("app", "bombed")]).await;
+    create_pod(&client, &ns, "plain", &node_name, "sa", &[("app", "plain")]).await;
+    let want = format!("spiffe://{TD}/plain/plain");
+    eventually(WAIT, "the plain pod's entry beside the bomb", || async { ids(&spire).contains(&want).then_some(()) })
+        .await;
+    eventually(WAIT, "the bomb reported as a render failure", || async {
+        (ctl.metric("spire_controller_manager_render_failures", &["ClusterSPIFFEID"]).await >= 1.0).then_some(())
+    })
+    .await;
+    let rss_end = rss_kib(pid);
+    eprintln!("hostile: reconciler rendered the bomb; RSS {rss_end} KiB");
+    assert!(rss_end < rss_before + 32 * 1024, "RSS grew from {rss_before} to {rss_end} KiB");
+}

@@ -18,6 +18,9 @@ use crate::{ErrorKind, TemplateData, TemplateError};
 /// (Go allows 100000 template calls; a Rust thread stack is much smaller.)
 const MAX_EXEC_DEPTH: usize = 300;
 
+/// How often (in walked nodes) the execution clock is read.
+const CLOCK_EVERY: u64 = 256;
+
 /// Parsed templates that share one source text.
 #[derive(Debug)]
 pub(crate) struct Templates {
@@ -71,6 +74,12 @@ enum Callee<'t> {
 }
 
 struct State<'t, 'o> {
+    budget: &'o crate::Budget,
+    /// Range iterations so far.
+    iterations: u64,
+    /// Nodes walked so far (the clock is read every [`CLOCK_EVERY`] steps).
+    steps: u64,
+    started: std::time::Instant,
     t: &'t Templates,
     /// Name of the template being executed (`{{define}}`d templates have their own).
     name: &'t str,
@@ -81,7 +90,12 @@ struct State<'t, 'o> {
 }
 
 /// Executes the template named `t.name` against `data`, appending to `out`.
-pub(crate) fn execute<'t>(t: &'t Templates, data: &'t TemplateData<'_>, out: &mut String) -> Result<(), TemplateError> {
+pub(crate) fn execute<'t>(
+    t: &'t Templates,
+    data: &'t TemplateData<'_>,
+    out: &mut String,
+    budget: &crate::Budget,
+) -> Result<(), TemplateError> {
     let root = data.root();
     let Some(tree) = t.trees.get(&t.name) else {
         return Err(TemplateError::new(
@@ -89,7 +103,18 @@ pub(crate) fn execute<'t>(t: &'t Templates, data: &'t TemplateData<'_>, out: &mu
             format!("template: {}: {} is an incomplete or empty template", t.name, quote_go(&t.name)),
         ));
     };
-    let mut s = State { t, name: &t.name, node: None, vars: vec![("$", root.clone())], depth: 0, out };
+    let mut s = State {
+        budget,
+        iterations: 0,
+        steps: 0,
+        started: std::time::Instant::now(),
+        t,
+        name: &t.name,
+        node: None,
+        vars: vec![("$", root.clone())],
+        depth: 0,
+        out,
+    };
     match s.walk_list(&root, tree) {
         Ok(()) => Ok(()),
         Err(Flow::Err(e)) => Err(e),
@@ -160,6 +185,44 @@ impl<'t> State<'t, '_> {
         Err(self.errorf(format!("undefined variable: {name}")))
     }
 
+    /// The execution budget (see [`crate::Budget`]): checked at every node, every range
+    /// iteration, every write and every function result.
+    fn over_budget(&self, what: String) -> Flow {
+        Flow::Err(TemplateError::new(
+            ErrorKind::Budget,
+            format!("template: {}: execution budget exceeded: {what}", self.t.name),
+        ))
+    }
+
+    fn step(&mut self) -> R<()> {
+        self.steps += 1;
+        if self.steps.is_multiple_of(CLOCK_EVERY) && self.started.elapsed() > self.budget.max_time {
+            return Err(self.over_budget(format!("ran longer than {:?}", self.budget.max_time)));
+        }
+        if self.out.len() > self.budget.max_output_bytes {
+            return Err(self.over_budget(format!("output longer than {} bytes", self.budget.max_output_bytes)));
+        }
+        Ok(())
+    }
+
+    fn iteration(&mut self) -> R<()> {
+        self.iterations += 1;
+        if self.iterations > self.budget.max_range_iterations {
+            return Err(self.over_budget(format!("more than {} range iterations", self.budget.max_range_iterations)));
+        }
+        self.step()
+    }
+
+    /// A function's result (`printf`, `print`, ...) must fit the value budget.
+    fn check_value(&self, v: &Val<'t>) -> R<()> {
+        if let Val::Str(s, _) = v
+            && s.len() > self.budget.max_value_bytes
+        {
+            return Err(self.over_budget(format!("a value longer than {} bytes", self.budget.max_value_bytes)));
+        }
+        Ok(())
+    }
+
     fn enter(&mut self) -> R<()> {
         if self.depth >= MAX_EXEC_DEPTH {
             return Err(self.errorf(format!("exceeded maximum template depth ({MAX_EXEC_DEPTH})")));
@@ -180,6 +243,7 @@ impl<'t> State<'t, '_> {
 
     fn walk(&mut self, dot: &Val<'t>, node: &'t Node) -> R<()> {
         self.at(NodeRef::Node(node));
+        self.step()?;
         match node {
             Node::Action(a) => {
                 let val = self.eval_pipeline(dot, &a.pipe)?;
@@ -234,6 +298,7 @@ impl<'t> State<'t, '_> {
     }
 
     fn one_iteration(&mut self, r: &'t BranchNode, mark: usize, index: Val<'t>, elem: Val<'t>) -> R<()> {
+        self.iteration()?;
         let decl = &r.pipe.decl;
         if !decl.is_empty() {
             if r.pipe.is_assign {
@@ -625,12 +690,18 @@ impl<'t> State<'t, '_> {
             callee_name = args[0].to_go_string();
         }
 
+        if let Callee::Builtin("printf") = fun {
+            self.check_printf(&argv)?;
+        }
         let result = match fun {
             Callee::Builtin(b) => funcs::call_builtin(b, argv, &callee_name),
             Callee::Method(id) => model::call_method(&receiver, id).map_err(CallErr::Go),
         };
         match result {
-            Ok(v) => Ok(v),
+            Ok(v) => {
+                self.check_value(&v)?;
+                Ok(v)
+            }
             Err(CallErr::Go(e)) => {
                 self.at(node);
                 Err(self.errorf(format!("error calling {name}: {e}")))
@@ -640,6 +711,38 @@ impl<'t> State<'t, '_> {
                 Err(self.unsupported(format!("{name}: {e}")))
             }
         }
+    }
+
+    /// Refuses `printf` widths and precisions that would allocate more than the value
+    /// budget before anything could be checked (`%0999999999d`, `%*d` with a huge width).
+    fn check_printf(&self, argv: &[Val<'t>]) -> R<()> {
+        let limit = self.budget.max_value_bytes as u64;
+        let Some(Val::Str(format, _)) = argv.first() else { return Ok(()) };
+        let mut digits: u64 = 0;
+        for c in format.chars() {
+            match c.to_digit(10) {
+                Some(d) => {
+                    digits = digits.saturating_mul(10).saturating_add(u64::from(d));
+                    if digits > limit {
+                        return Err(self.over_budget(format!("a printf width or precision over {limit}")));
+                    }
+                }
+                None => digits = 0,
+            }
+        }
+        if format.contains('*') {
+            for v in &argv[1..] {
+                let big = match v {
+                    Val::Int(n, _) => n.unsigned_abs() > limit,
+                    Val::Uint(n, _) => *n > limit,
+                    _ => false,
+                };
+                if big {
+                    return Err(self.over_budget(format!("a printf width or precision over {limit}")));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Go's `validateType`.
@@ -734,6 +837,6 @@ impl<'t> State<'t, '_> {
         if let Err(e) = v.fmt_v(self.out, 0) {
             return Err(self.unsupported(e.0));
         }
-        Ok(())
+        self.step()
     }
 }

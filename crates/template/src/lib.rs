@@ -81,7 +81,42 @@ pub enum ErrorKind {
     /// the result byte-for-byte (e.g. printing a whole Kubernetes struct). The message
     /// has Go's exec-error shape and names the construct.
     Unsupported,
+    /// The execution went over its [`Budget`] (Go would go on, for as long as it takes):
+    /// `template: NAME: execution budget exceeded: more than 10000 range iterations`.
+    Budget,
 }
+
+/// What one execution may cost. Templates come from custom resources anyone with
+/// create rights on them writes, and run in the webhook and the reconciler: Go's
+/// `{{range 2000000000}}` or `{{printf "%0999999999d" 1}}` must end quickly with an error,
+/// not take the process's memory. The defaults are far above anything an identity
+/// needs (a SPIFFE ID is at most 2048 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Range iterations in one execution, all ranges together (default 10,000).
+    pub max_range_iterations: u64,
+    /// Bytes written by one execution (default 64 KiB).
+    pub max_output_bytes: usize,
+    /// Bytes of any string a function returns, and the largest printf width or
+    /// precision (default 64 KiB).
+    pub max_value_bytes: usize,
+    /// Wall-clock time of one execution (default 100 ms).
+    pub max_time: std::time::Duration,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            max_range_iterations: 10_000,
+            max_output_bytes: 64 * 1024,
+            max_value_bytes: 64 * 1024,
+            max_time: std::time::Duration::from_millis(100),
+        }
+    }
+}
+
+/// The largest template source parsed (a SPIFFE ID template is a line).
+pub const MAX_SOURCE_BYTES: usize = 64 * 1024;
 
 /// A template error; `Display` is Go's error text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +175,12 @@ impl Template {
     /// Errors have kind [`ErrorKind::Parse`] and Go's message, e.g.
     /// `template: spiffeIDTemplate:1: function "nofunc" not defined`.
     pub fn parse(name: &str, src: &str) -> Result<Template, TemplateError> {
+        if src.len() > MAX_SOURCE_BYTES {
+            return Err(TemplateError::new(
+                ErrorKind::Parse,
+                format!("template: {name}: source is {} bytes, more than the {MAX_SOURCE_BYTES} allowed", src.len()),
+            ));
+        }
         let trees = parse::parse(name, src).map_err(|e| TemplateError::new(ErrorKind::Parse, e.0))?;
         Ok(Template { inner: Arc::new(exec::Templates { name: name.to_string(), source: src.to_string(), trees }) })
     }
@@ -148,9 +189,16 @@ impl Template {
     /// `data` a `*templateData`) and returns what Go would have written.
     ///
     /// On error nothing is returned (Go may have written a prefix before failing).
+    ///
+    /// Runs under the default [`Budget`].
     pub fn render(&self, data: &TemplateData<'_>) -> Result<String, TemplateError> {
+        self.render_with(data, &Budget::default())
+    }
+
+    /// [`Template::render`] under `budget`.
+    pub fn render_with(&self, data: &TemplateData<'_>, budget: &Budget) -> Result<String, TemplateError> {
         let mut out = String::with_capacity(self.inner.source.len() + 32);
-        exec::execute(&self.inner, data, &mut out)?;
+        exec::execute(&self.inner, data, &mut out, budget)?;
         Ok(out)
     }
 

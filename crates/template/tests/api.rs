@@ -113,11 +113,11 @@ fn synthetic_data_is_fully_populated() {
 
 #[test]
 fn deep_nesting_is_an_error_not_a_crash() {
-    let parens = format!("{{{{ {}1{} }}}}", "(".repeat(100_000), ")".repeat(100_000));
+    let parens = format!("{{{{ {}1{} }}}}", "(".repeat(30_000), ")".repeat(30_000));
     let e = Template::parse("t", &parens).unwrap_err();
     assert_eq!(e.message(), "template: t:1: max expression depth exceeded");
 
-    let ifs = format!("{}x{}", "{{ if true }}".repeat(10_000), "{{ end }}".repeat(10_000));
+    let ifs = format!("{}x{}", "{{ if true }}".repeat(2_000), "{{ end }}".repeat(2_000));
     assert!(Template::parse("t", &ifs).unwrap_err().is_parse());
 
     let ok = format!("{}x{}", "{{ if true }}".repeat(150), "{{ end }}".repeat(150));
@@ -128,4 +128,51 @@ fn deep_nesting_is_an_error_not_a_crash() {
     let e = Template::parse("t", recursive).unwrap().render(&data).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Exec);
     assert!(e.message().contains("exceeded maximum template depth"), "{e}");
+}
+
+/// Hostile templates end quickly with a budget error instead of running for ever or
+/// taking the process's memory.
+#[test]
+fn execution_budget() {
+    let data = TemplateData::synthetic("example.org", "c", "cluster.local");
+    let bombs = [
+        ("range over a huge int", "spiffe://example.org/{{range 2000000000}}aaaaaaaa{{end}}", "output longer than"),
+        ("range over a huge int, writing nothing", "{{range 2000000000}}{{end}}", "range iterations"),
+        ("nested ranges", "{{range 100000}}{{range 100000}}{{end}}{{end}}", "range iterations"),
+        ("printf width", r#"{{printf "%0999999999d" 1}}"#, "printf width"),
+        ("printf star width", r#"{{printf "%*d" 999999999 1}}"#, "printf width"),
+        (
+            "doubling a variable",
+            r#"{{$x := "aaaaaaaaaaaaaaaa"}}{{range 40}}{{$x = printf "%s%s" $x $x}}{{end}}{{$x}}"#,
+            "a value longer than",
+        ),
+        (
+            "doubling with print",
+            r#"{{$x := "aaaaaaaa"}}{{range 40}}{{$x = print $x $x}}{{end}}"#,
+            "a value longer than",
+        ),
+        ("output", r#"{{range 9000}}{{printf "%0100d" 1}}{{end}}"#, "output longer than"),
+    ];
+    for (what, src, want) in bombs {
+        let t = Template::parse("spiffeIDTemplate", src).unwrap();
+        let started = std::time::Instant::now();
+        let err = t.render(&data).expect_err(what);
+        assert_eq!(err.kind(), ErrorKind::Budget, "{what}: {err}");
+        assert!(err.message().starts_with("template: spiffeIDTemplate: execution budget exceeded: "), "{what}: {err}");
+        assert!(err.message().contains(want), "{what}: {err}");
+        // Not a timed assertion of speed: a sanity bound far above the budget's 100 ms.
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{what} took {:?}", started.elapsed());
+    }
+    // Time: a budget of nothing stops a long but small loop.
+    let budget = scm_template::Budget { max_time: std::time::Duration::ZERO, ..Default::default() };
+    let t = Template::parse("spiffeIDTemplate", "{{range 5000}}{{end}}").unwrap();
+    let err = t.render_with(&data, &budget).unwrap_err();
+    assert!(err.message().contains("ran longer than"), "{err}");
+    // Ordinary templates are untouched.
+    let ok = Template::parse("spiffeIDTemplate", "{{range 100}}{{end}}spiffe://{{ .TrustDomain }}").unwrap();
+    assert_eq!(ok.render(&data).unwrap(), "spiffe://example.org");
+    // A source too large is refused at parse.
+    let huge = "x".repeat(scm_template::MAX_SOURCE_BYTES + 1);
+    let err = Template::parse("spiffeIDTemplate", &huge).unwrap_err();
+    assert!(err.is_parse() && err.message().contains("more than"), "{err}");
 }

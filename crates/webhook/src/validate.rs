@@ -241,6 +241,7 @@ fn synthetic_data(s: &AdmissionSettings) -> Option<Data> {
 fn render(t: &scm_template::Template, data: &Data) -> Result<String, RenderError> {
     t.render(data).map_err(|e| RenderError {
         unsupported: e.kind() == scm_template::ErrorKind::Unsupported,
+        over_budget: e.kind() == scm_template::ErrorKind::Budget,
         message: e.to_string(),
     })
 }
@@ -248,6 +249,8 @@ fn render(t: &scm_template::Template, data: &Data) -> Result<String, RenderError
 struct RenderError {
     /// A construct this implementation's template engine cannot reproduce.
     unsupported: bool,
+    /// The execution went over its budget (scm_template::Budget).
+    over_budget: bool,
     message: String,
 }
 
@@ -266,7 +269,10 @@ fn is_data_dependent(message: &str) -> bool {
 
 fn render_failure(field: &str, src: &str, e: &RenderError, v: &mut Verdict) {
     let message = &e.message;
-    if e.unsupported {
+    if e.over_budget {
+        // The reconciler runs under the same budget: it would fail on every pod.
+        v.error(field, format!("does not render within the execution budget: {message}"));
+    } else if e.unsupported {
         // The controller renders with the same engine, so it would fail on every pod.
         v.error(field, format!("uses a template construct this implementation cannot render: {message}"));
     } else if is_data_dependent(message) && reads_unknowable_data(src) {

@@ -685,3 +685,28 @@ async fn pod_observation_allows_even_what_it_cannot_read() {
     assert_allowed(&res);
     assert!(rec.0.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_template_bomb_is_refused_naming_the_field() {
+    let wh = webhook();
+    let started = std::time::Instant::now();
+    let res = call(
+        &wh,
+        Route::ValidateClusterSPIFFEID,
+        csid("bomb", json!({"spiffeIDTemplate": "spiffe://example.org/{{range 2000000000}}aaaaaaaa{{end}}"})),
+    )
+    .await;
+    let msg = assert_forbidden(&res, "ClusterSPIFFEID", "bomb", "spec.spiffeIDTemplate");
+    assert!(msg.contains("execution budget"), "{msg}");
+    eprintln!("template bomb refused in {:?}", started.elapsed());
+    let res = call(
+        &wh,
+        Route::ValidateClusterSPIFFEID,
+        csid(
+            "bomb2",
+            json!({"spiffeIDTemplate": "spiffe://example.org/x", "dnsNameTemplates": [r#"{{printf "%0999999999d" 1}}"#]}),
+        ),
+    )
+    .await;
+    assert_forbidden(&res, "ClusterSPIFFEID", "bomb2", "spec.dnsNameTemplates[0]");
+}
