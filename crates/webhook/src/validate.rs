@@ -22,7 +22,6 @@
 //! both, "is not a member of trust domain"); an https_spiffe federation without a
 //! bootstrap bundle.
 
-use std::fmt;
 use std::time::Duration;
 
 use kube::core::DynamicObject;
@@ -33,34 +32,16 @@ use serde_json::Value;
 use crate::AdmissionSettings;
 use crate::admission::{CrdKind, Decision};
 
-/// A problem with one field (`field` is a JSON path like `spec.selectors[1]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
+/// A problem with one field (`field` is a JSON path like `spec.selectors[1]`): the
+/// parsers' own type, so the webhook and the reconciler report the same thing.
+pub use scm_core::FieldError;
 
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+/// The parsers name fields relative to the spec; admission names them from the object.
+fn in_spec(mut e: FieldError) -> FieldError {
+    if !(e.field.starts_with("spec") || e.field.starts_with("metadata")) {
+        e.field = format!("spec.{}", e.field);
     }
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
-
-impl From<scm_core::FieldError> for FieldError {
-    fn from(e: scm_core::FieldError) -> Self {
-        let field = if e.field.starts_with("spec") || e.field.starts_with("metadata") {
-            e.field
-        } else {
-            format!("spec.{}", e.field)
-        };
-        Self { field, message: e.message }
-    }
+    e
 }
 
 /// Errors (deny) and warnings (allow, tell the user) for one object.
@@ -146,7 +127,7 @@ pub fn validate_cluster_spiffe_id(settings: &AdmissionSettings, spec: &ClusterSP
     let parsed = match scm_core::parse_cluster_spiffe_id(spec) {
         Ok(p) => p,
         Err(e) => {
-            v.errors.push(e.into());
+            v.errors.push(in_spec(e));
             return v;
         }
     };
@@ -292,7 +273,7 @@ pub fn validate_cluster_static_entry(settings: &AdmissionSettings, spec: &Cluste
     let entry = match scm_core::parse_static_entry(spec) {
         Ok(e) => e,
         Err(e) => {
-            v.errors.push(e.into());
+            v.errors.push(in_spec(e));
             return v;
         }
     };
@@ -333,7 +314,7 @@ pub fn validate_cluster_federated_trust_domain(
     let rel = match scm_federation::parse_federated_trust_domain(spec) {
         Ok(r) => r,
         Err(e) => {
-            v.errors.push(e.into());
+            v.errors.push(in_spec(e));
             return v;
         }
     };
