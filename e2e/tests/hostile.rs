@@ -129,6 +129,28 @@ async fn webhook_controller(name: &str, ns: &str, spire: &Spire, extra: &str) ->
     (ctl, port, configs)
 }
 
+/// A ClusterSPIFFEID of class `class` for the pods of namespace `ns` (with `pod_label`).
+async fn apply_csid(
+    client: &kube::Client,
+    name: &str,
+    class: &str,
+    ns: &str,
+    pod_label: Option<(&str, &str)>,
+    template: &str,
+) {
+    let mut spec = json!({"className": class, "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+        "spiffeIDTemplate": template});
+    if let Some((k, v)) = pod_label {
+        spec["podSelector"] = json!({"matchLabels": {k: v}});
+    }
+    apply_json(
+        client,
+        "clusterspiffeids",
+        json!({"apiVersion": "spire.spiffe.io/v1alpha1", "kind": "ClusterSPIFFEID", "metadata": {"name": name}, "spec": spec}),
+    )
+    .await;
+}
+
 fn ids(spire: &Spire) -> Vec<String> {
     spire.entry_show().iter().map(|e| show_id(&e["spiffe_id"])).collect()
 }
@@ -143,12 +165,13 @@ async fn forged_admissions_never_mint_an_identity() {
     let node = create_node(&client, &unique("node-1")).await;
     let node_name = node.metadata.name.clone().unwrap();
     let (ctl, port, _configs) = webhook_controller(&name, &ns, &spire, "").await;
-    apply_json(
+    apply_csid(
         &client,
-        "clusterspiffeids",
-        json!({"apiVersion": "spire.spiffe.io/v1alpha1", "kind": "ClusterSPIFFEID", "metadata": {"name": name},
-            "spec": {"className": name, "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
-                "spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Namespace }}/sa/{{ .PodSpec.ServiceAccountName }}"}}),
+        &name,
+        &name,
+        &ns,
+        None,
+        "spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Namespace }}/sa/{{ .PodSpec.ServiceAccountName }}",
     )
     .await;
     // A real pod, not scheduled yet (no scheduler here: it stays unbound).
@@ -279,13 +302,13 @@ async fn multibyte_annotations_in_a_failing_render_cannot_stop_registration() {
         spire.socket()
     );
     let mut ctl = Controller::start(&name, &config);
-    apply_json(
+    apply_csid(
         &client,
-        "clusterspiffeids",
-        json!({"apiVersion": "spire.spiffe.io/v1alpha1", "kind": "ClusterSPIFFEID", "metadata": {"name": format!("{name}-notes")},
-            "spec": {"className": name, "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
-                "podSelector": {"matchLabels": {"kind": "noted"}},
-                "spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/{{ index .PodMeta.Annotations \"note\" }}"}}),
+        &format!("{name}-notes"),
+        &name,
+        &ns,
+        Some(("kind", "noted")),
+        "spiffe://{{ .TrustDomain }}/{{ index .PodMeta.Annotations \"note\" }}",
     )
     .await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -304,13 +327,13 @@ async fn multibyte_annotations_in_a_failing_render_cannot_stop_registration() {
     })
     .await;
     // Registration goes on: a pod of another ClusterSPIFFEID created afterwards gets its entry.
-    apply_json(
+    apply_csid(
         &client,
-        "clusterspiffeids",
-        json!({"apiVersion": "spire.spiffe.io/v1alpha1", "kind": "ClusterSPIFFEID", "metadata": {"name": format!("{name}-plain")},
-            "spec": {"className": name, "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
-                "podSelector": {"matchLabels": {"kind": "plain"}},
-                "spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/plain/{{ .PodMeta.Name }}"}}),
+        &format!("{name}-plain"),
+        &name,
+        &ns,
+        Some(("kind", "plain")),
+        "spiffe://{{ .TrustDomain }}/plain/{{ .PodMeta.Name }}",
     )
     .await;
     create_pod(&client, &ns, "after", &node_name, "sa", &[("kind", "plain")]).await;
@@ -356,14 +379,7 @@ async fn an_empty_pod_view_cannot_delete_every_entry() {
     );
     let env = [("ENABLE_WEBHOOKS", "false"), ("POD_NAMESPACE", home.as_str()), ("POD_NAME", name.as_str())];
     let mut ctl = Controller::start_env(&name, &base, &env);
-    apply_json(
-        &client,
-        "clusterspiffeids",
-        json!({"apiVersion": "spire.spiffe.io/v1alpha1", "kind": "ClusterSPIFFEID", "metadata": {"name": name},
-            "spec": {"className": name, "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
-                "spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/w/{{ .PodMeta.Name }}"}}),
-    )
-    .await;
+    apply_csid(&client, &name, &name, &ns, None, "spiffe://{{ .TrustDomain }}/w/{{ .PodMeta.Name }}").await;
     for i in 0..30 {
         create_pod(&client, &ns, &format!("w{i}"), &node_name, "sa", &[]).await;
     }
@@ -509,20 +525,14 @@ async fn template_bombs_cost_milliseconds_and_no_memory() {
 
     // Not routed to the webhook (as when it is off): the reconciler renders it under the
     // same budget, reports the failure and goes on registering other pods.
-    apply_json(
+    apply_csid(&client, &format!("{name}-unrouted"), &name, &ns, Some(("app", "bombed")), bomb).await;
+    apply_csid(
         &client,
-        "clusterspiffeids",
-        json!({"apiVersion": "spire.spiffe.io/v1alpha1", "kind": "ClusterSPIFFEID", "metadata": {"name": format!("{name}-unrouted")},
-            "spec": {"className": name, "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
-                "podSelector": {"matchLabels": {"app": "bombed"}}, "spiffeIDTemplate": bomb}}),
-    )
-    .await;
-    apply_json(
-        &client,
-        "clusterspiffeids",
-        json!({"apiVersion": "spire.spiffe.io/v1alpha1", "kind": "ClusterSPIFFEID", "metadata": {"name": format!("{name}-plain")},
-            "spec": {"className": name, "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
-                "podSelector": {"matchLabels": {"app": "plain"}}, "spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/plain/{{ .PodMeta.Name }}"}}),
+        &format!("{name}-plain"),
+        &name,
+        &ns,
+        Some(("app", "plain")),
+        "spiffe://{{ .TrustDomain }}/plain/{{ .PodMeta.Name }}",
     )
     .await;
     create_pod(&client, &ns, "bombed", &node_name, "sa", &[("app", "bombed")]).await;
