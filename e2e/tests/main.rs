@@ -9,4 +9,5 @@ mod hostile;
 mod manifests;
 mod ops;
 mod smoke;
+mod spire_compat;
 mod webhook;

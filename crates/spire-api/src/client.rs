@@ -392,7 +392,11 @@ impl Client {
             },
             self.options.entry_update_batch_size,
             |wire| async move {
-                let request = entryv1::BatchUpdateEntryRequest { entries: wire, input_mask: None, output_mask: None };
+                let request = entryv1::BatchUpdateEntryRequest {
+                    entries: wire,
+                    input_mask: Some(managed_fields_mask()),
+                    output_mask: None,
+                };
                 Ok(self.call(METHOD, self.entry.clone().batch_update_entry(self.request(request))).await?.results)
             },
             |i, r| entry_item(METHOD, entries[i].borrow(), r.status, r.entry),
@@ -781,4 +785,24 @@ where
 fn prepared<P>(items: Vec<Result<P, ItemError>>) -> impl FnMut(usize) -> Result<P, ItemError> {
     let mut it = items.into_iter();
     move |_| it.next().expect("prepare is called once per item")
+}
+
+/// The entry fields this controller manages, and so the only ones an update sends: an
+/// update without an input mask replaces every field, including those other tools set
+/// (the expiry, and SPIRE 1.15's additional attributes).
+pub fn managed_fields_mask() -> api::EntryMask {
+    api::EntryMask {
+        spiffe_id: true,
+        parent_id: true,
+        selectors: true,
+        x509_svid_ttl: true,
+        federates_with: true,
+        admin: true,
+        downstream: true,
+        dns_names: true,
+        store_svid: true,
+        jwt_svid_ttl: true,
+        hint: true,
+        ..Default::default()
+    }
 }

@@ -182,7 +182,9 @@ impl entryv1::entry_server::Entry for Fake {
     ) -> Result<Response<entryv1::BatchUpdateEntryResponse>, Status> {
         let r = request.into_inner();
         self.enter("BatchUpdateEntry", r.entries.len()).await?;
-        assert!(r.input_mask.is_none(), "updates are full replacements");
+        let mask = r.input_mask.expect("updates carry an input mask");
+        assert!(mask.spiffe_id && mask.selectors && mask.dns_names, "the managed fields are sent");
+        assert!(!mask.expires_at && !mask.created_at && !mask.revision_number, "fields we do not own are not");
         let mut s = self.0.lock().unwrap();
         let results = r
             .entries
