@@ -133,10 +133,98 @@ build_etcd() {
 		-o "$out/etcd" go.etcd.io/etcd/server/v3
 }
 
+# The module proxy refuses github.com/Keyfactor/ejbca-go-client-sdk (403), which SPIRE
+# >= 1.15 imports for its EJBCA UpstreamAuthority plugin only. This writes a stand-in
+# module with the few names that plugin uses, every call failing with "not available in
+# this build"; the tests never configure that plugin. Our own code, not the SDK's.
+write_ejbca_stand_in() {
+	local dir="$1/ejbca-stand-in" pkg
+	pkg="$dir/api/ejbca"
+	mkdir -p "$pkg"
+	printf 'module github.com/Keyfactor/ejbca-go-client-sdk\n\ngo 1.22\n' >"$dir/go.mod"
+	cat >"$pkg/stand_in.go" <<'GO'
+// Package ejbca stands in for the EJBCA REST client that the module proxy does not
+// serve: every call fails. Written by spire-controller-manager's e2e/peers.sh.
+package ejbca
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net/http"
+)
+
+var errUnavailable = errors.New("the EJBCA client is not available in this build")
+
+type Authenticator interface{ unavailable() }
+
+type MTLSAuthenticatorBuilder struct{}
+
+func NewMTLSAuthenticatorBuilder() *MTLSAuthenticatorBuilder { return &MTLSAuthenticatorBuilder{} }
+func (b *MTLSAuthenticatorBuilder) WithClientCertificate(*tls.Certificate) *MTLSAuthenticatorBuilder {
+	return b
+}
+func (b *MTLSAuthenticatorBuilder) WithCaCertificates([]*x509.Certificate) *MTLSAuthenticatorBuilder {
+	return b
+}
+func (b *MTLSAuthenticatorBuilder) Build() (Authenticator, error) { return nil, errUnavailable }
+
+type Configuration struct{ Host string }
+
+func NewConfiguration() *Configuration              { return &Configuration{} }
+func (c *Configuration) SetAuthenticator(Authenticator) {}
+
+type V1CertificateApiService struct{}
+
+type APIClient struct{ V1CertificateApi *V1CertificateApiService }
+
+func NewAPIClient(*Configuration) (*APIClient, error) { return nil, errUnavailable }
+
+type EnrollCertificateRestRequest struct{}
+
+func NewEnrollCertificateRestRequest() *EnrollCertificateRestRequest { return &EnrollCertificateRestRequest{} }
+func (r *EnrollCertificateRestRequest) SetUsername(string)               {}
+func (r *EnrollCertificateRestRequest) SetPassword(string)               {}
+func (r *EnrollCertificateRestRequest) SetCertificateRequest(string)     {}
+func (r *EnrollCertificateRestRequest) SetCertificateAuthorityName(string) {}
+func (r *EnrollCertificateRestRequest) SetCertificateProfileName(string) {}
+func (r *EnrollCertificateRestRequest) SetEndEntityProfileName(string)   {}
+func (r *EnrollCertificateRestRequest) SetIncludeChain(bool)             {}
+func (r *EnrollCertificateRestRequest) SetAccountBindingId(string)       {}
+
+type CertificateRestResponse struct{ CertificateChain []string }
+
+func (r *CertificateRestResponse) GetResponseFormat() string { return "" }
+func (r *CertificateRestResponse) GetCertificate() string    { return "" }
+
+type ApiEnrollPkcs10CertificateRequest struct{}
+
+func (s *V1CertificateApiService) EnrollPkcs10Certificate(context.Context) ApiEnrollPkcs10CertificateRequest {
+	return ApiEnrollPkcs10CertificateRequest{}
+}
+func (r ApiEnrollPkcs10CertificateRequest) EnrollCertificateRestRequest(EnrollCertificateRestRequest) ApiEnrollPkcs10CertificateRequest {
+	return r
+}
+func (r ApiEnrollPkcs10CertificateRequest) Execute() (*CertificateRestResponse, *http.Response, error) {
+	return nil, nil, errUnavailable
+}
+
+type GenericOpenAPIError struct{}
+
+func (e *GenericOpenAPIError) Error() string { return errUnavailable.Error() }
+func (e *GenericOpenAPIError) Body() []byte  { return nil }
+GO
+	echo "$dir"
+}
+
 build_spire() {
 	local v="$1" out="$2" m="$WORK/mod"
 	new_module "$m"
 	cd "$m"
+	local stand_in
+	stand_in="$(write_ejbca_stand_in "$WORK")"
+	go mod edit -replace "github.com/Keyfactor/ejbca-go-client-sdk=$stand_in"
 	go get -tool "github.com/spiffe/spire/cmd/spire-server@$v" "github.com/spiffe/spire/cmd/spire-agent@$v"
 	local ld="-s -w -X github.com/spiffe/spire/pkg/common/version.gittag=${v#v}"
 	CGO_ENABLED=1 go build -trimpath -ldflags "$ld" -o "$out/spire-server" github.com/spiffe/spire/cmd/spire-server

@@ -417,7 +417,8 @@ impl EntryReconciler {
     fn record_metrics(&self, declared: &Declared, plan: &Plan) {
         let m = &self.metrics;
         m.entries_declared.set(declared.entries.len() as i64);
-        m.entries_current.set(self.mirror.len() as i64);
+        // Entries in SPIRE this controller owns (not every entry of the server).
+        m.entries_current.set(scm_core::owned_count(&self.mirror.entries(), &self.ownership) as i64);
         m.entries_kept.set(plan.kept.len() as i64);
         let masked: i64 = declared.spiffe_id_stats.values().map(|s| s.entries_masked).sum::<i64>()
             + declared.static_entries.values().filter(|s| s.masked).count() as i64;

@@ -82,10 +82,6 @@ impl Mirror {
         self.entries.values().collect()
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
     pub fn removed(&mut self, id: &str) {
         self.entries.remove(id);
         if let Some(j) = self.journal.as_mut() {
