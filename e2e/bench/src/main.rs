@@ -780,6 +780,7 @@ async fn controller(f: Flags) -> Result<()> {
         let before = http_get(&metrics_addr, "/metrics").await.unwrap_or_default();
         let log0 = file_len(&log);
         let cpu0 = cpu_secs(pid, tck).unwrap_or(f64::NAN);
+        let spire_idle0 = cpu_secs(spire_pid, tck).unwrap_or(f64::NAN);
         let m0 = machine_jiffies();
         let w0 = Instant::now();
         tokio::time::sleep(Duration::from_secs(idle_secs / 2)).await;
@@ -787,7 +788,9 @@ async fn controller(f: Flags) -> Result<()> {
         let w_mid = w0.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_secs(idle_secs - idle_secs / 2)).await;
         let cpu1 = cpu_secs(pid, tck).unwrap_or(f64::NAN);
+        let spire_idle1 = cpu_secs(spire_pid, tck).unwrap_or(f64::NAN);
         let window = w0.elapsed().as_secs_f64();
+        let spire_cpu_per_min = (spire_idle1 - spire_idle0) / window * 60.0;
         let m1 = machine_jiffies();
         let after = http_get(&metrics_addr, "/metrics").await.unwrap_or_default();
         let rss = status_kib(pid, "VmRSS").unwrap_or(0);
@@ -802,7 +805,7 @@ async fn controller(f: Flags) -> Result<()> {
             .minus(&hist(&before, "spire_controller_manager_reconcile_pass_duration_seconds", &["reconciler=\"entry\"", "result=\"ok\""]));
         let cpu_per_min = (cpu1 - cpu0) / window * 60.0;
         say(format!(
-            "idle {window:.0} s: CPU {:.2} s/min, RSS {:.1} MiB, {} passes (mean {:.1} ms), writes {} (first {w_mid:.0} s: {}), SPIRE-side {}",
+            "idle {window:.0} s: CPU {:.2} s/min (spire-server {spire_cpu_per_min:.2} s/min), RSS {:.1} MiB, {} passes (mean {:.1} ms), writes {} (first {w_mid:.0} s: {}), SPIRE-side {}",
             cpu_per_min,
             rss as f64 / 1024.0,
             pd.count,
@@ -815,6 +818,7 @@ async fn controller(f: Flags) -> Result<()> {
             "idle".into(),
             json!({
                 "window_seconds": window, "cpu_seconds": cpu1 - cpu0, "cpu_seconds_per_minute": cpu_per_min,
+                "spire_server_cpu_seconds_per_minute": spire_cpu_per_min,
                 "vm_rss_kib": rss, "vm_hwm_kib": hwm, "rss_anon_kib": status_kib(pid, "RssAnon"), "smaps_rollup": rollup,
                 "machine_busy_pct": busy_pct(m0, m1), "load": loadavg(),
                 "writes_first_half": writes(&mid) - writes(&before), "first_half_seconds": w_mid,
@@ -1040,6 +1044,7 @@ fn report(dir: &Path) -> Result<()> {
             (idle_label, Box::new(move |r| get(r, "idle.vm_rss_kib") * mib), 1, false),
             ("  of which anonymous, RssAnon (MiB)", Box::new(move |r| get(r, "idle.rss_anon_kib") * mib), 1, false),
             ("CPU per idle minute (s)", Box::new(|r| get(r, "idle.cpu_seconds_per_minute")), 3, false),
+            ("spire-server CPU per idle minute (s)", Box::new(|r| get(r, "idle.spire_server_cpu_seconds_per_minute")), 3, false),
             ("entry passes in the idle window", Box::new(|r| get(r, "idle.passes_all")), 0, true),
             ("idle pass duration, mean from histogram (ms)", Box::new(|r| get(r, "idle.pass_hist.mean_ms")), 1, true),
             ("idle pass duration, median from log (ms)", Box::new(|r| median(&mut arr(r, "idle.pass_ms_from_log"))), 1, true),
