@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 E2E_DIR ?= $(CURDIR)/.e2e
 
-.PHONY: all build release test unit lint e2e peers crds check-crds demo demo-down bench clean
+.PHONY: all build release test unit lint fuzz e2e peers crds check-crds demo demo-down bench clean
 
 all: build
 
@@ -25,6 +25,10 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	python3 tools/imports.py src --check
 	$(CARGO) deny check bans licenses sources
+
+## Fuzz every cargo-fuzz target for FUZZ_SECONDS each (default 60); not part of `make test`.
+fuzz:
+	fuzz/run.sh
 
 ## Unit tests only (no peers).
 unit:

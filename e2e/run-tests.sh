@@ -13,6 +13,7 @@ cargo test --workspace --lib --bins
 
 echo "== real peers"
 e2e/peers.sh build
+SPIRE_VERSION=v1.13.3 e2e/peers.sh build spire
 rm -rf "$E2E_DIR"
 mkdir -p "$E2E_DIR"
 e2e/peers.sh up "$E2E_DIR/peers"
@@ -23,3 +24,14 @@ export PEERS_ENV="$E2E_DIR/peers/env"
 export SPIRE_TESTS_REQUIRE_PEERS=1
 export CONTROLLER_BIN="$ROOT/target/debug/spire-controller-manager"
 cargo test --workspace --tests -- --test-threads="${E2E_THREADS:-2}"
+
+# The same client round trips and a core e2e subset against the second supported SPIRE.
+echo "== SPIRE v1.13.3: the client round trip and a core e2e subset"
+e2e/peers.sh down "$E2E_DIR/peers" || true
+export SPIRE_VERSION=v1.13.3
+e2e/peers.sh up "$E2E_DIR/peers-1.13"
+trap 'e2e/peers.sh down "$E2E_DIR/peers-1.13" || true' EXIT
+export PEERS_ENV="$E2E_DIR/peers-1.13/env"
+cargo test -p scm-spire-api --test real_server
+cargo test -p scm-federation --test real_spire
+cargo test --test e2e -- --test-threads="${E2E_THREADS:-2}" entries:: spire_compat:: smoke:: chart::
