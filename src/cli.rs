@@ -696,6 +696,21 @@ mod tests {
         Args::try_parse_from(go_style_args(args.iter().map(std::ffi::OsString::from))).unwrap()
     }
 
+    #[tokio::test]
+    async fn a_reconcile_loop_that_ends_ends_the_process() {
+        let cancel = CancellationToken::new();
+        let mut loops = Loops::new();
+        loops.spawn(async { "entry" });
+        let err = wait_for_shutdown(&cancel, None, Servers::new(), loops).await.unwrap_err();
+        assert!(err.to_string().contains("the entry reconcile loop ended"), "{err}");
+        assert!(cancel.is_cancelled(), "everything else is told to stop");
+
+        let mut loops = Loops::new();
+        loops.spawn(async { panic!("boom") });
+        let err = wait_for_shutdown(&CancellationToken::new(), None, Servers::new(), loops).await.unwrap_err();
+        assert!(err.to_string().contains("a reconcile loop failed"), "{err}");
+    }
+
     #[test]
     fn go_flag_spellings() {
         let a = parse(&["scm", "-config=/etc/c.yaml", "-expand-env", "-kubeconfig", "/k"]);
