@@ -8,6 +8,8 @@ SPIRE_VERSION="${SPIRE_VERSION:-v1.15.3}"
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.36.3}"
 KUBERNETES_FALLBACK_VERSION="${KUBERNETES_FALLBACK_VERSION:-v1.34.4}"
 UPSTREAM_VERSION="${UPSTREAM_VERSION:-v0.6.6}"
+# The proxy refuses v0.6.6 and v0.6.5 (403); v0.6.4 has the same entry logic.
+UPSTREAM_FALLBACK_VERSION="${UPSTREAM_FALLBACK_VERSION:-v0.6.4}"
 PEERS_CACHE="${PEERS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/spire-controller-manager/peers}"
 PEERS_TIMEOUT="${PEERS_TIMEOUT:-120}" # seconds to wait for a peer to answer
 DEFAULT_PEERS=(etcd spire kubernetes)
@@ -46,7 +48,7 @@ environment:
   PEERS_CACHE   binary cache (now: $PEERS_CACHE)
   ETCD_VERSION=$ETCD_VERSION SPIRE_VERSION=$SPIRE_VERSION
   KUBERNETES_VERSION=$KUBERNETES_VERSION (fallback $KUBERNETES_FALLBACK_VERSION)
-  UPSTREAM_VERSION=$UPSTREAM_VERSION (from the module proxy only)
+  UPSTREAM_VERSION=$UPSTREAM_VERSION (fallback $UPSTREAM_FALLBACK_VERSION; from the module proxy only)
                 clone's tag instead of the module proxy
   PEERS_TIMEOUT seconds to wait for each peer to answer (now: $PEERS_TIMEOUT)
 
@@ -72,7 +74,7 @@ peer_versions() {
 	etcd) echo "$ETCD_VERSION" ;;
 	spire) echo "$SPIRE_VERSION" ;;
 	kubernetes) echo "$KUBERNETES_VERSION $KUBERNETES_FALLBACK_VERSION" ;;
-	upstream) echo "$UPSTREAM_VERSION" ;;
+	upstream) echo "$UPSTREAM_VERSION $UPSTREAM_FALLBACK_VERSION" ;;
 	*) die "unknown peer '$1' (known: etcd spire kubernetes upstream)" ;;
 	esac
 }
