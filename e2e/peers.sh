@@ -269,7 +269,8 @@ build_upstream() {
 	new_module "$m"
 	cd "$m"
 	go get "$mod@$v" # the module first: the proxy may answer 403 for the path .../cmd
-	go get -tool "$mod/cmd"
+	# No `go get $mod/cmd`: the proxy answers 403 for that path as a module of its own;
+	# the package builds from the module required above.
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/spire-controller-manager" "$mod/cmd"
 }
 
