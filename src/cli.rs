@@ -450,11 +450,7 @@ fn spawn_reconcilers(config: &Config, sh: &Shared, sources: &Sources) -> anyhow:
     if let Some((source, status)) = sources.entries.clone() {
         let g = &config.deletion_guard;
         let guard = crate::reconcile::entries::Guard {
-            settings: scm_core::DeletionGuard {
-                max_share: g.max_share,
-                min_count: g.min_entries,
-                release_after: g.release_after,
-            },
+            settings: g.clone(),
             namespace: pod_namespace().filter(|_| config.static_manifest_path.is_none()),
             held: Arc::default(),
         };

@@ -16,22 +16,8 @@ use scm_spiffe::Entry;
 use crate::diff::{EntryOwnership, Ownership};
 use crate::key::is_join_token_entry;
 
-/// The breaker's knobs (config `deletionGuard`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeletionGuard {
-    /// Hold when the deletes are more than this share of the owned entries (0.5).
-    pub max_share: f64,
-    /// ... and at least this many (20).
-    pub min_count: usize,
-    /// Let the same held plan through after this long; `None`: only when acknowledged.
-    pub release_after: Option<Duration>,
-}
-
-impl Default for DeletionGuard {
-    fn default() -> Self {
-        Self { max_share: 0.5, min_count: 20, release_after: Some(Duration::from_secs(600)) }
-    }
-}
+/// The breaker's knobs: the config's `deletionGuard` (maxShare, minEntries, releaseAfter).
+pub use scm_config::DeletionGuard;
 
 /// What to do with a plan's deletes.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,7 +78,7 @@ impl GuardState {
         now: Duration,
     ) -> DeleteVerdict {
         let n = deletes.len();
-        let trips = n >= guard.min_count.max(1) && (n as f64) > guard.max_share * owned as f64;
+        let trips = n >= guard.min_entries.max(1) && (n as f64) > guard.max_share * owned as f64;
         if !trips {
             self.held = None;
             return DeleteVerdict::Proceed;
