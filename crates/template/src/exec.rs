@@ -690,8 +690,8 @@ impl<'t> State<'t, '_> {
             callee_name = args[0].to_go_string();
         }
 
-        if let Callee::Builtin("printf") = fun {
-            self.check_printf(&argv)?;
+        if let Callee::Builtin(b) = fun {
+            self.check_call_cost(b, &argv)?;
         }
         let result = match fun {
             Callee::Builtin(b) => funcs::call_builtin(b, argv, &callee_name),
@@ -713,34 +713,52 @@ impl<'t> State<'t, '_> {
         }
     }
 
-    /// Refuses `printf` widths and precisions that would allocate more than the value
-    /// budget before anything could be checked (`%0999999999d`, `%*d` with a huge width).
-    fn check_printf(&self, argv: &[Val<'t>]) -> R<()> {
+    /// Bounds what a value-building builtin (`printf`, `print`, `println`, `html`, `js`,
+    /// `urlquery`) may allocate *before* it runs; its result is checked against
+    /// [`crate::Budget::max_value_bytes`] afterwards, but one call could otherwise build
+    /// gigabytes first: `printf "%0999999999d" 1`, `printf "%[1]s%[1]s…" $big`,
+    /// `print $big $big $big …`.
+    ///
+    /// * A printf width or precision (written in the format, or taken from an argument
+    ///   by `*`) larger than `max_value_bytes` is refused outright. Digits outside a
+    ///   verb (`printf "id-1234567"`) are text, not widths.
+    /// * The result's size is over-estimated (every argument escaped at its worst, every
+    ///   width paid once per element of a slice or map argument, every argument paid by
+    ///   every directive when the format picks arguments by index) and refused when the
+    ///   estimate is over 8 × `max_value_bytes`.
+    fn check_call_cost(&self, builtin: &str, argv: &[Val<'t>]) -> R<()> {
         let limit = self.budget.max_value_bytes as u64;
-        let Some(Val::Str(format, _)) = argv.first() else { return Ok(()) };
-        let mut digits: u64 = 0;
-        for c in format.chars() {
-            match c.to_digit(10) {
-                Some(d) => {
-                    digits = digits.saturating_mul(10).saturating_add(u64::from(d));
-                    if digits > limit {
-                        return Err(self.over_budget(format!("a printf width or precision over {limit}")));
-                    }
-                }
-                None => digits = 0,
-            }
-        }
-        if format.contains('*') {
-            for v in &argv[1..] {
-                let big = match v {
-                    Val::Int(n, _) => n.unsigned_abs() > limit,
-                    Val::Uint(n, _) => *n > limit,
-                    _ => false,
-                };
-                if big {
+        let (format, args) = match builtin {
+            "printf" => match argv.split_first() {
+                Some((Val::Str(f, _), rest)) => (Some(f.as_ref()), rest),
+                _ => (None, argv),
+            },
+            "print" | "println" | "html" | "js" | "urlquery" => (None, argv),
+            _ => return Ok(()),
+        };
+        let sizes = args.iter().map(rough_len).fold(0u64, u64::saturating_add);
+        let mut estimate = sizes.saturating_mul(6);
+        if let Some(format) = format {
+            let widest = args.iter().map(rough_len).max().unwrap_or(0);
+            let elems = args.iter().map(elements).max().unwrap_or(1).max(1);
+            let directives = printf_directives(format, args);
+            let mut indexed = false;
+            for d in &directives {
+                if d.width > limit || d.precision > limit {
                     return Err(self.over_budget(format!("a printf width or precision over {limit}")));
                 }
+                indexed |= d.indexed;
+                estimate = estimate.saturating_add((d.width + d.precision + 8).saturating_mul(elems));
             }
+            if indexed {
+                estimate = estimate.saturating_add(widest.saturating_mul(6).saturating_mul(directives.len() as u64));
+            }
+            estimate = estimate.saturating_add(format.len() as u64);
+        }
+        if estimate > limit.saturating_mul(8) {
+            return Err(
+                self.over_budget(format!("a value longer than {limit} bytes ({builtin} of about {estimate} bytes)"))
+            );
         }
         Ok(())
     }
@@ -838,5 +856,115 @@ impl<'t> State<'t, '_> {
             return Err(self.unsupported(e.0));
         }
         self.step()
+    }
+}
+
+/// One printf directive's width and precision (0 when absent), as Go's `fmt` parses
+/// them; `indexed` when it picks its argument with `[n]`.
+struct Directive {
+    width: u64,
+    precision: u64,
+    indexed: bool,
+}
+
+/// The directives of a printf format (Go's `doPrintf` grammar: flags, `[n]`, width or
+/// `*`, `.` precision or `*`, `[n]`, verb). `*` takes its value from `args`.
+fn printf_directives(format: &str, args: &[Val<'_>]) -> Vec<Directive> {
+    let b = format.as_bytes();
+    let mut out = Vec::new();
+    let mut arg = 0usize;
+    let mut i = 0;
+    let number = |i: &mut usize| -> u64 {
+        let mut n: u64 = 0;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            n = n.saturating_mul(10).saturating_add(u64::from(b[*i] - b'0'));
+            *i += 1;
+        }
+        n
+    };
+    let star = |arg: &mut usize| -> u64 {
+        let v = match args.get(*arg) {
+            Some(Val::Int(n, _)) => n.unsigned_abs(),
+            Some(Val::Uint(n, _)) => *n,
+            _ => 0,
+        };
+        *arg += 1;
+        v
+    };
+    while i < b.len() {
+        if b[i] != b'%' {
+            i += 1;
+            continue;
+        }
+        i += 1;
+        let mut d = Directive { width: 0, precision: 0, indexed: false };
+        while i < b.len() && matches!(b[i], b'#' | b'0' | b'+' | b'-' | b' ') {
+            i += 1;
+        }
+        let index = |i: &mut usize, arg: &mut usize, d: &mut Directive| {
+            if *i < b.len() && b[*i] == b'[' {
+                *i += 1;
+                let n = number(i);
+                if *i < b.len() && b[*i] == b']' {
+                    *i += 1;
+                }
+                *arg = usize::try_from(n).unwrap_or(usize::MAX).saturating_sub(1);
+                d.indexed = true;
+            }
+        };
+        index(&mut i, &mut arg, &mut d);
+        if i < b.len() && b[i] == b'*' {
+            i += 1;
+            d.width = star(&mut arg);
+        } else {
+            d.width = number(&mut i);
+        }
+        if i < b.len() && b[i] == b'.' {
+            i += 1;
+            index(&mut i, &mut arg, &mut d);
+            if i < b.len() && b[i] == b'*' {
+                i += 1;
+                d.precision = star(&mut arg);
+            } else {
+                d.precision = number(&mut i);
+            }
+        }
+        index(&mut i, &mut arg, &mut d);
+        match format[i..].chars().next() {
+            Some('%') => i += 1,
+            Some(c) => {
+                i += c.len_utf8();
+                arg += 1;
+                out.push(d);
+            }
+            None => out.push(d),
+        }
+    }
+    out
+}
+
+/// An upper bound of the bytes `fmt` prints for `v` before escaping (a float's `%f`
+/// can be 330 digits; a composite value pays a generous amount per element).
+fn rough_len(v: &Val<'_>) -> u64 {
+    match v {
+        Val::Str(s, _) => s.len() as u64,
+        Val::Float(..) | Val::Complex(..) => 700,
+        Val::Map(Some(crate::value::MapRef::StrStr(m)), _) => {
+            m.iter().map(|(k, v)| (k.len() + v.len() + 2) as u64).sum::<u64>().saturating_add(16)
+        }
+        Val::Slice(Some(crate::value::SliceRef::Str(v)), _) => {
+            v.iter().map(|s| s.len() as u64 + 1).sum::<u64>().saturating_add(16)
+        }
+        Val::Map(..) | Val::Slice(..) => elements(v).saturating_mul(256).saturating_add(16),
+        _ => 64,
+    }
+}
+
+/// Elements of a slice or map argument (a printf verb applies to each), else 1.
+fn elements(v: &Val<'_>) -> u64 {
+    match v {
+        Val::Map(Some(m), _) => m.len() as u64,
+        Val::Slice(Some(s), _) => s.len() as u64,
+        _ => 1,
     }
 }

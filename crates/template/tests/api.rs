@@ -152,6 +152,22 @@ fn execution_budget() {
             "a value longer than",
         ),
         ("output", r#"{{range 9000}}{{printf "%0100d" 1}}{{end}}"#, "output longer than"),
+        (
+            "one printf reusing a big argument",
+            &format!(r#"{{{{$x := printf "%060000d" 1}}}}{{{{printf "{}" $x}}}}"#, "%[1]s".repeat(2000)),
+            "a value longer than",
+        ),
+        (
+            "one printf of many widths",
+            &format!(r#"{{{{printf "{}" 1}}}}"#, "%[1]060000d".repeat(2000)),
+            "a value longer than",
+        ),
+        (
+            "one print of many big arguments",
+            &format!(r#"{{{{$x := printf "%060000d" 1}}}}{{{{print{}}}}}"#, " $x".repeat(5000)),
+            "a value longer than",
+        ),
+        ("star precision", r#"{{printf "%.*f" 999999999 1.5}}"#, "printf width"),
     ];
     for (what, src, want) in bombs {
         let t = Template::parse("spiffeIDTemplate", src).unwrap();
@@ -168,6 +184,10 @@ fn execution_budget() {
     let t = Template::parse("spiffeIDTemplate", "{{range 5000}}{{end}}").unwrap();
     let err = t.render_with(&data, &budget).unwrap_err();
     assert!(err.message().contains("ran longer than"), "{err}");
+    // Digits outside a verb are text, not widths; a `*` that is text takes no argument.
+    let ok = Template::parse("spiffeIDTemplate", r#"{{printf "spiffe://example.org/1234567/%s/*%d" "a" 99999999}}"#)
+        .unwrap();
+    assert_eq!(ok.render(&data).unwrap(), "spiffe://example.org/1234567/a/*99999999");
     // Ordinary templates are untouched.
     let ok = Template::parse("spiffeIDTemplate", "{{range 100}}{{end}}spiffe://{{ .TrustDomain }}").unwrap();
     assert_eq!(ok.render(&data).unwrap(), "spiffe://example.org");
