@@ -888,7 +888,7 @@ fn printf_directives(format: &str, args: &[Val<'_>]) -> Vec<Directive> {
             Some(Val::Uint(n, _)) => *n,
             _ => 0,
         };
-        *arg += 1;
+        *arg = arg.saturating_add(1);
         v
     };
     while i < b.len() {
@@ -934,7 +934,7 @@ fn printf_directives(format: &str, args: &[Val<'_>]) -> Vec<Directive> {
             Some('%') => i += 1,
             Some(c) => {
                 i += c.len_utf8();
-                arg += 1;
+                arg = arg.saturating_add(1);
                 out.push(d);
             }
             None => out.push(d),

@@ -188,6 +188,9 @@ fn execution_budget() {
     let ok = Template::parse("spiffeIDTemplate", r#"{{printf "spiffe://example.org/1234567/%s/*%d" "a" 99999999}}"#)
         .unwrap();
     assert_eq!(ok.render(&data).unwrap(), "spiffe://example.org/1234567/a/*99999999");
+    // Found by fuzzing: an argument index past usize::MAX, then a verb.
+    let t = Template::parse("t", r#"{{printf "%[222222222222222222222222222]d%d" 1}}"#).unwrap();
+    assert!(t.render(&data).is_ok());
     // Ordinary templates are untouched.
     let ok = Template::parse("spiffeIDTemplate", "{{range 100}}{{end}}spiffe://{{ .TrustDomain }}").unwrap();
     assert_eq!(ok.render(&data).unwrap(), "spiffe://example.org");
