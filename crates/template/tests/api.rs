@@ -167,6 +167,19 @@ fn execution_budget() {
             &format!(r#"{{{{$x := printf "%060000d" 1}}}}{{{{print{}}}}}"#, " $x".repeat(5000)),
             "a value longer than",
         ),
+        (
+            "template calls fanning out (2^40 calls, no range, no output)",
+            &(0..40)
+                .map(|i| {
+                    format!(
+                        r#"{{{{define "a{i}"}}}}{{{{template "a{n}"}}}}{{{{template "a{n}"}}}}{{{{end}}}}"#,
+                        n = i + 1
+                    )
+                })
+                .chain(["{{define \"a40\"}}{{end}}{{template \"a0\"}}".to_string()])
+                .collect::<String>(),
+            "ran longer than",
+        ),
         ("star precision", r#"{{printf "%.*f" 999999999 1.5}}"#, "printf width"),
     ];
     for (what, src, want) in bombs {
