@@ -358,6 +358,11 @@ fn nanos_to_std(n: i64) -> Duration {
 }
 
 /// `regex::Error`'s text is multi-line (pattern, caret, "error: …"); keep the reason.
+/// Compiled size all `ignoreNamespaces` patterns share: each gets an equal part, at least
+/// 16 KiB (a namespace pattern such as `^kube-.*` needs a few KiB); a lone pattern gets
+/// the regex crate's default limit, as before.
+const IGNORE_NAMESPACES_SIZE_BUDGET: usize = 10 << 20;
+
 fn regex_reason(e: &regex::Error) -> String {
     let text = e.to_string();
     text.lines()
@@ -630,12 +635,17 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
         None => DEFAULT_GC_INTERVAL,
     };
 
+    // Compiling a pattern costs time in proportion to its compiled size (`\w{1000}` takes
+    // ~100 ms to hit the regex crate's 10 MiB default and fail), so all the patterns share
+    // one size budget: a file of many huge patterns fails fast instead of taking minutes.
+    let size_limit =
+        (IGNORE_NAMESPACES_SIZE_BUDGET / ignore_sources.len().max(1)).clamp(16 << 10, IGNORE_NAMESPACES_SIZE_BUDGET);
     let mut ignore_namespaces = Vec::with_capacity(ignore_sources.len());
     for (path, src) in ignore_sources {
         if src.is_empty() {
             cx.warn(&path, "an empty pattern matches (and so ignores) every namespace");
         }
-        match Regex::new(&src) {
+        match regex::RegexBuilder::new(&src).size_limit(size_limit).build() {
             Ok(r) => ignore_namespaces.push(r),
             Err(e) => cx.problem(&path, format!("invalid regex {src:?}: {}", regex_reason(&e))),
         }

@@ -87,6 +87,16 @@ fn ignore_namespaces_replace_not_merge() {
     assert!(!c.is_namespace_ignored("spir"));
 }
 
+/// Found by fuzzing: each `\w{1000}` took ~100 ms to compile (and fail), so a few
+/// hundred of them took a minute. The patterns now share one compiled-size budget.
+#[test]
+fn many_huge_ignore_namespaces_patterns_fail_fast() {
+    let e = err(&format!("ignoreNamespaces:\n{}", "  - '\\w{1000}'\n".repeat(300)));
+    assert!(e.contains("ignoreNamespaces[299]: invalid regex"), "{e}");
+    // A lone pattern keeps the regex crate's default limit.
+    assert!(cfg("ignoreNamespaces: ['\\w{63}']\n").is_namespace_ignored(&"a".repeat(63)));
+}
+
 #[test]
 fn gc_interval_forms() {
     let cases: &[(&str, Duration)] = &[
