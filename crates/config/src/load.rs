@@ -13,7 +13,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use regex::Regex;
+use regex::RegexBuilder;
 use scm_spiffe::TrustDomain;
 
 use crate::duration::parse_go_duration;
@@ -645,7 +645,7 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
         if src.is_empty() {
             cx.warn(&path, "an empty pattern matches (and so ignores) every namespace");
         }
-        match regex::RegexBuilder::new(&src).size_limit(size_limit).build() {
+        match RegexBuilder::new(&src).size_limit(size_limit).build() {
             Ok(r) => ignore_namespaces.push(r),
             Err(e) => cx.problem(&path, format!("invalid regex {src:?}: {}", regex_reason(&e))),
         }
