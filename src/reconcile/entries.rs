@@ -508,7 +508,12 @@ fn fmt_selectors(e: &Entry) -> String {
 }
 
 fn convert_unsupported(f: &scm_spire_api::UnsupportedFields) -> UnsupportedFields {
-    UnsupportedFields { jwt_svid_ttl: f.jwt_svid_ttl, hint: f.hint, store_svid: f.store_svid }
+    UnsupportedFields {
+        jwt_svid_ttl: f.jwt_svid_ttl,
+        hint: f.hint,
+        store_svid: f.store_svid,
+        additional_attributes: f.additional_attributes,
+    }
 }
 
 impl super::Reconciler for EntryReconciler {

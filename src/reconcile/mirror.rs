@@ -115,6 +115,7 @@ mod tests {
             dns_names: vec![],
             hint: hint.into(),
             store_svid: false,
+            additional_attributes: None,
         }
     }
 

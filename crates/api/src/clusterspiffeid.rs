@@ -87,6 +87,16 @@ pub struct ClusterSPIFFEIDSpec {
     /// Fallback applies this identity only to pods that got no entry from a non-fallback ClusterSPIFFEID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<bool>,
+
+    /// DisableX509SVIDPrefetch: agents mint the X509-SVID only when a workload asks for it
+    /// (SPIRE >= 1.15; an extension beyond upstream's CRD).
+    #[serde(rename = "disableX509SVIDPrefetch", default, skip_serializing_if = "Option::is_none")]
+    pub disable_x509_svid_prefetch: Option<bool>,
+
+    /// JWTSVIDIncludeJTI: JWT-SVIDs carry a `jti` claim (SPIRE >= 1.15; an extension beyond
+    /// upstream's CRD).
+    #[serde(rename = "jwtSVIDIncludeJTI", default, skip_serializing_if = "Option::is_none")]
+    pub jwt_svid_include_jti: Option<bool>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

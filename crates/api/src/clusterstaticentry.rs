@@ -54,6 +54,14 @@ pub struct ClusterStaticEntrySpec {
     /// ClassName selects which controller class acts on this object.
     #[serde(rename = "className", default, skip_serializing_if = "Option::is_none")]
     pub class_name: Option<String>,
+    /// DisableX509SVIDPrefetch: agents mint the X509-SVID only when a workload asks for it
+    /// (SPIRE >= 1.15; an extension beyond upstream's CRD).
+    #[serde(rename = "disableX509SVIDPrefetch", default, skip_serializing_if = "Option::is_none")]
+    pub disable_x509_svid_prefetch: Option<bool>,
+    /// JWTSVIDIncludeJTI: JWT-SVIDs carry a `jti` claim (SPIRE >= 1.15; an extension beyond
+    /// upstream's CRD).
+    #[serde(rename = "jwtSVIDIncludeJTI", default, skip_serializing_if = "Option::is_none")]
+    pub jwt_svid_include_jti: Option<bool>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

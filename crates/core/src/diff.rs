@@ -56,6 +56,7 @@ pub struct UnsupportedFields {
     pub jwt_svid_ttl: bool,
     pub hint: bool,
     pub store_svid: bool,
+    pub additional_attributes: bool,
 }
 
 /// The writes of one pass. Apply in the order deletes → creates → updates.
@@ -100,6 +101,17 @@ pub fn outdated_fields(new: &Entry, old: &Entry, unsupported: &UnsupportedFields
     }
     if old.store_svid != new.store_svid && !unsupported.store_svid {
         out.push("storeSVID");
+    }
+    // Declared attributes only (none declared: SPIRE's are left alone); SPIRE may return
+    // an all-false message as none.
+    if let Some(new_attrs) = new.additional_attributes.filter(|_| !unsupported.additional_attributes) {
+        let old_attrs = old.additional_attributes.unwrap_or_default();
+        if old_attrs.disable_x509_svid_prefetch != new_attrs.disable_x509_svid_prefetch {
+            out.push("disableX509SVIDPrefetch");
+        }
+        if old_attrs.jwt_svid_include_jti != new_attrs.jwt_svid_include_jti {
+            out.push("jwtSVIDIncludeJTI");
+        }
     }
     out
 }

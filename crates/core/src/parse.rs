@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use scm_api::{ClusterSPIFFEIDSpec, ClusterStaticEntrySpec};
-use scm_spiffe::{Entry, Selector, SpiffeId, TrustDomain};
+use scm_spiffe::{AdditionalAttributes, Entry, Selector, SpiffeId, TrustDomain};
 
 use crate::duration::ttl_from_go_duration;
 use crate::labels::{LabelSelectorMatcher, parse_label_selector};
@@ -56,6 +56,8 @@ pub struct ParsedClusterSPIFFEID {
     pub hint: String,
     pub class_name: String,
     pub fallback: bool,
+    /// SPIRE >= 1.15's attributes; `None` when the spec sets neither (not managed).
+    pub additional_attributes: Option<AdditionalAttributes>,
 }
 
 /// Upstream `ParseClusterSPIFFEIDSpec`, same order of checks. Additionally (upstream does
@@ -98,6 +100,7 @@ pub fn parse_cluster_spiffe_id(spec: &ClusterSPIFFEIDSpec) -> Result<ParsedClust
         hint: spec.hint.clone().unwrap_or_default(),
         class_name: spec.class_name.clone().unwrap_or_default(),
         fallback: spec.fallback.unwrap_or(false),
+        additional_attributes: additional_attributes(spec.disable_x509_svid_prefetch, spec.jwt_svid_include_jti),
     })
 }
 
@@ -186,6 +189,22 @@ pub fn parse_static_entry(spec: &ClusterStaticEntrySpec) -> Result<Entry, FieldE
         dns_names: spec.dns_names.clone().unwrap_or_default(),
         hint: spec.hint.clone().unwrap_or_default(),
         store_svid: spec.store_svid.unwrap_or(false),
+        additional_attributes: additional_attributes(spec.disable_x509_svid_prefetch, spec.jwt_svid_include_jti),
+    })
+}
+
+/// The additional attributes a spec declares: none when it sets neither field, so that
+/// what SPIRE holds (set by other tools) is left alone.
+fn additional_attributes(
+    disable_x509_svid_prefetch: Option<bool>,
+    jwt_svid_include_jti: Option<bool>,
+) -> Option<AdditionalAttributes> {
+    if disable_x509_svid_prefetch.is_none() && jwt_svid_include_jti.is_none() {
+        return None;
+    }
+    Some(AdditionalAttributes {
+        disable_x509_svid_prefetch: disable_x509_svid_prefetch.unwrap_or(false),
+        jwt_svid_include_jti: jwt_svid_include_jti.unwrap_or(false),
     })
 }
 

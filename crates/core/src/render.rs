@@ -137,6 +137,7 @@ pub(crate) fn render_pod_entry(
         dns_names,
         hint: spec.hint.clone(),
         store_svid: false,
+        additional_attributes: spec.additional_attributes,
     })
 }
 

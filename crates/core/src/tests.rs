@@ -11,7 +11,7 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use scm_api::{ClusterSPIFFEID, ClusterSPIFFEIDSpec, ClusterStaticEntry, ClusterStaticEntrySpec};
-use scm_spiffe::{Entry, Selector, SpiffeId, TrustDomain};
+use scm_spiffe::{AdditionalAttributes, Entry, Selector, SpiffeId, TrustDomain};
 
 use crate::tmpl::{DEFAULT_PARENT_ID_TEMPLATE, Template};
 use crate::*;
@@ -970,10 +970,24 @@ fn plan_protection_on_cleanup_entries() {
 }
 
 #[test]
+fn undeclared_additional_attributes_are_left_alone() {
+    let mut old = current("spiffe://td/a", "1");
+    old.additional_attributes = Some(AdditionalAttributes { disable_x509_svid_prefetch: true, jwt_svid_include_jti: true });
+    let none = UnsupportedFields::default();
+    let mut new = old.clone();
+    new.additional_attributes = None;
+    assert!(outdated_fields(&new, &old, &none).is_empty(), "not declared: not compared");
+    // SPIRE may return an all-false message as none.
+    new.additional_attributes = Some(AdditionalAttributes::default());
+    old.additional_attributes = None;
+    assert!(outdated_fields(&new, &old, &none).is_empty());
+}
+
+#[test]
 fn outdated_fields_each() {
     let base = current("spiffe://td/a", "1");
     let none = UnsupportedFields::default();
-    let all = UnsupportedFields { jwt_svid_ttl: true, hint: true, store_svid: true };
+    let all = UnsupportedFields { jwt_svid_ttl: true, hint: true, store_svid: true, additional_attributes: true };
     // (mutation, field, still outdated when unsupported fields are skipped)
     type Case = (fn(&mut Entry), &'static str, bool);
     let cases: Vec<Case> = vec![
@@ -985,6 +999,16 @@ fn outdated_fields_each() {
         (|e| e.dns_names = vec!["x".into()], "dnsNames", true),
         (|e| e.hint = "h".into(), "hint", false),
         (|e| e.store_svid = true, "storeSVID", false),
+        (
+            |e| e.additional_attributes = Some(AdditionalAttributes { disable_x509_svid_prefetch: true, ..Default::default() }),
+            "disableX509SVIDPrefetch",
+            false,
+        ),
+        (
+            |e| e.additional_attributes = Some(AdditionalAttributes { jwt_svid_include_jti: true, ..Default::default() }),
+            "jwtSVIDIncludeJTI",
+            false,
+        ),
     ];
     for (f, field, with_unsupported) in cases {
         let mut new = base.clone();

@@ -11,4 +11,4 @@ mod model;
 
 pub use bundle::{Bundle, BundleError, JwtAuthority};
 pub use id::{IdError, SpiffeId, TrustDomain};
-pub use model::{BundleEndpointProfile, Entry, FederationRelationship, Selector, SelectorError};
+pub use model::{AdditionalAttributes, BundleEndpointProfile, Entry, FederationRelationship, Selector, SelectorError};

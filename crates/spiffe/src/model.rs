@@ -64,6 +64,18 @@ pub struct Entry {
     pub dns_names: Vec<String>,
     pub hint: String,
     pub store_svid: bool,
+    /// SPIRE >= 1.15's optional attributes; `None`: not set (and, on a declared entry,
+    /// not managed: whatever SPIRE holds is left alone).
+    pub additional_attributes: Option<AdditionalAttributes>,
+}
+
+/// SPIRE >= 1.15's optional entry attributes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct AdditionalAttributes {
+    /// Agents mint this entry's X509-SVID only when a workload asks for it.
+    pub disable_x509_svid_prefetch: bool,
+    /// JWT-SVIDs of this entry carry a `jti` claim.
+    pub jwt_svid_include_jti: bool,
 }
 
 impl Entry {
@@ -82,6 +94,7 @@ impl Entry {
             dns_names: Vec::new(),
             hint: String::new(),
             store_svid: false,
+            additional_attributes: None,
         }
     }
 }

@@ -66,14 +66,17 @@ pub struct UnsupportedFields {
     pub jwt_svid_ttl: bool,
     pub hint: bool,
     pub store_svid: bool,
+    /// SPIRE < 1.15: `disableX509SVIDPrefetch` and `jwtSVIDIncludeJTI` are dropped.
+    pub additional_attributes: bool,
 }
 
 impl UnsupportedFields {
     pub fn is_empty(&self) -> bool {
-        !(self.jwt_svid_ttl || self.hint || self.store_svid)
+        !(self.jwt_svid_ttl || self.hint || self.store_svid || self.additional_attributes)
     }
 
-    /// Upstream's field names (`jwtSVIDTTL`, `hint`, `storeSVID`) of the unsupported ones.
+    /// The CRD field names (`jwtSVIDTTL`, `hint`, `storeSVID`, `disableX509SVIDPrefetch`,
+    /// `jwtSVIDIncludeJTI`) of the unsupported ones.
     pub fn names(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         if self.jwt_svid_ttl {
@@ -85,8 +88,24 @@ impl UnsupportedFields {
         if self.store_svid {
             out.push("storeSVID");
         }
+        if self.additional_attributes {
+            out.push("disableX509SVIDPrefetch");
+            out.push("jwtSVIDIncludeJTI");
+        }
         out
     }
+}
+
+/// A federated bundle as [`Client::list_federated_bundles`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederatedBundle {
+    pub trust_domain: TrustDomain,
+    pub sequence_number: u64,
+    /// Zero when the server has none.
+    pub refresh_hint: Duration,
+    /// Counts; zero when listed without authorities.
+    pub x509_authorities: usize,
+    pub jwt_authorities: usize,
 }
 
 /// An X509-SVID minted from a CSR.
@@ -372,18 +391,58 @@ impl Client {
         .await
     }
 
-    /// Updates entries (matched by `id`) in batches (`entry_update_batch_size`). No input
-    /// mask is sent, so every field is replaced, as upstream does.
+    /// Updates entries (matched by `id`) in batches (`entry_update_batch_size`). Only the
+    /// fields this controller manages are written ([`managed_fields_mask`]); an entry's
+    /// additional attributes only when it declares them. The mask is per request, so
+    /// entries with and without attributes go in separate batches; results are in input
+    /// order.
     pub async fn update_entries<E: Borrow<Entry>>(
         &self,
         entries: &[E],
     ) -> Result<Vec<BatchResult<Entry>>, BatchError<Entry>> {
+        let (plain, with_attributes): (Vec<usize>, Vec<usize>) =
+            (0..entries.len()).partition(|&i| entries[i].borrow().additional_attributes.is_none());
+        let mut results: Vec<Option<BatchResult<Entry>>> = (0..entries.len()).map(|_| None).collect();
+        let mut failure = None;
+        for (indexes, attributes) in [(plain, false), (with_attributes, true)] {
+            if indexes.is_empty() {
+                continue;
+            }
+            if failure.is_some() {
+                for i in indexes {
+                    results[i] = Some(Err(ItemError::not_attempted()));
+                }
+                continue;
+            }
+            let group: Vec<&Entry> = indexes.iter().map(|&i| entries[i].borrow()).collect();
+            let (got, error) = match self.update_group(&group, attributes).await {
+                Ok(got) => (got, None),
+                Err(BatchError { error, results }) => (results, Some(error)),
+            };
+            for (i, r) in indexes.into_iter().zip(got) {
+                results[i] = Some(r);
+            }
+            failure = error;
+        }
+        let results = results.into_iter().map(|r| r.unwrap_or_else(|| Err(ItemError::not_attempted()))).collect();
+        match failure {
+            None => Ok(results),
+            Some(error) => Err(BatchError { error, results }),
+        }
+    }
+
+    async fn update_group(
+        &self,
+        entries: &[&Entry],
+        attributes: bool,
+    ) -> Result<Vec<BatchResult<Entry>>, BatchError<Entry>> {
         const METHOD: &str = "BatchUpdateEntry";
+        let mask = api::EntryMask { additional_attributes: attributes, ..managed_fields_mask() };
         run_batches(
             METHOD,
             entries.len(),
             |i| {
-                let e: &Entry = entries[i].borrow();
+                let e = entries[i];
                 if e.id.is_empty() {
                     Err(ItemError::invalid("entry ID is required for an update"))
                 } else {
@@ -392,14 +451,11 @@ impl Client {
             },
             self.options.entry_update_batch_size,
             |wire| async move {
-                let request = entryv1::BatchUpdateEntryRequest {
-                    entries: wire,
-                    input_mask: Some(managed_fields_mask()),
-                    output_mask: None,
-                };
+                let request =
+                    entryv1::BatchUpdateEntryRequest { entries: wire, input_mask: Some(mask), output_mask: None };
                 Ok(self.call(METHOD, self.entry.clone().batch_update_entry(self.request(request))).await?.results)
             },
-            |i, r| entry_item(METHOD, entries[i].borrow(), r.status, r.entry),
+            |i, r| entry_item(METHOD, entries[i], r.status, r.entry),
         )
         .await
     }
@@ -423,8 +479,9 @@ impl Client {
 
     /// Upstream's probe for entry fields an old server drops: creates a dummy entry
     /// (`spiffe://<td>/spire-controller-manager/unsupported-fields-test`, parent the
-    /// same, selector `a:1`, X.509 and JWT TTL 60 s, store_svid, hint `hint`), accepting
-    /// OK or AlreadyExists, deletes it again (a failed delete is only logged), and reports
+    /// same, selector `a:1`, X.509 and JWT TTL 60 s, store_svid, hint `hint`, and — this
+    /// project's addition — the additional attribute `jwt_svid_include_jti`), accepting
+    /// OK (AlreadyExists: a leftover is replaced once, then accepted), deletes it again (a failed delete is only logged), and reports
     /// a field unsupported when the returned entry lacks it.
     pub async fn get_unsupported_fields(&self, trust_domain: &TrustDomain) -> Result<UnsupportedFields, SpireError> {
         const METHOD: &str = "BatchCreateEntry";
@@ -440,26 +497,43 @@ impl Client {
             jwt_svid_ttl: 60,
             store_svid: true,
             hint: "hint".into(),
+            // One attribute stands for the message (SPIRE refuses disable_x509_svid_prefetch
+            // beside store_svid).
+            additional_attributes: Some(api::entry::AdditionalAttributes {
+                disable_x509_svid_prefetch: false,
+                jwt_svid_include_jti: true,
+            }),
             ..Default::default()
         };
-        let request = entryv1::BatchCreateEntryRequest { entries: vec![probe], output_mask: None };
-        let response = self.call(METHOD, self.entry.clone().batch_create_entry(self.request(request))).await?;
-        check_result_count(METHOD, 1, response.results.len())?;
-        let result = response.results.into_iter().next().expect("one result");
-        let (code, message) = result
-            .status
-            .map(|s| (Code::from_i32(s.code), s.message))
-            .unwrap_or((Code::Unknown, "status is nil".into()));
-        if code != Code::Ok && code != Code::AlreadyExists {
-            return Err(SpireError::Rejected {
-                method: METHOD,
-                code,
-                message: format!("failed to create entry: {message}"),
-            });
-        }
-        let entry = result
-            .entry
-            .ok_or_else(|| SpireError::InvalidResponse { method: METHOD, reason: "result has no entry".into() })?;
+        let mut attempt = 0;
+        let entry = loop {
+            attempt += 1;
+            let request = entryv1::BatchCreateEntryRequest { entries: vec![probe.clone()], output_mask: None };
+            let response = self.call(METHOD, self.entry.clone().batch_create_entry(self.request(request))).await?;
+            check_result_count(METHOD, 1, response.results.len())?;
+            let result = response.results.into_iter().next().expect("one result");
+            let (code, message) = result
+                .status
+                .map(|s| (Code::from_i32(s.code), s.message))
+                .unwrap_or((Code::Unknown, "status is nil".into()));
+            if code != Code::Ok && code != Code::AlreadyExists {
+                return Err(SpireError::Rejected {
+                    method: METHOD,
+                    code,
+                    message: format!("failed to create entry: {message}"),
+                });
+            }
+            let entry = result
+                .entry
+                .ok_or_else(|| SpireError::InvalidResponse { method: METHOD, reason: "result has no entry".into() })?;
+            // A leftover probe (an earlier probe's delete failed, or an older version's
+            // probe without the newer fields) says nothing about this server: replace it once.
+            if code == Code::AlreadyExists && attempt == 1 {
+                let _ = self.delete_entries(std::slice::from_ref(&entry.id)).await;
+                continue;
+            }
+            break entry;
+        };
         match self.delete_entries(std::slice::from_ref(&entry.id)).await {
             Ok(results) => {
                 if let Some(Err(error)) = results.first() {
@@ -474,6 +548,7 @@ impl Client {
             jwt_svid_ttl: entry.jwt_svid_ttl == 0,
             hint: entry.hint.is_empty(),
             store_svid: !entry.store_svid,
+            additional_attributes: entry.additional_attributes.is_none_or(|a| !a.jwt_svid_include_jti),
         })
     }
 
@@ -602,6 +677,59 @@ impl Client {
             .await?;
         convert::bundle_from_api(&response)
             .map_err(|e| SpireError::InvalidResponse { method: METHOD, reason: e.to_string() })
+    }
+
+    /// The federated bundles the server holds, all pages: trust domain, sequence number
+    /// and, with `authorities`, how many X.509 and JWT authorities each has (without, the
+    /// authorities are not sent: a cheap "which bundles exist").
+    pub async fn list_federated_bundles(&self, authorities: bool) -> Result<Vec<FederatedBundle>, SpireError> {
+        const METHOD: &str = "ListFederatedBundles";
+        let mask = api::BundleMask {
+            x509_authorities: authorities,
+            jwt_authorities: authorities,
+            refresh_hint: true,
+            sequence_number: true,
+        };
+        let mut out = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request =
+                bundlev1::ListFederatedBundlesRequest { output_mask: Some(mask), page_size: 200, page_token: page_token.clone() };
+            let response =
+                self.call(METHOD, self.bundle.clone().list_federated_bundles(self.request(request))).await?;
+            for b in response.bundles {
+                let trust_domain = TrustDomain::parse(&b.trust_domain).map_err(|e| SpireError::InvalidResponse {
+                    method: METHOD,
+                    reason: format!("bundle trust domain {:?}: {e}", b.trust_domain),
+                })?;
+                out.push(FederatedBundle {
+                    trust_domain,
+                    sequence_number: b.sequence_number,
+                    refresh_hint: Duration::from_secs(u64::try_from(b.refresh_hint).unwrap_or(0)),
+                    x509_authorities: b.x509_authorities.len(),
+                    jwt_authorities: b.jwt_authorities.len(),
+                });
+            }
+            if response.next_page_token.is_empty() {
+                return Ok(out);
+            }
+            if response.next_page_token == page_token {
+                return Err(SpireError::InvalidResponse {
+                    method: METHOD,
+                    reason: format!("next_page_token {page_token:?} repeats the request's token"),
+                });
+            }
+            page_token = response.next_page_token;
+        }
+    }
+
+    /// Asks the server to fetch `trust_domain`'s bundle from its bundle endpoint now
+    /// (TrustDomain API `RefreshBundle`). NotFound: no federation relationship with it.
+    pub async fn refresh_bundle(&self, trust_domain: &TrustDomain) -> Result<(), SpireError> {
+        const METHOD: &str = "RefreshBundle";
+        let request = trustdomainv1::RefreshBundleRequest { trust_domain: trust_domain.name().to_owned() };
+        self.call(METHOD, self.trust_domain.clone().refresh_bundle(self.request(request))).await?;
+        Ok(())
     }
 
     /// Mints an X509-SVID for the CSR (DER PKCS#10; the SPIFFE ID is its URI SAN).

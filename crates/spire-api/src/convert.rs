@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use scm_spiffe::{
-    Bundle, BundleEndpointProfile, Entry, FederationRelationship, JwtAuthority, Selector, SpiffeId, TrustDomain,
+    AdditionalAttributes, Bundle, BundleEndpointProfile, Entry, FederationRelationship, JwtAuthority, Selector, SpiffeId,
+    TrustDomain,
 };
 use x509_parser::prelude::FromDer as _;
 
@@ -52,8 +53,8 @@ pub fn selector_from_api(s: &api::Selector) -> Result<Selector, ConvertError> {
     Ok(Selector::new(&s.r#type, &s.value))
 }
 
-/// All fields are sent (the update RPCs are called without an input mask, so this is
-/// a full replacement). `id` is sent when set.
+/// Every field is converted; updates send only the managed ones (`managed_fields_mask`).
+/// `id` is sent when set.
 pub fn entry_to_api(e: &Entry) -> api::Entry {
     api::Entry {
         id: e.id.clone(),
@@ -75,6 +76,10 @@ pub fn entry_to_api(e: &Entry) -> api::Entry {
         jwt_svid_ttl: ttl_to_api(e.jwt_svid_ttl),
         hint: e.hint.clone(),
         created_at: 0,
+        additional_attributes: e.additional_attributes.map(|a| api::entry::AdditionalAttributes {
+            disable_x509_svid_prefetch: a.disable_x509_svid_prefetch,
+            jwt_svid_include_jti: a.jwt_svid_include_jti,
+        }),
     }
 }
 
@@ -109,6 +114,10 @@ pub fn entry_from_api(e: &api::Entry) -> Result<Entry, ConvertError> {
         dns_names: e.dns_names.clone(),
         hint: e.hint.clone(),
         store_svid: e.store_svid,
+        additional_attributes: e.additional_attributes.as_ref().map(|a| AdditionalAttributes {
+            disable_x509_svid_prefetch: a.disable_x509_svid_prefetch,
+            jwt_svid_include_jti: a.jwt_svid_include_jti,
+        }),
     })
 }
 

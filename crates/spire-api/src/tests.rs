@@ -167,6 +167,7 @@ impl entryv1::entry_server::Entry for Fake {
                 e.jwt_svid_ttl = 0;
                 e.hint.clear();
                 e.store_svid = false;
+                e.additional_attributes = None;
             }
             s.entries.insert(e.id.clone(), e.clone());
             results.push(entryv1::batch_create_entry_response::Result { status: ok(), entry: Some(e) });
@@ -312,10 +313,23 @@ impl trustdomainv1::trust_domain_server::TrustDomain for Fake {
             .collect();
         Ok(Response::new(trustdomainv1::BatchDeleteFederationRelationshipResponse { results }))
     }
+
+    async fn refresh_bundle(&self, _: Request<trustdomainv1::RefreshBundleRequest>) -> Result<Response<()>, Status> {
+        self.enter("RefreshBundle", 0).await?;
+        Err(Status::unimplemented("not part of these tests"))
+    }
 }
 
 #[tonic::async_trait]
 impl bundlev1::bundle_server::Bundle for Fake {
+    async fn list_federated_bundles(
+        &self,
+        _: Request<bundlev1::ListFederatedBundlesRequest>,
+    ) -> Result<Response<bundlev1::ListFederatedBundlesResponse>, Status> {
+        self.enter("ListFederatedBundles", 0).await?;
+        Err(Status::unimplemented("not part of these tests"))
+    }
+
     async fn get_bundle(&self, _: Request<bundlev1::GetBundleRequest>) -> Result<Response<api::Bundle>, Status> {
         self.enter("GetBundle", 0).await?;
         let key = rcgen::KeyPair::generate().unwrap();
@@ -702,8 +716,8 @@ async fn unsupported_fields_probe() {
     // Old server: fields dropped.
     fake.0.lock().unwrap().old_server = true;
     let u = c.get_unsupported_fields(&td).await.unwrap();
-    assert_eq!(u, UnsupportedFields { jwt_svid_ttl: true, hint: true, store_svid: true });
-    assert_eq!(u.names(), vec!["jwtSVIDTTL", "hint", "storeSVID"]);
+    assert_eq!(u, UnsupportedFields { jwt_svid_ttl: true, hint: true, store_svid: true, additional_attributes: true });
+    assert_eq!(u.names(), vec!["jwtSVIDTTL", "hint", "storeSVID", "disableX509SVIDPrefetch", "jwtSVIDIncludeJTI"]);
     fake.0.lock().unwrap().old_server = false;
 
     // A leftover probe entry (AlreadyExists) is accepted and deleted.
