@@ -16,12 +16,12 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use scm_api::ClusterSPIFFEIDStats;
-use scm_api::{CONDITION_READY, ClusterFederatedTrustDomain, ClusterSPIFFEID, ClusterStaticEntry};
+use scm_api::{CONDITION_DEGRADED, CONDITION_READY, ClusterFederatedTrustDomain, ClusterSPIFFEID, ClusterStaticEntry};
 use scm_core::{RenderFailure, SourceKind, SourceRef, StaticEntryOutcome};
 use serde_json::json;
 
 use crate::degraded::{Degradations, RETRY_FORBIDDEN, is_forbidden};
-use crate::reconcile::ports::{BoxFuture, StatusSink};
+use crate::reconcile::ports::{BoxFuture, Shortfall, StatusSink};
 
 /// The longest Event note written (the apiserver refuses notes over 1 kB).
 const MAX_NOTE_BYTES: usize = 1000;
@@ -105,20 +105,54 @@ pub(crate) fn ready_condition(
     message: String,
     generation: Option<i64>,
 ) -> Condition {
+    condition(CONDITION_READY, existing, ok, reason, message, generation)
+}
+
+/// A condition of `type_`, keeping `lastTransitionTime` when its status did not change.
+fn condition(
+    type_: &str,
+    existing: &[Condition],
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> Condition {
     let status = if ok { "True" } else { "False" };
     let last = existing
         .iter()
-        .find(|c| c.type_ == CONDITION_READY && c.status == status)
+        .find(|c| c.type_ == type_ && c.status == status)
         .map(|c| c.last_transition_time.clone())
         .unwrap_or_else(|| Time(jiff::Timestamp::now()));
     Condition {
-        type_: CONDITION_READY.into(),
+        type_: type_.into(),
         status: status.into(),
         reason: reason.into(),
         message,
         last_transition_time: last,
         observed_generation: generation,
     }
+}
+
+/// The conditions of an entry source: Ready, and Degraded (True) while a shortfall lasts;
+/// `None` when they equal `existing` (nothing to write).
+fn source_conditions(
+    existing: &[Condition],
+    ready: Condition,
+    shortfall: Option<&Shortfall>,
+    generation: Option<i64>,
+) -> Option<Vec<Condition>> {
+    let degraded = shortfall.map(|s| condition(CONDITION_DEGRADED, existing, true, s.reason, s.message.clone(), generation));
+    let find = |t: &str| existing.iter().find(|c| c.type_ == t);
+    let same_ready = same_condition(find(CONDITION_READY), &ready);
+    let same_degraded = match (&degraded, find(CONDITION_DEGRADED)) {
+        (None, None) => true,
+        (Some(d), current) => same_condition(current, d),
+        (None, Some(_)) => false,
+    };
+    if same_ready && same_degraded {
+        return None;
+    }
+    Some([Some(ready), degraded].into_iter().flatten().collect())
 }
 
 pub(crate) fn same_condition(a: Option<&Condition>, b: &Condition) -> bool {
@@ -169,6 +203,7 @@ impl StatusSink for KubeStatus {
         cr: &'a ClusterSPIFFEID,
         stats: ClusterSPIFFEIDStats,
         failures: &'a [&'a RenderFailure],
+        shortfall: Option<&'a Shortfall>,
     ) -> BoxFuture<'a> {
         Box::pin(async move {
             let existing = cr.status.clone().unwrap_or_default();
@@ -184,12 +219,14 @@ impl StatusSink for KubeStatus {
             } else {
                 (true, "Reconciled", format!("{} entries set for {} pods", stats.entries_to_set, stats.pods_selected))
             };
-            let cond = ready_condition(&existing.conditions, ok, reason, message, cr.metadata.generation);
-            let current_ready = existing.conditions.iter().find(|c| c.type_ == CONDITION_READY);
-            if existing.stats.clone().unwrap_or_default() == stats && same_condition(current_ready, &cond) {
+            let generation = cr.metadata.generation;
+            let cond = ready_condition(&existing.conditions, ok, reason, message, generation);
+            let conditions = source_conditions(&existing.conditions, cond, shortfall, generation);
+            if existing.stats.clone().unwrap_or_default() == stats && conditions.is_none() {
                 return;
             }
-            let patch = json!({"status": {"stats": stats_json(&stats), "conditions": [cond]}});
+            let conditions = conditions.unwrap_or_else(|| existing.conditions.clone());
+            let patch = json!({"status": {"stats": stats_json(&stats), "conditions": conditions}});
             self.patch_status(cr, &patch).await;
         })
     }
@@ -199,6 +236,7 @@ impl StatusSink for KubeStatus {
         cr: &'a ClusterStaticEntry,
         outcome: &'a StaticEntryOutcome,
         set: bool,
+        shortfall: Option<&'a Shortfall>,
     ) -> BoxFuture<'a> {
         Box::pin(async move {
             let existing = cr.status.clone().unwrap_or_default();
@@ -214,16 +252,18 @@ impl StatusSink for KubeStatus {
                     (false, "EntryWriteFailed", "the entry could not be written to SPIRE".to_owned())
                 }
             };
-            let cond = ready_condition(&existing.conditions, ok, reason, message, cr.metadata.generation);
-            let current_ready = existing.conditions.iter().find(|c| c.type_ == CONDITION_READY);
+            let generation = cr.metadata.generation;
+            let cond = ready_condition(&existing.conditions, ok, reason, message, generation);
+            let conditions = source_conditions(&existing.conditions, cond, shortfall, generation);
             if existing.rendered == outcome.rendered
                 && existing.masked == outcome.masked
                 && existing.set == set
-                && same_condition(current_ready, &cond)
+                && conditions.is_none()
             {
                 return;
             }
-            let patch = json!({"status": {"rendered": outcome.rendered, "masked": outcome.masked, "set": set, "conditions": [cond]}});
+            let conditions = conditions.unwrap_or_else(|| existing.conditions.clone());
+            let patch = json!({"status": {"rendered": outcome.rendered, "masked": outcome.masked, "set": set, "conditions": conditions}});
             self.patch_status(cr, &patch).await;
         })
     }
@@ -236,18 +276,7 @@ impl StatusSink for KubeStatus {
         message: &'a str,
     ) -> BoxFuture<'a> {
         Box::pin(async move {
-            let reference = match source.kind {
-                SourceKind::ClusterSPIFFEID => {
-                    let mut cr = ClusterSPIFFEID::new(&source.name, Default::default());
-                    cr.metadata.uid = Some(source.uid.clone());
-                    cr.object_ref(&())
-                }
-                SourceKind::ClusterStaticEntry => {
-                    let mut cr = ClusterStaticEntry::new(&source.name, Default::default());
-                    cr.metadata.uid = Some(source.uid.clone());
-                    cr.object_ref(&())
-                }
-            };
+            let reference = source_reference(source);
             let pod_text = pod.as_ref().map(|(ns, n)| format!("pod {ns}/{n}: ")).unwrap_or_default();
             let secondary = pod.map(|(ns, name)| ObjectReference {
                 api_version: Some("v1".into()),
@@ -258,6 +287,12 @@ impl StatusSink for KubeStatus {
             });
             let note = format!("{pod_text}{field}: {message}");
             self.events.warn(&reference, "RenderFailed", "Render", note, secondary).await;
+        })
+    }
+
+    fn event_source<'a>(&'a self, source: &'a SourceRef, reason: &'a str, message: &'a str) -> BoxFuture<'a> {
+        Box::pin(async move {
+            self.events.warn(&source_reference(source), reason, "Reconcile", message.to_owned(), None).await;
         })
     }
 
@@ -304,6 +339,22 @@ impl StatusSink for KubeStatus {
             };
             self.events.warn(&pod, "DeletesHeld", "Reconcile", message.to_owned(), None).await;
         })
+    }
+}
+
+/// The object reference of an entry source, for its Events.
+fn source_reference(source: &SourceRef) -> ObjectReference {
+    match source.kind {
+        SourceKind::ClusterSPIFFEID => {
+            let mut cr = ClusterSPIFFEID::new(&source.name, Default::default());
+            cr.metadata.uid = Some(source.uid.clone());
+            cr.object_ref(&())
+        }
+        SourceKind::ClusterStaticEntry => {
+            let mut cr = ClusterStaticEntry::new(&source.name, Default::default());
+            cr.metadata.uid = Some(source.uid.clone());
+            cr.object_ref(&())
+        }
     }
 }
 

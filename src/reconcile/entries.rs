@@ -9,17 +9,17 @@
 //! `scm_core::GuardState`) until the same plan persists or an operator acknowledges it by
 //! annotating the controller's namespace with [`ALLOW_DELETES_ANNOTATION`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use scm_api::ClusterSPIFFEIDStats;
 use scm_core::{Declared, Ownership, Plan, RenderCache, Settings, SourceKind, SourceRef, UnsupportedFields, World};
-use scm_spiffe::Entry;
+use scm_spiffe::{Entry, TrustDomain};
 
 use super::PassGuard;
 use super::mirror::Mirror;
-use super::ports::{EntryApi, StatusSink, WorldSource};
+use super::ports::{EntryApi, Shortfall, StatusSink, WorldSource};
 use super::{PassKind, PassOutcome, log_writes, observe, observe_batch};
 use crate::metrics::Metrics;
 use crate::trigger::Trigger;
@@ -38,6 +38,11 @@ pub struct Guard {
 
 /// How often the unsupported-field probe runs (upstream: 10 minutes).
 const PROBE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// While a federatesWith trust domain has no bundle, SPIRE is asked again after this long,
+/// doubling up to [`BUNDLE_POLL_MAX`] while the missing set stays the same.
+const BUNDLE_POLL_MIN: Duration = Duration::from_secs(2);
+const BUNDLE_POLL_MAX: Duration = Duration::from_secs(30);
 
 pub struct EntryReconciler {
     pub source: Arc<dyn WorldSource>,
@@ -58,6 +63,11 @@ pub struct EntryReconciler {
     guard_state: scm_core::GuardState,
     epoch: Instant,
     reported_hold: Option<String>,
+    /// The federated bundles SPIRE holds, as last listed (`None`: list before use).
+    bundles: Option<BTreeSet<TrustDomain>>,
+    /// The pass that looks again for missing bundles, and its current delay.
+    bundle_poll: Option<(tokio::task::JoinHandle<()>, Duration, BTreeSet<TrustDomain>)>,
+    reported_shortfalls: BTreeMap<SourceRef, Shortfall>,
 }
 
 /// What one pass did, for logs and tests.
@@ -97,6 +107,9 @@ impl EntryReconciler {
             guard_state: scm_core::GuardState::default(),
             epoch: Instant::now(),
             reported_hold: None,
+            bundles: None,
+            bundle_poll: None,
+            reported_shortfalls: BTreeMap::new(),
         }
     }
 
@@ -202,7 +215,8 @@ impl EntryReconciler {
             self.mirror.replace(listed);
         }
 
-        let declared = scm_core::declare_entries(&world, &self.settings, &mut self.cache);
+        let mut declared = scm_core::declare_entries(&world, &self.settings, &mut self.cache);
+        let shortfalls = self.shortfalls(&mut declared, kind).await;
         let current = self.mirror.entries();
         let prefix = self.ownership.prefix.clone();
         let mut new_id = move || match &prefix {
@@ -231,8 +245,99 @@ impl EntryReconciler {
 
         self.record_metrics(&declared, &plan);
         self.report_render_failures(&declared).await;
-        self.write_statuses(&world, &declared, &failures).await;
+        self.report_shortfalls(&shortfalls).await;
+        self.write_statuses(&world, &declared, &failures, &shortfalls).await;
         Ok(report)
+    }
+
+    /// What the declared entries cannot have: federatesWith trust domains SPIRE holds no
+    /// bundle for are dropped from the entries (`scm_core::restrict_federation`; a pass
+    /// is armed to look again, so the entries are completed when the bundle arrives), and
+    /// additional attributes an old server does not store are named.
+    async fn shortfalls(&mut self, declared: &mut Declared, kind: PassKind) -> BTreeMap<SourceRef, Shortfall> {
+        let own = self.settings.trust_domain.clone();
+        let wanted = scm_core::federated_trust_domains(&declared.entries, &own);
+        let mut missing = BTreeMap::new();
+        if !wanted.is_empty() {
+            let stale = match &self.bundles {
+                None => true,
+                Some(held) => matches!(kind, PassKind::Full) || !wanted.is_subset(held),
+            };
+            if stale {
+                match observe(&self.metrics, "ListFederatedBundles", self.spire.federated_bundles()).await {
+                    Ok(list) => self.bundles = Some(list.into_iter().collect()),
+                    Err(err) => tracing::warn!(
+                        error = %err,
+                        "cannot list SPIRE's federated bundles; entries federate with every declared trust domain"
+                    ),
+                }
+            }
+            if let Some(held) = &self.bundles {
+                missing = scm_core::restrict_federation(&mut declared.entries, &own, |td| held.contains(td));
+            }
+        }
+        self.arm_bundle_poll(&missing);
+
+        let mut out = BTreeMap::new();
+        for (src, tds) in missing {
+            let names: Vec<&str> = tds.iter().map(|t| t.name()).collect();
+            let message = format!(
+                "SPIRE holds no bundle for federatesWith trust domain(s) {}: the entries federate with the others and are completed when the bundle arrives",
+                names.join(", ")
+            );
+            out.insert(src, Shortfall { reason: "BundleMissing", message });
+        }
+        if self.unsupported.additional_attributes {
+            for d in declared.entries.iter().filter(|d| d.entry.additional_attributes.is_some()) {
+                let note = "disableX509SVIDPrefetch and jwtSVIDIncludeJTI need SPIRE Server 1.15 or later; this server does not store them";
+                match out.get_mut(&d.source) {
+                    Some(s) if !s.message.contains(note) => s.message = format!("{}; {note}", s.message),
+                    Some(_) => {}
+                    None => {
+                        out.insert(d.source.clone(), Shortfall { reason: "FieldUnsupported", message: note.to_owned() });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// While bundles are missing, a pass looks again (2 s, doubling to 30 s while the
+    /// missing set is the same): a bundle's arrival is seen without waiting for gcInterval.
+    fn arm_bundle_poll(&mut self, missing: &BTreeMap<SourceRef, BTreeSet<TrustDomain>>) {
+        let all: BTreeSet<TrustDomain> = missing.values().flatten().cloned().collect();
+        let Some(trigger) = self.relisted.clone().filter(|_| !all.is_empty()) else {
+            if let Some((h, _, _)) = self.bundle_poll.take() {
+                h.abort();
+            }
+            return;
+        };
+        let delay = match &self.bundle_poll {
+            Some((h, _, _)) if !h.is_finished() => return,
+            Some((_, d, same)) if *same == all => (*d * 2).min(BUNDLE_POLL_MAX),
+            _ => BUNDLE_POLL_MIN,
+        };
+        let h = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            trigger.notify();
+        });
+        self.bundle_poll = Some((h, delay, all));
+    }
+
+    /// Logs and raises an Event for each new or changed shortfall.
+    async fn report_shortfalls(&mut self, shortfalls: &BTreeMap<SourceRef, Shortfall>) {
+        for (src, s) in shortfalls {
+            if self.reported_shortfalls.get(src) != Some(s) {
+                tracing::warn!(kind = kind_name(src.kind), name = %src.name, reason = s.reason, "{}", s.message);
+                self.status.event_source(src, s.reason, &s.message).await;
+            }
+        }
+        for src in self.reported_shortfalls.keys() {
+            if !shortfalls.contains_key(src) {
+                tracing::info!(kind = kind_name(src.kind), name = %src.name, "entries written as declared again");
+            }
+        }
+        self.reported_shortfalls = shortfalls.clone();
     }
 
     /// The circuit breaker: holds (removes from `plan`) deletes of most of what we own.
@@ -400,6 +505,10 @@ impl EntryReconciler {
                     }
                     Err(err) => {
                         tracing::warn!(op, source = %src.name, spiffe_id = %e.spiffe_id, error = %err, "entry write failed");
+                        if err.message.contains("federated bundle") {
+                            // A bundle went away since it was listed: list again.
+                            self.bundles = None;
+                        }
                         report.failed += 1;
                         self.metrics.entry_writes.with_label_values(&[op, "failed"]).inc();
                         *applied.failures.entry(src.clone()).or_default() += 1;
@@ -451,7 +560,13 @@ impl EntryReconciler {
         self.reported_failures = now;
     }
 
-    async fn write_statuses(&self, world: &World, declared: &Declared, applied: &Applied) {
+    async fn write_statuses(
+        &self,
+        world: &World,
+        declared: &Declared,
+        applied: &Applied,
+        shortfalls: &BTreeMap<SourceRef, Shortfall>,
+    ) {
         for cr in &world.cluster_spiffe_ids {
             let name = cr.metadata.name.clone().unwrap_or_default();
             let Some(stats) = declared.spiffe_id_stats.get(&name) else {
@@ -466,7 +581,7 @@ impl EntryReconciler {
                 .iter()
                 .filter(|f| f.source.name == name && f.source.kind == SourceKind::ClusterSPIFFEID)
                 .collect();
-            self.status.cluster_spiffe_id(cr, stats, &failures).await;
+            self.status.cluster_spiffe_id(cr, stats, &failures, shortfalls.get(&src)).await;
         }
         for cr in &world.cluster_static_entries {
             let name = cr.metadata.name.clone().unwrap_or_default();
@@ -479,7 +594,7 @@ impl EntryReconciler {
                 && !outcome.masked
                 && applied.set.contains(&src)
                 && !applied.failures.contains_key(&src);
-            self.status.cluster_static_entry(cr, outcome, set).await;
+            self.status.cluster_static_entry(cr, outcome, set, shortfalls.get(&src)).await;
         }
     }
 }

@@ -32,13 +32,17 @@ pub trait StatusSink: Send + Sync {
         cr: &'a ClusterSPIFFEID,
         stats: ClusterSPIFFEIDStats,
         failures: &'a [&'a RenderFailure],
+        shortfall: Option<&'a Shortfall>,
     ) -> BoxFuture<'a>;
     fn cluster_static_entry<'a>(
         &'a self,
         cr: &'a ClusterStaticEntry,
         outcome: &'a StaticEntryOutcome,
         set: bool,
+        shortfall: Option<&'a Shortfall>,
     ) -> BoxFuture<'a>;
+    /// A Warning Event about a ClusterSPIFFEID or ClusterStaticEntry.
+    fn event_source<'a>(&'a self, source: &'a SourceRef, reason: &'a str, message: &'a str) -> BoxFuture<'a>;
     fn event_render_failed<'a>(
         &'a self,
         source: &'a SourceRef,
@@ -65,6 +69,14 @@ pub trait StatusSink: Send + Sync {
     fn deletes_held<'a>(&'a self, message: &'a str) -> BoxFuture<'a>;
 }
 
+/// Why a source's entries are written with less than it declares (the `Degraded`
+/// condition): trust domains without a bundle, fields this SPIRE server does not store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortfall {
+    pub reason: &'static str,
+    pub message: String,
+}
+
 /// Static manifest mode: nothing to write.
 pub struct NoStatus;
 
@@ -74,6 +86,7 @@ impl StatusSink for NoStatus {
         _: &'a ClusterSPIFFEID,
         _: ClusterSPIFFEIDStats,
         _: &'a [&'a RenderFailure],
+        _: Option<&'a Shortfall>,
     ) -> BoxFuture<'a> {
         Box::pin(async {})
     }
@@ -82,7 +95,11 @@ impl StatusSink for NoStatus {
         _: &'a ClusterStaticEntry,
         _: &'a StaticEntryOutcome,
         _: bool,
+        _: Option<&'a Shortfall>,
     ) -> BoxFuture<'a> {
+        Box::pin(async {})
+    }
+    fn event_source<'a>(&'a self, _: &'a SourceRef, _: &'a str, _: &'a str) -> BoxFuture<'a> {
         Box::pin(async {})
     }
     fn event_render_failed<'a>(
@@ -121,6 +138,8 @@ pub trait EntryApi: Send + Sync {
         &'a self,
         td: &'a TrustDomain,
     ) -> BoxFuture<'a, Result<UnsupportedFields, SpireError>>;
+    /// The trust domains whose bundles SPIRE holds (federated ones; not the own).
+    fn federated_bundles(&self) -> BoxFuture<'_, Result<Vec<TrustDomain>, SpireError>>;
 }
 
 /// The per-item results of a batched write, or the RPC error with the items done before it.
@@ -145,6 +164,12 @@ impl EntryApi for scm_spire_api::Client {
     ) -> BoxFuture<'a, Result<UnsupportedFields, SpireError>> {
         Box::pin(scm_spire_api::Client::get_unsupported_fields(self, td))
     }
+    fn federated_bundles(&self) -> BoxFuture<'_, Result<Vec<TrustDomain>, SpireError>> {
+        Box::pin(async move {
+            let bundles = scm_spire_api::Client::list_federated_bundles(self, false).await?;
+            Ok(bundles.into_iter().map(|b| b.trust_domain).collect())
+        })
+    }
 }
 
 /// Shared handles work as ports too.
@@ -166,5 +191,8 @@ impl<T: EntryApi + ?Sized> EntryApi for Arc<T> {
         td: &'a TrustDomain,
     ) -> BoxFuture<'a, Result<UnsupportedFields, SpireError>> {
         (**self).get_unsupported_fields(td)
+    }
+    fn federated_bundles(&self) -> BoxFuture<'_, Result<Vec<TrustDomain>, SpireError>> {
+        (**self).federated_bundles()
     }
 }

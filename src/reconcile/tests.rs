@@ -168,6 +168,9 @@ struct Spire {
     next_id: Mutex<u64>,
     lists: Mutex<usize>,
     deletes: Mutex<usize>,
+    /// Federated bundles SPIRE holds; entries federating with others are refused.
+    bundles: Mutex<Vec<TrustDomain>>,
+    bundle_lists: Mutex<usize>,
 }
 
 impl EntryApi for Spire {
@@ -180,6 +183,14 @@ impl EntryApi for Spire {
         let out = entries
             .iter()
             .map(|e| {
+                let bundles = self.bundles.lock().unwrap();
+                if let Some(td) = e.federates_with.iter().find(|td| !bundles.contains(td)) {
+                    return Err(ItemError {
+                        code: tonic::Code::InvalidArgument,
+                        message: format!("unable to find federated bundle \"spiffe://{td}\""),
+                        kind: scm_spire_api::ItemErrorKind::Rejected,
+                    });
+                }
                 if self.reject.lock().unwrap().contains(&e.spiffe_id.to_string()) {
                     return Err(ItemError {
                         code: tonic::Code::InvalidArgument,
@@ -215,6 +226,11 @@ impl EntryApi for Spire {
         _: &'a TrustDomain,
     ) -> BoxFuture<'a, Result<UnsupportedFields, SpireError>> {
         Box::pin(async { Ok(UnsupportedFields::default()) })
+    }
+    fn federated_bundles(&self) -> BoxFuture<'_, Result<Vec<TrustDomain>, SpireError>> {
+        *self.bundle_lists.lock().unwrap() += 1;
+        let all = self.bundles.lock().unwrap().clone();
+        Box::pin(async move { Ok(all) })
     }
 }
 
@@ -303,4 +319,37 @@ async fn the_circuit_breaker_holds_a_mass_delete_in_the_pass() {
     *world.0.lock().unwrap() = (0..29).map(cse).collect();
     r.pass(PassKind::Triggered(Duration::ZERO)).await;
     assert_eq!(*spire.deletes.lock().unwrap(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_bundle_costs_only_its_trust_domain_and_its_arrival_completes_the_entry() {
+    let td = |s: &str| TrustDomain::parse(s).unwrap();
+    let spire = Arc::new(Spire::default());
+    spire.bundles.lock().unwrap().push(td("present.org"));
+    let mut cr = (*cse(0)).clone();
+    cr.spec.federates_with = Some(vec!["present.org".into(), "later.org".into()]);
+    let world = Arc::new(Static(Mutex::new(vec![Arc::new(cr)])));
+    let trigger = Trigger::new();
+    let mut r = reconciler(&spire, &world).with_background_lists(trigger.clone());
+    r.pass(PassKind::Full).await;
+    let federates = || -> Vec<String> {
+        let entries = spire.entries.lock().unwrap();
+        assert_eq!(entries.len(), 1, "the entry is written, not refused");
+        let mut v: Vec<String> = entries.values().next().unwrap().federates_with.iter().map(|t| t.to_string()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(federates(), ["present.org"], "only the trust domain with a bundle");
+    // Nothing changes in the cluster; the bundle arrives. The armed look-again notices it
+    // (2 s), long before any gcInterval.
+    spire.bundles.lock().unwrap().push(td("later.org"));
+    let woke = tokio::time::timeout(Duration::from_secs(3), trigger.notified()).await;
+    assert!(woke.is_ok(), "a pass was triggered to look for the bundle again");
+    r.pass(PassKind::Triggered(Duration::ZERO)).await;
+    assert_eq!(federates(), ["later.org", "present.org"], "completed");
+    // Nothing missing any more: no further look-again, and no bundle list per pass.
+    let lists = *spire.bundle_lists.lock().unwrap();
+    r.pass(PassKind::Triggered(Duration::ZERO)).await;
+    assert_eq!(*spire.bundle_lists.lock().unwrap(), lists, "bundles known: not listed again");
+    assert!(tokio::time::timeout(Duration::from_secs(120), trigger.notified()).await.is_err(), "no poll armed");
 }

@@ -31,3 +31,8 @@ pub const CLASS_NAME_LABEL: &str = "spire.spiffe.io/class-name";
 
 /// Condition type written on all three kinds.
 pub const CONDITION_READY: &str = "Ready";
+
+/// Condition type on ClusterSPIFFEIDs and ClusterStaticEntries whose entries are written
+/// with less than declared (a federatesWith trust domain without a bundle, a field the
+/// SPIRE server does not store); absent when everything declared is written.
+pub const CONDITION_DEGRADED: &str = "Degraded";

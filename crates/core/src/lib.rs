@@ -7,12 +7,15 @@
 //!   (masking), stats, render failures, [`Protection`].
 //! - [`plan`]: declared vs current SPIRE entries under an [`Ownership`] → deletes, creates,
 //!   updates (protected would-be deletes are kept).
+//! - [`restrict_federation`]: federatesWith without the trust domains SPIRE has no bundle
+//!   for (federation degrades per trust domain).
 //! - [`GuardState::check`]: the mass-deletion circuit breaker.
 //! - [`parse_cluster_spiffe_id`], [`parse_static_entry`], [`parse_label_selector`]: shared
 //!   with the admission webhook.
 
 #[doc(hidden)]
 pub mod bench;
+mod bundles;
 mod declare;
 mod diff;
 mod duration;
@@ -27,6 +30,7 @@ mod settings;
 mod tmpl;
 mod world;
 
+pub use bundles::{federated_trust_domains, restrict_federation};
 pub use declare::{
     CacheStats, Declared, DeclaredEntry, Protection, RenderCache, RenderFailure, SourceKind, SourceRef,
     StaticEntryOutcome, declare_entries,
