@@ -595,6 +595,7 @@ async fn spawn_webhook(
     settings.cluster_domain = config.cluster_domain.clone();
     settings.class_name = config.class_name.clone();
     settings.watch_classless = config.watch_classless;
+    settings.spire_fields = spire.field_support();
     let webhook = Webhook::new(settings, Arc::new(early), wm.clone());
     let resolver = Arc::new(CertResolver::with_metrics(&wm));
     {

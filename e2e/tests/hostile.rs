@@ -21,7 +21,7 @@ use crate::harness::*;
 const TD: &str = "example.org";
 const WAIT: Duration = Duration::from_secs(60);
 
-struct Configs(Vec<String>);
+pub(crate) struct Configs(Vec<String>);
 
 impl Drop for Configs {
     fn drop(&mut self) {
@@ -33,7 +33,7 @@ impl Drop for Configs {
 
 /// POSTs `body` to the controller's webhook port as anyone on the network could (no
 /// client certificate, server certificate not verified). Status code and JSON body.
-fn post(port: u16, path: &str, body: &[u8]) -> (u16, Value) {
+pub(crate) fn post(port: u16, path: &str, body: &[u8]) -> (u16, Value) {
     let dir = std::env::temp_dir().join(format!("hostile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(format!("body-{}", unique("b")));
@@ -86,7 +86,7 @@ fn binding_review(ns: &str, name: &str, node: &str) -> Vec<u8> {
 
 /// A controller with webhooks on, its validating configuration scoped to nothing but
 /// this test's labelled objects, and a pod observer for namespace `ns`.
-async fn webhook_controller(name: &str, ns: &str, spire: &Spire, extra: &str) -> (Controller, u16, Configs) {
+pub(crate) async fn webhook_controller(name: &str, ns: &str, spire: &Spire, extra: &str) -> (Controller, u16, Configs) {
     let client = kube().await;
     let port = free_port();
     let base = format!("https://localhost:{port}");

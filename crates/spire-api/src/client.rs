@@ -108,6 +108,23 @@ pub struct FederatedBundle {
     pub jwt_authorities: usize,
 }
 
+/// The latest unsupported-field probe result, shared by every clone of a client and by
+/// whoever holds a handle (the admission webhook refuses fields the server cannot store).
+/// `None` until a probe has run in this process.
+#[derive(Debug, Clone, Default)]
+pub struct FieldSupport(Arc<std::sync::Mutex<Option<UnsupportedFields>>>);
+
+impl FieldSupport {
+    pub fn get(&self) -> Option<UnsupportedFields> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a probe result (done by [`Client::get_unsupported_fields`]).
+    pub fn set(&self, fields: UnsupportedFields) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(fields);
+    }
+}
+
 /// An X509-SVID minted from a CSR.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MintedSvid {
@@ -174,6 +191,7 @@ pub struct Client {
     options: Arc<ClientOptions>,
     socket_path: Arc<PathBuf>,
     calls: Arc<std::sync::Mutex<CallLog>>,
+    fields: FieldSupport,
 }
 
 impl Client {
@@ -202,6 +220,7 @@ impl Client {
             options: Arc::new(options),
             socket_path,
             calls: Arc::default(),
+            fields: FieldSupport::default(),
         }
     }
 
@@ -211,6 +230,11 @@ impl Client {
 
     pub fn options(&self) -> &ClientOptions {
         &self.options
+    }
+
+    /// The latest unsupported-field probe result of this client and its clones.
+    pub fn field_support(&self) -> FieldSupport {
+        self.fields.clone()
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
@@ -544,12 +568,14 @@ impl Client {
                 tracing::warn!(entry_id = %entry.id, %error, "Failed to delete dummy entry")
             }
         }
-        Ok(UnsupportedFields {
+        let fields = UnsupportedFields {
             jwt_svid_ttl: entry.jwt_svid_ttl == 0,
             hint: entry.hint.is_empty(),
             store_svid: !entry.store_svid,
             additional_attributes: entry.additional_attributes.is_none_or(|a| !a.jwt_svid_include_jti),
-        })
+        };
+        self.fields.set(fields);
+        Ok(fields)
     }
 
     // ------------------------------------------------------------ federation

@@ -75,6 +75,9 @@ pub struct AdmissionSettings {
     /// `watch_classless` is false. Off by default because it changes which installs act on
     /// the object; see the README ("Defaulting").
     pub default_class_name: bool,
+    /// What the SPIRE server stores (the reconciler's unsupported-field probe, when it has
+    /// run in this process): fields it drops are refused.
+    pub spire_fields: scm_spire_api::FieldSupport,
 }
 
 impl AdmissionSettings {
@@ -86,6 +89,7 @@ impl AdmissionSettings {
             class_name: String::new(),
             watch_classless: false,
             default_class_name: false,
+            spire_fields: Default::default(),
         }
     }
 }

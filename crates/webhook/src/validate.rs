@@ -133,6 +133,7 @@ pub fn validate_cluster_spiffe_id(settings: &AdmissionSettings, spec: &ClusterSP
     };
     ttl_warning("spec.ttl", parsed.ttl, &mut v);
     ttl_warning("spec.jwtTtl", parsed.jwt_ttl, &mut v);
+    additional_attributes(settings, spec.disable_x509_svid_prefetch, spec.jwt_svid_include_jti, false, &mut v);
 
     let Some(data) = synthetic_data(settings) else {
         return v;
@@ -295,6 +296,13 @@ pub fn validate_cluster_static_entry(settings: &AdmissionSettings, spec: &Cluste
     }
     ttl_warning("spec.x509SVIDTTL", entry.x509_svid_ttl, &mut v);
     ttl_warning("spec.jwtSVIDTTL", entry.jwt_svid_ttl, &mut v);
+    additional_attributes(
+        settings,
+        spec.disable_x509_svid_prefetch,
+        spec.jwt_svid_include_jti,
+        entry.store_svid,
+        &mut v,
+    );
     for (i, name) in entry.dns_names.iter().enumerate() {
         if !is_dns_name(name) {
             v.warn(format!("spec.dnsNames[{i}]: {name:?} is not a DNS name; SPIRE will refuse the entry"));
@@ -338,6 +346,36 @@ pub fn validate_cluster_federated_trust_domain(
 }
 
 // ------------------------------------------------------------------- shared checks
+
+/// SPIRE 1.15's entry attributes: refused when the server is known not to store them
+/// (the probe has run), and `disableX509SVIDPrefetch` beside `storeSVID` (SPIRE refuses
+/// that pair).
+fn additional_attributes(
+    settings: &AdmissionSettings,
+    disable_x509_svid_prefetch: Option<bool>,
+    jwt_svid_include_jti: Option<bool>,
+    store_svid: bool,
+    v: &mut Verdict,
+) {
+    if settings.spire_fields.get().is_some_and(|u| u.additional_attributes) {
+        for (field, value) in
+            [("spec.disableX509SVIDPrefetch", disable_x509_svid_prefetch), ("spec.jwtSVIDIncludeJTI", jwt_svid_include_jti)]
+        {
+            if value.is_some() {
+                v.errors.push(FieldError::new(
+                    field,
+                    "this SPIRE server does not store it (it needs SPIRE Server 1.15 or later); remove the field",
+                ));
+            }
+        }
+    }
+    if store_svid && disable_x509_svid_prefetch == Some(true) {
+        v.errors.push(FieldError::new(
+            "spec.disableX509SVIDPrefetch",
+            "SPIRE refuses it on an entry with storeSVID (an X509-SVID that is stored must be prefetched)",
+        ));
+    }
+}
 
 fn class_warning(settings: &AdmissionSettings, class: Option<&str>, v: &mut Verdict) {
     let class = class.unwrap_or("");

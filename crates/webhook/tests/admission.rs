@@ -710,3 +710,52 @@ async fn a_template_bomb_is_refused_naming_the_field() {
     .await;
     assert_forbidden(&res, "ClusterSPIFFEID", "bomb2", "spec.dnsNameTemplates[0]");
 }
+
+#[tokio::test]
+async fn spire_1_15_attributes_are_refused_when_the_server_does_not_store_them() {
+    let settings = settings();
+    let fields = settings.spire_fields.clone();
+    let wh = webhook_with(settings).0;
+    let mut spec = good_cse();
+    spec["jwtSVIDIncludeJTI"] = json!(true);
+    let csid_spec = json!({"spiffeIDTemplate": "spiffe://example.org/{{ .PodMeta.Name }}", "disableX509SVIDPrefetch": true});
+
+    // Not probed yet (a replica that does not lead): admitted; the reconciler reports it.
+    assert_allowed(&call(&wh, Route::ValidateClusterStaticEntry, cse("db", spec.clone())).await);
+    // A 1.15 server.
+    fields.set(scm_spire_api::UnsupportedFields::default());
+    assert_allowed(&call(&wh, Route::ValidateClusterStaticEntry, cse("db", spec.clone())).await);
+    assert_allowed(&call(&wh, Route::ValidateClusterSPIFFEID, csid("web", csid_spec.clone())).await);
+    // An older server: refused, naming the field and what is needed.
+    fields.set(scm_spire_api::UnsupportedFields { additional_attributes: true, ..Default::default() });
+    let msg = assert_forbidden(
+        &call(&wh, Route::ValidateClusterStaticEntry, cse("db", spec.clone())).await,
+        "ClusterStaticEntry",
+        "db",
+        "spec.jwtSVIDIncludeJTI",
+    );
+    assert!(msg.contains("SPIRE Server 1.15"), "{msg}");
+    assert_forbidden(
+        &call(&wh, Route::ValidateClusterSPIFFEID, csid("web", csid_spec)).await,
+        "ClusterSPIFFEID",
+        "web",
+        "spec.disableX509SVIDPrefetch",
+    );
+    // Objects without them are unaffected.
+    assert_allowed(&call(&wh, Route::ValidateClusterStaticEntry, cse("db", good_cse())).await);
+}
+
+#[tokio::test]
+async fn disabling_prefetch_of_a_stored_svid_is_refused() {
+    let wh = webhook();
+    let mut spec = good_cse();
+    spec["storeSVID"] = json!(true);
+    spec["disableX509SVIDPrefetch"] = json!(true);
+    let msg = assert_forbidden(
+        &call(&wh, Route::ValidateClusterStaticEntry, cse("stored", spec)).await,
+        "ClusterStaticEntry",
+        "stored",
+        "spec.disableX509SVIDPrefetch",
+    );
+    assert!(msg.contains("storeSVID"), "{msg}");
+}
