@@ -178,3 +178,86 @@ async fn federated_trust_domains_end_to_end() {
     .await;
     assert!(!federation_list(&spire).contains("partner.example"));
 }
+
+fn cftd_status(name: &str) -> Value {
+    let out = kubectl(&["get", "clusterfederatedtrustdomain", name, "-o", "json"]);
+    serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)["status"].clone()
+}
+
+/// "Is federation working?": the status says whether SPIRE holds each trust domain's bundle,
+/// its sequence number, authorities and when it changed (also as `kubectl get` columns);
+/// after the partner rotates its CA, the refresh annotation makes SPIRE fetch the new bundle
+/// at once (gcInterval is an hour here), and a refresh that cannot succeed says why.
+#[tokio::test]
+async fn bundle_status_and_refresh_on_request() {
+    let client = kube().await;
+    let spire = Spire::start(&unique("fedst"), "example.org");
+    let partner = Spire::start_with(&unique("partner"), "partner.example", &["--bundle-endpoint"]);
+    let partner_url = partner.env.get("SPIRE_BUNDLE_ENDPOINT_URL").to_owned();
+    let partner_bundle = partner.cli_ok(&["bundle", "show", "-format", "spiffe"]);
+    let class = unique("fedst");
+    let _ctl = Controller::start(&class, &base_config(&spire, &class, "gcInterval: 1h\n"));
+    let (a, web) = (format!("{class}-partner"), format!("{class}-web"));
+    apply_json(
+        &client,
+        "clusterfederatedtrustdomains",
+        cftd(&a, &class, json!({"trustDomain": "partner.example", "bundleEndpointURL": partner_url,
+            "bundleEndpointProfile": {"type": "https_spiffe", "endpointSPIFFEID": "spiffe://partner.example/spire/server"},
+            "trustDomainBundle": partner_bundle})),
+    )
+    .await;
+    apply_json(
+        &client,
+        "clusterfederatedtrustdomains",
+        cftd(&web, &class, json!({"trustDomain": "web.example", "bundleEndpointURL": "https://127.0.0.1:1/bundle",
+            "bundleEndpointProfile": {"type": "https_web"}})),
+    )
+    .await;
+    let before = eventually(WAIT, "the partner's bundle in the status", || async {
+        let s = cftd_status(&a);
+        (s["bundle"]["present"] == true).then_some(s["bundle"].clone())
+    })
+    .await;
+    let authorities = before["x509Authorities"].as_i64().unwrap();
+    assert!(authorities >= 1 && before["sequenceNumber"].is_i64() && before["lastChanged"].is_string(), "{before}");
+    eventually(WAIT, "web.example: no bundle", || async {
+        (cftd_status(&web)["bundle"]["present"] == false).then_some(())
+    })
+    .await;
+    let table = String::from_utf8_lossy(&kubectl(&["get", "clusterfederatedtrustdomain", &a]).stdout).into_owned();
+    assert!(table.contains("BUNDLE") && table.contains("SEQUENCE") && table.contains("true"), "{table}");
+
+    // The partner prepares a new CA: its bundle endpoint serves one more authority.
+    partner.cli_ok(&["localauthority", "x509", "prepare"]);
+    let asked = std::time::Instant::now();
+    let out = kubectl(&["annotate", "clusterfederatedtrustdomain", &a, "spire.spiffe.io/refresh-bundle=rotation-1", "--overwrite"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after = eventually(WAIT, "the refresh answered and the new authority seen", || async {
+        let s = cftd_status(&a);
+        (s["lastRefresh"]["request"] == "rotation-1" && s["bundle"]["x509Authorities"].as_i64() > Some(authorities))
+            .then_some(s)
+    })
+    .await;
+    eprintln!("refresh annotation -> new bundle in the status in {} ms", asked.elapsed().as_millis());
+    assert_eq!(after["lastRefresh"]["result"], "Refreshed", "{after}");
+    assert_ne!(after["bundle"]["digest"], before["digest"], "{after}");
+    assert_ne!(after["bundle"]["lastChanged"], Value::Null);
+    let held = spire.cli_ok(&["bundle", "list", "-id", "spiffe://partner.example", "-format", "spiffe"]);
+    assert!(held.matches("\"x5c\"").count() as i64 > authorities, "SPIRE holds the new authority: {held}");
+
+    // A refresh that cannot succeed (nothing listens there) says why, on the status and in an Event.
+    kubectl(&["annotate", "clusterfederatedtrustdomain", &web, "spire.spiffe.io/refresh-bundle=now", "--overwrite"]);
+    let failed = eventually(WAIT, "the failed refresh reported", || async {
+        let s = cftd_status(&web);
+        (s["lastRefresh"]["request"] == "now").then_some(s["lastRefresh"].clone())
+    })
+    .await;
+    assert_eq!(failed["result"], "Failed", "{failed}");
+    assert!(failed["message"].as_str().unwrap().contains("web.example"), "{failed}");
+    let events = kubectl(&["get", "events.events.k8s.io", "-A", "-o", "json"]);
+    let events: Value = serde_json::from_slice(&events.stdout).unwrap();
+    assert!(
+        events["items"].as_array().unwrap().iter().any(|e| e["regarding"]["name"] == web.as_str() && e["reason"] == "RefreshFailed"),
+        "a RefreshFailed Event"
+    );
+}

@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
-use scm_api::ClusterSPIFFEIDStats;
+use scm_api::{BundleRefreshStatus, ClusterSPIFFEIDStats, FederatedBundleStatus};
 use scm_api::{CONDITION_DEGRADED, CONDITION_READY, ClusterFederatedTrustDomain, ClusterSPIFFEID, ClusterStaticEntry};
 use scm_core::{RenderFailure, SourceKind, SourceRef, StaticEntryOutcome};
 use serde_json::json;
@@ -322,6 +322,34 @@ impl StatusSink for KubeStatus {
     ) -> BoxFuture<'a> {
         Box::pin(async move {
             self.events.warn(&cr.object_ref(&()), reason, "Reconcile", message.to_owned(), None).await;
+        })
+    }
+
+    fn federated_bundle<'a>(
+        &'a self,
+        cr: &'a ClusterFederatedTrustDomain,
+        bundle: FederatedBundleStatus,
+        refresh: Option<BundleRefreshStatus>,
+    ) -> BoxFuture<'a> {
+        Box::pin(async move {
+            let existing = cr.status.as_ref().and_then(|s| s.bundle.as_ref());
+            if existing == Some(&bundle) && refresh.is_none() {
+                return;
+            }
+            // Merge patch: fields that went away are sent as null so that they clear.
+            let b = &bundle;
+            let mut status = json!({"bundle": {
+                "present": b.present,
+                "sequenceNumber": b.sequence_number,
+                "x509Authorities": b.x509_authorities,
+                "jwtAuthorities": b.jwt_authorities,
+                "digest": b.digest,
+                "lastChanged": b.last_changed,
+            }});
+            if let Some(r) = refresh {
+                status["lastRefresh"] = json!({"request": r.request, "result": r.result, "message": r.message, "time": r.time});
+            }
+            self.patch_status(cr, &json!({ "status": status })).await;
         })
     }
 

@@ -143,7 +143,7 @@ impl Stores {
                 "clusterfederatedtrustdomains",
                 cluster_api(client, for_crs(set.cluster_federated_trust_domains, &all)),
                 trim_meta,
-                spec_changed,
+                spec_or_refresh_changed,
                 None,
             ),
             pod_fields,
@@ -232,6 +232,14 @@ impl crate::reconcile::ports::WorldSource for KubeWorld {
 }
 
 /// CRs from the Kubernetes watch (only once synced).
+/// A ClusterFederatedTrustDomain's spec, or its refresh annotation, changed.
+fn spec_or_refresh_changed(old: &ClusterFederatedTrustDomain, new: &ClusterFederatedTrustDomain) -> bool {
+    let refresh = |cr: &ClusterFederatedTrustDomain| {
+        cr.metadata.annotations.as_ref().and_then(|a| a.get(scm_api::REFRESH_BUNDLE_ANNOTATION)).cloned()
+    };
+    spec_changed(old, new) || refresh(old) != refresh(new)
+}
+
 pub struct KubeCftds(pub Arc<Stores>);
 
 impl crate::reconcile::ports::CftdSource for KubeCftds {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::ResourceExt;
-use scm_api::ClusterFederatedTrustDomain;
+use scm_api::{BundleRefreshStatus, ClusterFederatedTrustDomain};
 use scm_federation::{FederationApi, FederationReconciler, PassOutcome as Outcome};
 use scm_spiffe::{FederationRelationship, TrustDomain};
 use scm_spire_api::SpireError;
@@ -81,8 +81,66 @@ impl FederationLoop {
             tracing::warn!(trust_domain = %f.trust_domain, error = %f.message, "deleting federation relationship failed");
         }
         self.report(&crs, &result.outcomes).await;
+        self.bundle_statuses(&crs, &result.outcomes).await;
         pass.result("ok");
         PassOutcome::Done
+    }
+
+    /// "Is federation working?": for each CR this install applies, the refresh its
+    /// annotation asks for (TrustDomain API `RefreshBundle`), then whether SPIRE holds
+    /// the trust domain's bundle, its sequence number and when that changed (one
+    /// `ListFederatedBundles` a pass).
+    async fn bundle_statuses(&mut self, crs: &[Arc<ClusterFederatedTrustDomain>], outcomes: &BTreeMap<String, Outcome>) {
+        let mine: Vec<&Arc<ClusterFederatedTrustDomain>> =
+            crs.iter().filter(|cr| outcomes.contains_key(&cr.name_any())).collect();
+        if mine.is_empty() {
+            return;
+        }
+        let now = || scm_api::Time(jiff::Timestamp::now());
+        let mut refreshed = BTreeMap::new();
+        for cr in &mine {
+            let Some(request) = scm_federation::refresh_request(cr) else { continue };
+            let name = cr.name_any();
+            let outcome = match TrustDomain::parse(&cr.spec.trust_domain) {
+                Ok(td) => observe(&self.metrics, "RefreshBundle", self.spire.refresh_bundle(&td)).await,
+                Err(err) => Err(SpireError::InvalidRequest { method: "RefreshBundle", reason: err.to_string() }),
+            };
+            let status = match outcome {
+                Ok(()) => {
+                    tracing::info!(name = %name, trust_domain = %cr.spec.trust_domain, request = %request, "bundle refreshed");
+                    BundleRefreshStatus { request, result: "Refreshed".into(), message: None, time: now() }
+                }
+                Err(err) => {
+                    let message = format!("SPIRE could not refresh the bundle of {}: {err}", cr.spec.trust_domain);
+                    tracing::warn!(name = %name, request = %request, "{message}");
+                    self.status.event_federation(cr, "RefreshFailed", &message).await;
+                    BundleRefreshStatus { request, result: "Failed".into(), message: Some(message), time: now() }
+                }
+            };
+            refreshed.insert(name, status);
+        }
+        let listed = match observe(&self.metrics, "ListFederatedBundles", self.spire.list_federated_bundles(true)).await {
+            Ok(listed) => Some(listed),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot list SPIRE's federated bundles; bundle statuses not updated");
+                None
+            }
+        };
+        for cr in mine {
+            let name = cr.name_any();
+            let previous = cr.status.as_ref().and_then(|s| s.bundle.as_ref());
+            let bundle = match &listed {
+                Some(listed) => {
+                    let held = listed.iter().find(|b| b.trust_domain.name() == cr.spec.trust_domain);
+                    scm_federation::bundle_status(previous, held, &now())
+                }
+                None => match previous {
+                    Some(p) => p.clone(),
+                    None => continue,
+                },
+            };
+            self.status.federated_bundle(cr, bundle, refreshed.remove(&name)).await;
+        }
     }
 
     /// Status conditions (only on change) and one Event per new problem, in the words

@@ -6,7 +6,10 @@
 
 use std::sync::Arc;
 
-use scm_api::{ClusterFederatedTrustDomain, ClusterSPIFFEID, ClusterSPIFFEIDStats, ClusterStaticEntry};
+use scm_api::{
+    BundleRefreshStatus, ClusterFederatedTrustDomain, ClusterSPIFFEID, ClusterSPIFFEIDStats, ClusterStaticEntry,
+    FederatedBundleStatus,
+};
 use scm_core::{RenderFailure, SourceRef, StaticEntryOutcome, World};
 use scm_spiffe::{Entry, TrustDomain};
 use scm_spire_api::{BatchError, BatchResult, SpireError, UnsupportedFields};
@@ -65,6 +68,14 @@ pub trait StatusSink: Send + Sync {
         reason: &'a str,
         message: &'a str,
     ) -> BoxFuture<'a>;
+    /// The bundle part of a ClusterFederatedTrustDomain's status, and the outcome of a
+    /// refresh made this pass.
+    fn federated_bundle<'a>(
+        &'a self,
+        cr: &'a ClusterFederatedTrustDomain,
+        bundle: FederatedBundleStatus,
+        refresh: Option<BundleRefreshStatus>,
+    ) -> BoxFuture<'a>;
     /// The circuit breaker held deletes: a Warning Event on the controller's own Pod.
     fn deletes_held<'a>(&'a self, message: &'a str) -> BoxFuture<'a>;
 }
@@ -121,6 +132,14 @@ impl StatusSink for NoStatus {
         Box::pin(async {})
     }
     fn event_federation<'a>(&'a self, _: &'a ClusterFederatedTrustDomain, _: &'a str, _: &'a str) -> BoxFuture<'a> {
+        Box::pin(async {})
+    }
+    fn federated_bundle<'a>(
+        &'a self,
+        _: &'a ClusterFederatedTrustDomain,
+        _: FederatedBundleStatus,
+        _: Option<BundleRefreshStatus>,
+    ) -> BoxFuture<'a> {
         Box::pin(async {})
     }
     fn deletes_held<'a>(&'a self, _: &'a str) -> BoxFuture<'a> {

@@ -13,13 +13,14 @@ mod clusterstaticentry;
 pub mod crd;
 
 pub use clusterfederatedtrustdomain::{
+    BundleRefreshStatus, FederatedBundleStatus,
     BundleEndpointProfile, BundleEndpointProfileType, ClusterFederatedTrustDomain, ClusterFederatedTrustDomainSpec,
     ClusterFederatedTrustDomainStatus,
 };
 pub use clusterspiffeid::{ClusterSPIFFEID, ClusterSPIFFEIDSpec, ClusterSPIFFEIDStats, ClusterSPIFFEIDStatus};
 pub use clusterstaticentry::{ClusterStaticEntry, ClusterStaticEntrySpec, ClusterStaticEntryStatus};
 
-pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 
 /// API group and version of the three kinds.
 pub const GROUP: &str = "spire.spiffe.io";
@@ -36,3 +37,7 @@ pub const CONDITION_READY: &str = "Ready";
 /// with less than declared (a federatesWith trust domain without a bundle, a field the
 /// SPIRE server does not store); absent when everything declared is written.
 pub const CONDITION_DEGRADED: &str = "Degraded";
+
+/// On a ClusterFederatedTrustDomain: a new value asks SPIRE to refresh the trust domain's
+/// bundle from its endpoint now (the outcome is in `status.lastRefresh`).
+pub const REFRESH_BUNDLE_ANNOTATION: &str = "spire.spiffe.io/refresh-bundle";

@@ -5,6 +5,8 @@
 //! - [`declare`] (pure): class filter, oldest CR first (UID tie-break), invalid CRs
 //!   reported, one CR per trust domain (later ones reported as conflicting).
 //! - [`plan()`] / [`plan_with_memory`] (pure): declared vs SPIRE → deletes, creates, updates.
+//! - [`bundle_status`], [`refresh_request`] (pure): the bundle part of a CR's status and
+//!   the refresh its `spire.spiffe.io/refresh-bundle` annotation asks for.
 //! - [`FederationReconciler::pass`]: list, declare, plan, then delete → create → update
 //!   through `scm_spire_api::Client`, returning per-CR [`PassOutcome`]s and counts.
 //!
@@ -22,11 +24,13 @@
 //! No Kubernetes client here: the caller lists the CRs (all classes) and writes statuses,
 //! Events and metrics from the [`PassResult`].
 
+mod bundle_status;
 mod declare;
 mod parse;
 pub mod plan;
 mod reconciler;
 
+pub use bundle_status::{bundle_status, refresh_request};
 pub use declare::{CrRef, Declared, Outcome, declare};
 pub use parse::{
     FIELD_BUNDLE_ENDPOINT_URL, FIELD_ENDPOINT_SPIFFE_ID, FIELD_TRUST_DOMAIN, FIELD_TRUST_DOMAIN_BUNDLE,

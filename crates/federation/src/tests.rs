@@ -390,7 +390,7 @@ fn cr_ref_ready_at_generation() {
     };
     assert!(!CrRef::of(&c).ready_at_generation);
     for (status, generation, want) in [("True", 3, true), ("True", 2, false), ("False", 3, false)] {
-        c.status = Some(ClusterFederatedTrustDomainStatus { conditions: vec![cond(status, generation)] });
+        c.status = Some(ClusterFederatedTrustDomainStatus { conditions: vec![cond(status, generation)], ..Default::default() });
         assert_eq!(CrRef::of(&c).ready_at_generation, want, "{status} {generation}");
     }
 }
@@ -520,6 +520,7 @@ fn bundle_rule_table() {
                     last_transition_time: Time(Timestamp::from_second(1).unwrap()),
                     observed_generation: Some(2),
                 }],
+                ..Default::default()
             });
         }
         let current = vec![spiffe_fr("p.org", url, eid, spire_bundle.cloned())];

@@ -131,6 +131,7 @@ fn with_ready_status(cr: &Arc<ClusterFederatedTrustDomain>) -> Arc<ClusterFedera
             last_transition_time: Time(Timestamp::now()),
             observed_generation: c.metadata.generation,
         }],
+        ..Default::default()
     });
     Arc::new(c)
 }

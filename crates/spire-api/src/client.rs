@@ -106,6 +106,31 @@ pub struct FederatedBundle {
     /// Counts; zero when listed without authorities.
     pub x509_authorities: usize,
     pub jwt_authorities: usize,
+    /// `sha256:` and the first 16 bytes (hex) of a digest of the authorities, to tell one
+    /// content from another (SPIRE does not bump a federated bundle's sequence number
+    /// when it refreshes it); `None` when listed without authorities.
+    pub digest: Option<String>,
+}
+
+/// The digest of a bundle's authorities (see [`FederatedBundle::digest`]).
+fn authorities_digest(b: &api::Bundle) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for x in &b.x509_authorities {
+        h.update((x.asn1.len() as u64).to_be_bytes());
+        h.update(&x.asn1);
+        h.update([u8::from(x.tainted)]);
+    }
+    for j in &b.jwt_authorities {
+        for part in [j.key_id.as_bytes(), &j.public_key] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        h.update(j.expires_at.to_be_bytes());
+        h.update([u8::from(j.tainted)]);
+    }
+    let hex: String = h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 /// The latest unsupported-field probe result, shared by every clone of a client and by
@@ -723,7 +748,7 @@ impl Client {
                 bundlev1::ListFederatedBundlesRequest { output_mask: Some(mask), page_size: 200, page_token: page_token.clone() };
             let response =
                 self.call(METHOD, self.bundle.clone().list_federated_bundles(self.request(request))).await?;
-            for b in response.bundles {
+            for b in &response.bundles {
                 let trust_domain = TrustDomain::parse(&b.trust_domain).map_err(|e| SpireError::InvalidResponse {
                     method: METHOD,
                     reason: format!("bundle trust domain {:?}: {e}", b.trust_domain),
@@ -734,6 +759,7 @@ impl Client {
                     refresh_hint: Duration::from_secs(u64::try_from(b.refresh_hint).unwrap_or(0)),
                     x509_authorities: b.x509_authorities.len(),
                     jwt_authorities: b.jwt_authorities.len(),
+                    digest: authorities.then(|| authorities_digest(&b)),
                 });
             }
             if response.next_page_token.is_empty() {
