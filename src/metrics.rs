@@ -3,7 +3,8 @@
 //! counter), is kept as it was; everything else is prefixed `spire_controller_manager_`.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 const NS: &str = "spire_controller_manager";
@@ -32,6 +33,11 @@ pub struct Metrics {
     pub entries_kept: IntGauge,
     /// Deletes held back by the mass-deletion circuit breaker.
     pub entry_deletes_held: IntGauge,
+    /// gcInterval checks of the SPIRE mirror by result: `in_sync`, `fetched` (changed
+    /// entries fetched one by one), `full` (a full list).
+    pub mirror_checks: IntCounterVec,
+    /// Entries fetched by those checks (changed behind the controller's back).
+    pub mirror_entries_fetched: IntCounter,
     pub render_failures: IntGaugeVec,
     /// Federation relationships by outcome.
     pub federation_relationships: IntGaugeVec,
@@ -111,6 +117,16 @@ impl Metrics {
                     .namespace(NS),
             )
             .unwrap(),
+            mirror_checks: IntCounterVec::new(
+                Opts::new("mirror_checks_total", "gcInterval checks of the SPIRE mirror by result").namespace(NS),
+                &["result"],
+            )
+            .unwrap(),
+            mirror_entries_fetched: IntCounter::with_opts(
+                Opts::new("mirror_entries_fetched_total", "Entries fetched because their revision changed")
+                    .namespace(NS),
+            )
+            .unwrap(),
             render_failures: IntGaugeVec::new(
                 Opts::new("render_failures", "Render failures in the last pass by kind").namespace(NS),
                 &["kind"],
@@ -145,6 +161,8 @@ impl Metrics {
         r.register(Box::new(m.entries_masked.clone())).unwrap();
         r.register(Box::new(m.entries_kept.clone())).unwrap();
         r.register(Box::new(m.entry_deletes_held.clone())).unwrap();
+        r.register(Box::new(m.mirror_checks.clone())).unwrap();
+        r.register(Box::new(m.mirror_entries_fetched.clone())).unwrap();
         r.register(Box::new(m.render_failures.clone())).unwrap();
         r.register(Box::new(m.federation_relationships.clone())).unwrap();
         r.register(Box::new(m.federation_writes.clone())).unwrap();

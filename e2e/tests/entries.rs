@@ -415,6 +415,68 @@ async fn restart_and_idle_make_zero_writes() {
     assert_eq!(before.iter().map(|e| &e.id).collect::<Vec<_>>(), after.iter().map(|e| &e.id).collect::<Vec<_>>());
 }
 
+/// The idle gcInterval checks read IDs and revision numbers only (a masked ListEntries),
+/// never every entry; an entry changed behind the controller's back is fetched alone and
+/// put back; one deleted behind its back is created again — still without a full read.
+#[tokio::test]
+async fn idle_checks_read_revisions_only_and_catch_changes() {
+    let fx = Fixture::new("revs", "gcInterval: 1s\n").await;
+    fx.apply_cspiffeid(&fx.class, json!({"spiffeIDTemplate": SA_TEMPLATE, "hint": "mine"})).await;
+    for i in 0..5 {
+        create_pod(&fx.client, &fx.ns, &format!("p{i}"), &fx.node, &format!("sa{i}"), &[]).await;
+    }
+    let before = fx.wait_entries("five entries", |e| e.len() == 5).await;
+    let rpc = |method: &'static str| {
+        let ctl = &fx.ctl;
+        async move {
+            ctl.metric("spire_controller_manager_spire_rpc_duration_seconds_count", &[&format!("method=\"{method}\"")])
+                .await
+        }
+    };
+    let checks = |result: &'static str| {
+        let ctl = &fx.ctl;
+        async move { ctl.metric("spire_controller_manager_mirror_checks_total", &[&format!("result=\"{result}\"")]).await }
+    };
+    let (full0, revs0, w0) = (rpc("ListEntries").await, rpc("ListEntries(revisions)").await, fx.writes().await);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (full1, revs1) = (rpc("ListEntries").await, rpc("ListEntries(revisions)").await);
+    assert_eq!(full1, full0, "no full read while idle");
+    assert!(revs1 - revs0 >= 3.0, "a revision check per gcInterval: {revs0} -> {revs1}");
+    assert!(checks("in_sync").await >= 3.0);
+    assert_eq!(fx.writes().await, w0, "idle checks write nothing");
+
+    // Another tool changes an entry: the next check fetches it (GetEntry) and it is put back.
+    let e = &before[0];
+    let uid = e.selectors.iter().find(|s| s.value.starts_with("pod-uid:")).unwrap().value.clone();
+    let out = fx.spire.cli(&[
+        "entry",
+        "update",
+        "-entryID",
+        &e.id,
+        "-spiffeID",
+        &e.spiffe_id.to_string(),
+        "-parentID",
+        &e.parent_id.to_string(),
+        "-selector",
+        &format!("k8s:{uid}"),
+        "-hint",
+        "tampered",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    fx.wait_entries("the hint put back", |now| now.iter().any(|n| n.id == e.id && n.hint == "mine" && n.revision >= 2))
+        .await;
+    assert!(checks("fetched").await >= 1.0);
+    assert!(rpc("GetEntry").await >= 1.0);
+    // Deleted behind its back: created again.
+    let out = fx.spire.cli(&["entry", "delete", "-entryID", &before[1].id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    fx.wait_entries("the deleted entry created again", |now| {
+        now.len() == 5 && now.iter().all(|n| n.id != before[1].id)
+    })
+    .await;
+    assert_eq!(rpc("ListEntries").await, full0, "still no full read");
+}
+
 #[tokio::test]
 async fn cluster_static_entries() {
     let fx = Fixture::new("static", "").await;

@@ -209,8 +209,12 @@ async fn bundle_status_and_refresh_on_request() {
     apply_json(
         &client,
         "clusterfederatedtrustdomains",
-        cftd(&web, &class, json!({"trustDomain": "web.example", "bundleEndpointURL": "https://127.0.0.1:1/bundle",
-            "bundleEndpointProfile": {"type": "https_web"}})),
+        cftd(
+            &web,
+            &class,
+            json!({"trustDomain": "web.example", "bundleEndpointURL": "https://127.0.0.1:1/bundle",
+            "bundleEndpointProfile": {"type": "https_web"}}),
+        ),
     )
     .await;
     let before = eventually(WAIT, "the partner's bundle in the status", || async {
@@ -230,7 +234,13 @@ async fn bundle_status_and_refresh_on_request() {
     // The partner prepares a new CA: its bundle endpoint serves one more authority.
     partner.cli_ok(&["localauthority", "x509", "prepare"]);
     let asked = std::time::Instant::now();
-    let out = kubectl(&["annotate", "clusterfederatedtrustdomain", &a, "spire.spiffe.io/refresh-bundle=rotation-1", "--overwrite"]);
+    let out = kubectl(&[
+        "annotate",
+        "clusterfederatedtrustdomain",
+        &a,
+        "spire.spiffe.io/refresh-bundle=rotation-1",
+        "--overwrite",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let after = eventually(WAIT, "the refresh answered and the new authority seen", || async {
         let s = cftd_status(&a);
@@ -257,7 +267,11 @@ async fn bundle_status_and_refresh_on_request() {
     let events = kubectl(&["get", "events.events.k8s.io", "-A", "-o", "json"]);
     let events: Value = serde_json::from_slice(&events.stdout).unwrap();
     assert!(
-        events["items"].as_array().unwrap().iter().any(|e| e["regarding"]["name"] == web.as_str() && e["reason"] == "RefreshFailed"),
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["regarding"]["name"] == web.as_str() && e["reason"] == "RefreshFailed"),
         "a RefreshFailed Event"
     );
 }

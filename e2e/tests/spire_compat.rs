@@ -242,6 +242,14 @@ async fn spire_1_15_entry_attributes() {
     .await;
     assert!(ctl.metric("spire_controller_manager_entry_writes_total", &["update", "ok"]).await > updates);
     assert!(after.additional_attributes.is_some_and(|a| a.jwt_svid_include_jti), "survived: {after:?}");
-    assert!(degraded(&serde_json::from_slice::<serde_json::Value>(&kubectl(&["get", "clusterspiffeids", &format!("{name}-declared"), "-o", "json"]).stdout).unwrap()["status"]).is_none());
+    assert!(
+        degraded(
+            &serde_json::from_slice::<serde_json::Value>(
+                &kubectl(&["get", "clusterspiffeids", &format!("{name}-declared"), "-o", "json"]).stdout
+            )
+            .unwrap()["status"]
+        )
+        .is_none()
+    );
     let _ = kubectl(&["delete", "clusterspiffeid", &format!("{name}-routed"), "--ignore-not-found"]);
 }

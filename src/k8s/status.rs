@@ -141,7 +141,8 @@ fn source_conditions(
     shortfall: Option<&Shortfall>,
     generation: Option<i64>,
 ) -> Option<Vec<Condition>> {
-    let degraded = shortfall.map(|s| condition(CONDITION_DEGRADED, existing, true, s.reason, s.message.clone(), generation));
+    let degraded =
+        shortfall.map(|s| condition(CONDITION_DEGRADED, existing, true, s.reason, s.message.clone(), generation));
     let find = |t: &str| existing.iter().find(|c| c.type_ == t);
     let same_ready = same_condition(find(CONDITION_READY), &ready);
     let same_degraded = match (&degraded, find(CONDITION_DEGRADED)) {
@@ -347,7 +348,8 @@ impl StatusSink for KubeStatus {
                 "lastChanged": b.last_changed,
             }});
             if let Some(r) = refresh {
-                status["lastRefresh"] = json!({"request": r.request, "result": r.result, "message": r.message, "time": r.time});
+                status["lastRefresh"] =
+                    json!({"request": r.request, "result": r.result, "message": r.message, "time": r.time});
             }
             self.patch_status(cr, &json!({ "status": status })).await;
         })

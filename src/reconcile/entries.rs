@@ -36,6 +36,20 @@ pub struct Guard {
     pub held: Arc<std::sync::Mutex<Option<String>>>,
 }
 
+/// A gcInterval check reads every entry in full at least this often (a backstop; in
+/// between it reads IDs and revision numbers only).
+const FULL_READ_EVERY: Duration = Duration::from_secs(3600);
+
+/// More changed entries than this in one check: read them all in one list instead of
+/// one GetEntry each.
+const FETCH_LIMIT: usize = 200;
+
+/// What a background read of SPIRE brought.
+enum Listed {
+    Full(Vec<Entry>),
+    Revisions(Vec<(String, i64)>),
+}
+
 /// How often the unsupported-field probe runs (upstream: 10 minutes).
 const PROBE_INTERVAL: Duration = Duration::from_secs(600);
 
@@ -58,7 +72,10 @@ pub struct EntryReconciler {
     reported_failures: HashSet<String>,
     /// When set, gcInterval lists run in the background and poke this trigger when done.
     relisted: Option<Trigger>,
-    background_list: Option<tokio::task::JoinHandle<Result<Vec<Entry>, String>>>,
+    background_list: Option<tokio::task::JoinHandle<Result<Listed, String>>>,
+    /// When SPIRE's entries were last read in full (the gcInterval checks read only IDs
+    /// and revisions in between).
+    last_full_read: Option<Instant>,
     guard: Guard,
     guard_state: scm_core::GuardState,
     epoch: Instant,
@@ -103,6 +120,7 @@ impl EntryReconciler {
             reported_failures: HashSet::new(),
             relisted: None,
             background_list: None,
+            last_full_read: None,
             guard: Guard { settings: scm_core::DeletionGuard::default(), namespace: None, held: Arc::default() },
             guard_state: scm_core::GuardState::default(),
             epoch: Instant::now(),
@@ -193,7 +211,6 @@ impl EntryReconciler {
         let background = self.relisted.is_some() && self.mirror.is_fresh();
         if background && matches!(kind, PassKind::Full) {
             if self.background_list.is_none() {
-                tracing::debug!("gcInterval: listing SPIRE entries in the background");
                 self.start_background_list();
             }
             // The pass that follows the list does the work.
@@ -213,6 +230,7 @@ impl EntryReconciler {
                 "listed SPIRE entries"
             );
             self.mirror.replace(listed);
+            self.last_full_read = Some(Instant::now());
         }
 
         let mut declared = scm_core::declare_entries(&world, &self.settings, &mut self.cache);
@@ -294,7 +312,10 @@ impl EntryReconciler {
                     Some(s) if !s.message.contains(note) => s.message = format!("{}; {note}", s.message),
                     Some(_) => {}
                     None => {
-                        out.insert(d.source.clone(), Shortfall { reason: "FieldUnsupported", message: note.to_owned() });
+                        out.insert(
+                            d.source.clone(),
+                            Shortfall { reason: "FieldUnsupported", message: note.to_owned() },
+                        );
                     }
                 }
             }
@@ -392,45 +413,78 @@ impl EntryReconciler {
         }
     }
 
-    /// A full list in the background, journaling our writes until it is installed.
+    /// A read of SPIRE in the background, journaling our writes until it is installed: IDs
+    /// and revision numbers only, or every entry when the last full read is
+    /// [`FULL_READ_EVERY`] old.
     fn start_background_list(&mut self) {
         let (spire, metrics, trigger) = (self.spire.clone(), self.metrics.clone(), self.relisted.clone());
+        let full = self.last_full_read.is_none_or(|t| t.elapsed() >= FULL_READ_EVERY);
+        tracing::debug!(full, "gcInterval: reading SPIRE entries in the background");
         self.mirror.start_journal();
         self.background_list = Some(tokio::spawn(async move {
             let t = Instant::now();
-            let listed = observe(&metrics, "ListEntries", spire.list_entries()).await.map_err(|e| e.to_string());
-            if let Ok(l) = &listed {
-                tracing::debug!(
-                    entries = l.len(),
-                    elapsed_ms = t.elapsed().as_millis() as u64,
-                    "listed SPIRE entries (background)"
-                );
+            let listed = if full {
+                observe(&metrics, "ListEntries", spire.list_entries()).await.map(Listed::Full)
+            } else {
+                observe(&metrics, "ListEntries(revisions)", spire.list_revisions()).await.map(Listed::Revisions)
+            };
+            if let Ok(Listed::Full(l)) = &listed {
+                tracing::debug!(entries = l.len(), elapsed_ms = t.elapsed().as_millis() as u64, "listed SPIRE entries");
             }
             if let Some(t) = trigger {
                 t.notify();
             }
-            listed
+            listed.map_err(|e| e.to_string())
         }));
     }
 
-    /// Installs a finished background list (with our writes since it started on top).
+    /// Installs a finished background read: a full list with our writes since it started
+    /// on top, or a revision check (entries gone dropped, changed ones fetched; many
+    /// changed, or any doubt: the next step reads everything).
     async fn install_background_list(&mut self) {
         if !self.background_list.as_ref().is_some_and(|h| h.is_finished()) {
             return;
         }
         let Some(h) = self.background_list.take() else { return };
+        let checks = &self.metrics.mirror_checks;
         match h.await {
-            Ok(Ok(listed)) => {
-                if !self.mirror.finish_list(listed) {
+            Ok(Ok(Listed::Full(listed))) => {
+                if self.mirror.finish_list(listed) {
+                    self.last_full_read = Some(Instant::now());
+                    checks.with_label_values(&["full"]).inc();
+                } else {
                     tracing::debug!("background list discarded: the mirror was invalidated meanwhile");
                 }
             }
+            Ok(Ok(Listed::Revisions(listed))) => match self.mirror.finish_revisions(listed) {
+                None => tracing::debug!("revision check discarded: the mirror was invalidated meanwhile"),
+                Some(changed) if changed.is_empty() => checks.with_label_values(&["in_sync"]).inc(),
+                Some(changed) if changed.len() > FETCH_LIMIT => {
+                    tracing::info!(changed = changed.len(), "many SPIRE entries changed behind our back; reading all");
+                    self.mirror.invalidate();
+                }
+                Some(changed) => {
+                    tracing::info!(changed = changed.len(), "SPIRE entries changed behind our back; fetching them");
+                    for id in &changed {
+                        match observe(&self.metrics, "GetEntry", self.spire.get_entry(id)).await {
+                            Ok(entry) => self.mirror.fetched(id, entry),
+                            Err(err) => {
+                                tracing::warn!(entry_id = %id, error = %err, "GetEntry failed; the next pass lists again");
+                                self.mirror.invalidate();
+                                return;
+                            }
+                        }
+                    }
+                    self.metrics.mirror_entries_fetched.inc_by(changed.len() as u64);
+                    checks.with_label_values(&["fetched"]).inc();
+                }
+            },
             Ok(Err(err)) => {
-                tracing::warn!(error = %err, "background ListEntries failed; the next pass lists again");
+                tracing::warn!(error = %err, "background read of SPIRE failed; the next pass lists again");
                 self.mirror.invalidate();
             }
             Err(err) => {
-                tracing::warn!(error = %err, "background ListEntries task failed");
+                tracing::warn!(error = %err, "background read of SPIRE failed");
                 self.mirror.invalidate();
             }
         }

@@ -90,7 +90,11 @@ impl FederationLoop {
     /// annotation asks for (TrustDomain API `RefreshBundle`), then whether SPIRE holds
     /// the trust domain's bundle, its sequence number and when that changed (one
     /// `ListFederatedBundles` a pass).
-    async fn bundle_statuses(&mut self, crs: &[Arc<ClusterFederatedTrustDomain>], outcomes: &BTreeMap<String, Outcome>) {
+    async fn bundle_statuses(
+        &mut self,
+        crs: &[Arc<ClusterFederatedTrustDomain>],
+        outcomes: &BTreeMap<String, Outcome>,
+    ) {
         let mine: Vec<&Arc<ClusterFederatedTrustDomain>> =
             crs.iter().filter(|cr| outcomes.contains_key(&cr.name_any())).collect();
         if mine.is_empty() {
@@ -119,7 +123,8 @@ impl FederationLoop {
             };
             refreshed.insert(name, status);
         }
-        let listed = match observe(&self.metrics, "ListFederatedBundles", self.spire.list_federated_bundles(true)).await {
+        let listed = match observe(&self.metrics, "ListFederatedBundles", self.spire.list_federated_bundles(true)).await
+        {
             Ok(listed) => Some(listed),
             Err(err) => {
                 tracing::warn!(error = %err, "cannot list SPIRE's federated bundles; bundle statuses not updated");

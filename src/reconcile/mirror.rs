@@ -1,8 +1,10 @@
 //! An in-memory mirror of SPIRE's entries, so a pass triggered by one change does not
-//! list every entry again. Refreshed by a full paged list on every gcInterval pass and
-//! after any write error; kept current from the results of our own writes in between.
+//! list every entry again. Read in full on start, on regained leadership, after any write
+//! error and now and then as a backstop; kept current from the results of our own writes
+//! in between; checked every gcInterval against a list of IDs and revision numbers only
+//! ([`Mirror::finish_revisions`]: entries gone are dropped, changed or new ones fetched).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use scm_spiffe::Entry;
 
@@ -72,6 +74,48 @@ impl Mirror {
         self.lists += 1;
     }
 
+    /// Checks a list of (ID, revision) made since [`Mirror::start_journal`] against the
+    /// mirror: entries no longer listed are dropped, and the IDs of entries that are new
+    /// or whose revision differs are returned for fetching — except entries we wrote
+    /// since the list started (the mirror has our write's result, newer than the list).
+    /// `None` when the mirror was invalidated meanwhile (read it in full instead).
+    pub fn finish_revisions(&mut self, listed: Vec<(String, i64)>) -> Option<Vec<String>> {
+        let journal = self.journal.take()?;
+        if !self.fresh {
+            return None;
+        }
+        let touched: HashSet<&str> = journal
+            .iter()
+            .map(|w| match w {
+                Write::Upserted(e) => e.id.as_str(),
+                Write::Removed(id) => id.as_str(),
+            })
+            .collect();
+        let listed: HashMap<String, i64> = listed.into_iter().collect();
+        self.entries.retain(|id, _| listed.contains_key(id) || touched.contains(id.as_str()));
+        let mut changed: Vec<String> = listed
+            .into_iter()
+            .filter(|(id, rev)| {
+                !touched.contains(id.as_str()) && self.entries.get(id).is_none_or(|e| e.revision != *rev)
+            })
+            .map(|(id, _)| id)
+            .collect();
+        changed.sort();
+        Some(changed)
+    }
+
+    /// An entry fetched after [`Mirror::finish_revisions`] (`None`: it is gone).
+    pub fn fetched(&mut self, id: &str, entry: Option<Entry>) {
+        match entry {
+            Some(e) => {
+                self.entries.insert(e.id.clone(), e);
+            }
+            None => {
+                self.entries.remove(id);
+            }
+        }
+    }
+
     /// How many complete lists have been installed so far (a change tells a pass that it
     /// replaced the mirror).
     pub fn lists_installed(&self) -> u64 {
@@ -116,6 +160,7 @@ mod tests {
             hint: hint.into(),
             store_svid: false,
             additional_attributes: None,
+            revision: 0,
         }
     }
 
@@ -148,5 +193,32 @@ mod tests {
         assert!(!m.finish_list(vec![entry("z", "1")]));
         assert!(!m.is_fresh());
         assert_eq!(ids(&m), vec!["a:1"]);
+    }
+
+    #[test]
+    fn a_revision_check_drops_what_went_fetches_what_changed_and_trusts_our_writes() {
+        let mut m = Mirror::default();
+        let with_rev = |id: &str, rev: i64| Entry { revision: rev, ..entry(id, "") };
+        m.replace(vec![with_rev("a", 1), with_rev("b", 1), with_rev("c", 1), with_rev("ours", 1)]);
+        m.start_journal();
+        // While the list runs, we update "ours" (revision 2) and create "new-ours".
+        m.upserted(with_rev("ours", 2));
+        m.upserted(with_rev("new-ours", 0));
+        // The list: "a" unchanged, "b" changed by another tool, "c" deleted by someone,
+        // "d" created by someone, "ours" at its old revision, "new-ours" not yet seen.
+        let listed = vec![("a".into(), 1), ("b".into(), 2), ("d".into(), 0), ("ours".into(), 1)];
+        let fetch = m.finish_revisions(listed).expect("fresh");
+        assert_eq!(fetch, ["b", "d"]);
+        let mut ids: Vec<&str> = m.entries().iter().map(|e| e.id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, ["a", "b", "new-ours", "ours"], "c dropped; our writes kept");
+        assert_eq!(m.entries().iter().find(|e| e.id == "ours").unwrap().revision, 2);
+        m.fetched("b", Some(with_rev("b", 2)));
+        m.fetched("d", None);
+        assert_eq!(m.entries().len(), 4);
+        // Invalidated meanwhile: nothing is checked.
+        m.start_journal();
+        m.invalidate();
+        assert!(m.finish_revisions(vec![]).is_none());
     }
 }

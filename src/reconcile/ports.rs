@@ -150,6 +150,10 @@ impl StatusSink for NoStatus {
 /// The SPIRE entry calls a pass makes (the seam between a pass and the gRPC client).
 pub trait EntryApi: Send + Sync {
     fn list_entries(&self) -> BoxFuture<'_, Result<Vec<Entry>, SpireError>>;
+    /// Every entry's ID and revision number (a masked list).
+    fn list_revisions(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, SpireError>>;
+    /// One entry; `None` when it is gone.
+    fn get_entry<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Entry>, SpireError>>;
     fn create_entries<'a>(&'a self, entries: &'a [&'a Entry]) -> BoxFuture<'a, Batch<Entry>>;
     fn update_entries<'a>(&'a self, entries: &'a [&'a Entry]) -> BoxFuture<'a, Batch<Entry>>;
     fn delete_entries<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Batch<String>>;
@@ -167,6 +171,12 @@ pub type Batch<T> = Result<Vec<BatchResult<T>>, BatchError<T>>;
 impl EntryApi for scm_spire_api::Client {
     fn list_entries(&self) -> BoxFuture<'_, Result<Vec<Entry>, SpireError>> {
         Box::pin(scm_spire_api::Client::list_entries(self))
+    }
+    fn list_revisions(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, SpireError>> {
+        Box::pin(scm_spire_api::Client::list_entry_revisions(self))
+    }
+    fn get_entry<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Entry>, SpireError>> {
+        Box::pin(scm_spire_api::Client::get_entry(self, id))
     }
     fn create_entries<'a>(&'a self, entries: &'a [&'a Entry]) -> BoxFuture<'a, Batch<Entry>> {
         Box::pin(scm_spire_api::Client::create_entries(self, entries))
@@ -195,6 +205,12 @@ impl EntryApi for scm_spire_api::Client {
 impl<T: EntryApi + ?Sized> EntryApi for Arc<T> {
     fn list_entries(&self) -> BoxFuture<'_, Result<Vec<Entry>, SpireError>> {
         (**self).list_entries()
+    }
+    fn list_revisions(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, SpireError>> {
+        (**self).list_revisions()
+    }
+    fn get_entry<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Entry>, SpireError>> {
+        (**self).get_entry(id)
     }
     fn create_entries<'a>(&'a self, entries: &'a [&'a Entry]) -> BoxFuture<'a, Batch<Entry>> {
         (**self).create_entries(entries)

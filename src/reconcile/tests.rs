@@ -171,6 +171,8 @@ struct Spire {
     /// Federated bundles SPIRE holds; entries federating with others are refused.
     bundles: Mutex<Vec<TrustDomain>>,
     bundle_lists: Mutex<usize>,
+    revision_lists: Mutex<usize>,
+    gets: Mutex<usize>,
 }
 
 impl EntryApi for Spire {
@@ -178,6 +180,16 @@ impl EntryApi for Spire {
         *self.lists.lock().unwrap() += 1;
         let all = self.entries.lock().unwrap().values().cloned().collect();
         Box::pin(async move { Ok(all) })
+    }
+    fn list_revisions(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, SpireError>> {
+        *self.revision_lists.lock().unwrap() += 1;
+        let all = self.entries.lock().unwrap().values().map(|e| (e.id.clone(), e.revision)).collect();
+        Box::pin(async move { Ok(all) })
+    }
+    fn get_entry<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Entry>, SpireError>> {
+        *self.gets.lock().unwrap() += 1;
+        let e = self.entries.lock().unwrap().get(id).cloned();
+        Box::pin(async move { Ok(e) })
     }
     fn create_entries<'a>(&'a self, entries: &'a [&'a Entry]) -> BoxFuture<'a, Batch<Entry>> {
         let out = entries
@@ -204,6 +216,8 @@ impl EntryApi for Spire {
                     *n += 1;
                     e.id = format!("id-{n}");
                 }
+                // SPIRE bumps the revision on every update.
+                e.revision = self.entries.lock().unwrap().get(&e.id).map_or(0, |old| old.revision + 1);
                 self.entries.lock().unwrap().insert(e.id.clone(), e.clone());
                 Ok(e)
             })
@@ -335,7 +349,8 @@ async fn a_missing_bundle_costs_only_its_trust_domain_and_its_arrival_completes_
     let federates = || -> Vec<String> {
         let entries = spire.entries.lock().unwrap();
         assert_eq!(entries.len(), 1, "the entry is written, not refused");
-        let mut v: Vec<String> = entries.values().next().unwrap().federates_with.iter().map(|t| t.to_string()).collect();
+        let mut v: Vec<String> =
+            entries.values().next().unwrap().federates_with.iter().map(|t| t.to_string()).collect();
         v.sort();
         v
     };
@@ -352,4 +367,41 @@ async fn a_missing_bundle_costs_only_its_trust_domain_and_its_arrival_completes_
     r.pass(PassKind::Triggered(Duration::ZERO)).await;
     assert_eq!(*spire.bundle_lists.lock().unwrap(), lists, "bundles known: not listed again");
     assert!(tokio::time::timeout(Duration::from_secs(120), trigger.notified()).await.is_err(), "no poll armed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_gc_interval_check_reads_revisions_and_fetches_only_what_changed() {
+    let spire = Arc::new(Spire::default());
+    let world = Arc::new(Static(Mutex::new((0..50).map(cse).collect())));
+    let trigger = Trigger::new();
+    let mut r = reconciler(&spire, &world).with_background_lists(trigger.clone());
+    r.pass(PassKind::Full).await;
+    assert_eq!((*spire.lists.lock().unwrap(), spire.entries.lock().unwrap().len()), (1, 50));
+    // Idle: a revision list, nothing fetched, nothing written, no full list.
+    gc_check(&mut r, &trigger).await;
+    assert_eq!(*spire.revision_lists.lock().unwrap(), 1);
+    assert_eq!((*spire.lists.lock().unwrap(), *spire.gets.lock().unwrap()), (1, 0));
+    // Another tool changes one entry behind our back: only that one is fetched, and put back.
+    let id = {
+        let mut entries = spire.entries.lock().unwrap();
+        let e = entries.values_mut().next().unwrap();
+        e.hint = "tampered".into();
+        e.revision += 1;
+        e.id.clone()
+    };
+    gc_check(&mut r, &trigger).await;
+    assert_eq!((*spire.lists.lock().unwrap(), *spire.gets.lock().unwrap()), (1, 1), "one GetEntry, no full list");
+    assert_eq!(spire.entries.lock().unwrap()[&id].hint, "", "the controller's value is back");
+    // Someone deletes one: the check notices, and the entry is created again.
+    spire.entries.lock().unwrap().remove(&id);
+    gc_check(&mut r, &trigger).await;
+    assert_eq!(spire.entries.lock().unwrap().len(), 50);
+    assert_eq!(*spire.lists.lock().unwrap(), 1, "still no full list");
+}
+
+/// A gcInterval pass (the background read starts), then the pass its end triggers.
+async fn gc_check(r: &mut EntryReconciler, trigger: &Trigger) {
+    r.pass(PassKind::Full).await;
+    tokio::time::timeout(Duration::from_secs(5), trigger.notified()).await.expect("the read finished");
+    r.pass(PassKind::Triggered(Duration::ZERO)).await;
 }

@@ -13,9 +13,8 @@ mod clusterstaticentry;
 pub mod crd;
 
 pub use clusterfederatedtrustdomain::{
-    BundleRefreshStatus, FederatedBundleStatus,
-    BundleEndpointProfile, BundleEndpointProfileType, ClusterFederatedTrustDomain, ClusterFederatedTrustDomainSpec,
-    ClusterFederatedTrustDomainStatus,
+    BundleEndpointProfile, BundleEndpointProfileType, BundleRefreshStatus, ClusterFederatedTrustDomain,
+    ClusterFederatedTrustDomainSpec, ClusterFederatedTrustDomainStatus, FederatedBundleStatus,
 };
 pub use clusterspiffeid::{ClusterSPIFFEID, ClusterSPIFFEIDSpec, ClusterSPIFFEIDStats, ClusterSPIFFEIDStatus};
 pub use clusterstaticentry::{ClusterStaticEntry, ClusterStaticEntrySpec, ClusterStaticEntryStatus};

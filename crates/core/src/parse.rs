@@ -190,6 +190,7 @@ pub fn parse_static_entry(spec: &ClusterStaticEntrySpec) -> Result<Entry, FieldE
         hint: spec.hint.clone().unwrap_or_default(),
         store_svid: spec.store_svid.unwrap_or(false),
         additional_attributes: additional_attributes(spec.disable_x509_svid_prefetch, spec.jwt_svid_include_jti),
+        revision: 0,
     })
 }
 

@@ -138,6 +138,7 @@ pub(crate) fn render_pod_entry(
         hint: spec.hint.clone(),
         store_svid: false,
         additional_attributes: spec.additional_attributes,
+        revision: 0,
     })
 }
 

@@ -972,7 +972,8 @@ fn plan_protection_on_cleanup_entries() {
 #[test]
 fn undeclared_additional_attributes_are_left_alone() {
     let mut old = current("spiffe://td/a", "1");
-    old.additional_attributes = Some(AdditionalAttributes { disable_x509_svid_prefetch: true, jwt_svid_include_jti: true });
+    old.additional_attributes =
+        Some(AdditionalAttributes { disable_x509_svid_prefetch: true, jwt_svid_include_jti: true });
     let none = UnsupportedFields::default();
     let mut new = old.clone();
     new.additional_attributes = None;
@@ -1000,12 +1001,18 @@ fn outdated_fields_each() {
         (|e| e.hint = "h".into(), "hint", false),
         (|e| e.store_svid = true, "storeSVID", false),
         (
-            |e| e.additional_attributes = Some(AdditionalAttributes { disable_x509_svid_prefetch: true, ..Default::default() }),
+            |e| {
+                e.additional_attributes =
+                    Some(AdditionalAttributes { disable_x509_svid_prefetch: true, ..Default::default() })
+            },
             "disableX509SVIDPrefetch",
             false,
         ),
         (
-            |e| e.additional_attributes = Some(AdditionalAttributes { jwt_svid_include_jti: true, ..Default::default() }),
+            |e| {
+                e.additional_attributes =
+                    Some(AdditionalAttributes { jwt_svid_include_jti: true, ..Default::default() })
+            },
             "jwtSVIDIncludeJTI",
             false,
         ),

@@ -390,7 +390,10 @@ fn cr_ref_ready_at_generation() {
     };
     assert!(!CrRef::of(&c).ready_at_generation);
     for (status, generation, want) in [("True", 3, true), ("True", 2, false), ("False", 3, false)] {
-        c.status = Some(ClusterFederatedTrustDomainStatus { conditions: vec![cond(status, generation)], ..Default::default() });
+        c.status = Some(ClusterFederatedTrustDomainStatus {
+            conditions: vec![cond(status, generation)],
+            ..Default::default()
+        });
         assert_eq!(CrRef::of(&c).ready_at_generation, want, "{status} {generation}");
     }
 }

@@ -67,6 +67,9 @@ pub struct Entry {
     /// SPIRE >= 1.15's optional attributes; `None`: not set (and, on a declared entry,
     /// not managed: whatever SPIRE holds is left alone).
     pub additional_attributes: Option<AdditionalAttributes>,
+    /// SPIRE's revision number of a stored entry (bumped by every update); 0 on a declared
+    /// one. Never compared by a plan: it tells a cheap check which entries changed.
+    pub revision: i64,
 }
 
 /// SPIRE >= 1.15's optional entry attributes.
@@ -95,6 +98,7 @@ impl Entry {
             hint: String::new(),
             store_svid: false,
             additional_attributes: None,
+            revision: 0,
         }
     }
 }

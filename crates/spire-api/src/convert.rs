@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use scm_spiffe::{
-    AdditionalAttributes, Bundle, BundleEndpointProfile, Entry, FederationRelationship, JwtAuthority, Selector, SpiffeId,
-    TrustDomain,
+    AdditionalAttributes, Bundle, BundleEndpointProfile, Entry, FederationRelationship, JwtAuthority, Selector,
+    SpiffeId, TrustDomain,
 };
 use x509_parser::prelude::FromDer as _;
 
@@ -118,6 +118,7 @@ pub fn entry_from_api(e: &api::Entry) -> Result<Entry, ConvertError> {
             disable_x509_svid_prefetch: a.disable_x509_svid_prefetch,
             jwt_svid_include_jti: a.jwt_svid_include_jti,
         }),
+        revision: e.revision_number,
     })
 }
 

@@ -12,8 +12,8 @@ pub mod convert;
 mod error;
 
 pub use client::{
-    Client, ClientOptions, FederatedBundle, FieldSupport, MintedSvid, Reachability, UNSUPPORTED_FIELDS_PROBE_PATH, UnsupportedFields,
-    socket_path_from_address,
+    Client, ClientOptions, FederatedBundle, FieldSupport, MintedSvid, Reachability, UNSUPPORTED_FIELDS_PROBE_PATH,
+    UnsupportedFields, socket_path_from_address,
 };
 pub use error::{BatchError, BatchResult, ItemError, ItemErrorKind, SpireError, code_label, item_code_label};
 

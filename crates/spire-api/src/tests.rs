@@ -93,6 +93,13 @@ fn page<T: Clone>(all: &[T], page_size: i32, token: &str) -> Result<(Vec<T>, Str
 
 #[tonic::async_trait]
 impl entryv1::entry_server::Entry for Fake {
+    async fn get_entry(&self, request: Request<entryv1::GetEntryRequest>) -> Result<Response<api::Entry>, Status> {
+        let id = request.into_inner().id;
+        self.enter("GetEntry", 1).await?;
+        let entry = self.0.lock().unwrap().entries.get(&id).cloned();
+        entry.map(Response::new).ok_or_else(|| Status::not_found("no such registration entry"))
+    }
+
     async fn count_entries(
         &self,
         _: Request<entryv1::CountEntriesRequest>,

@@ -358,9 +358,10 @@ fn additional_attributes(
     v: &mut Verdict,
 ) {
     if settings.spire_fields.get().is_some_and(|u| u.additional_attributes) {
-        for (field, value) in
-            [("spec.disableX509SVIDPrefetch", disable_x509_svid_prefetch), ("spec.jwtSVIDIncludeJTI", jwt_svid_include_jti)]
-        {
+        for (field, value) in [
+            ("spec.disableX509SVIDPrefetch", disable_x509_svid_prefetch),
+            ("spec.jwtSVIDIncludeJTI", jwt_svid_include_jti),
+        ] {
             if value.is_some() {
                 v.errors.push(FieldError::new(
                     field,

@@ -718,7 +718,8 @@ async fn spire_1_15_attributes_are_refused_when_the_server_does_not_store_them()
     let wh = webhook_with(settings).0;
     let mut spec = good_cse();
     spec["jwtSVIDIncludeJTI"] = json!(true);
-    let csid_spec = json!({"spiffeIDTemplate": "spiffe://example.org/{{ .PodMeta.Name }}", "disableX509SVIDPrefetch": true});
+    let csid_spec =
+        json!({"spiffeIDTemplate": "spiffe://example.org/{{ .PodMeta.Name }}", "disableX509SVIDPrefetch": true});
 
     // Not probed yet (a replica that does not lead): admitted; the reconciler reports it.
     assert_allowed(&call(&wh, Route::ValidateClusterStaticEntry, cse("db", spec.clone())).await);
