@@ -26,23 +26,46 @@ pub enum Reason {
     /// `reconcile.clusterSPIFFEIDs` is off in the configuration.
     ReconcileDisabled,
     /// The object's `className` is not ours (`None`: it has none and `watchClassless` is off).
-    ClassMismatch { class_name: Option<String>, ours: String },
+    ClassMismatch {
+        class_name: Option<String>,
+        ours: String,
+    },
     /// The spec does not parse; nothing is declared from it.
-    InvalidSpec { field: String, message: String },
+    InvalidSpec {
+        field: String,
+        message: String,
+    },
     /// The pod's namespace is not in the snapshot.
-    NamespaceMissing { namespace: String },
-    NamespaceNotSelected { namespace: String },
+    NamespaceMissing {
+        namespace: String,
+    },
+    NamespaceNotSelected {
+        namespace: String,
+    },
     /// `ignoreNamespaces` pattern that matched.
-    NamespaceIgnored { namespace: String, pattern: String },
+    NamespaceIgnored {
+        namespace: String,
+        pattern: String,
+    },
     PodNotSelected,
     /// A fallback object; these non-fallback objects already give the pod an entry.
-    FallbackSkipped { by: Vec<String> },
+    FallbackSkipped {
+        by: Vec<String>,
+    },
     NotScheduled,
-    NodeMissing { node: String },
+    NodeMissing {
+        node: String,
+    },
     /// A template (`field`) failed to render for this pod.
-    RenderFailed { field: String, message: String },
+    RenderFailed {
+        field: String,
+        message: String,
+    },
     /// The entry rendered, but an object with precedence declares the same entry key.
-    Masked { entry: Box<Entry>, winner: SourceRef },
+    Masked {
+        entry: Box<Entry>,
+        winner: SourceRef,
+    },
 }
 
 impl Reason {
@@ -306,9 +329,15 @@ impl<'w> Walker<'w> {
     }
 
     /// The pass's checks in its order; `Ok` with the rendered entry when all pass.
-    fn verdict(&self, cr: &ClusterSPIFFEID, pod: &PodInfo, fallback: bool, applied: &[String]) -> Result<Entry, Reason> {
-        let spec =
-            parse_cluster_spiffe_id(&cr.spec).map_err(|e| Reason::InvalidSpec { field: e.field, message: e.message })?;
+    fn verdict(
+        &self,
+        cr: &ClusterSPIFFEID,
+        pod: &PodInfo,
+        fallback: bool,
+        applied: &[String],
+    ) -> Result<Entry, Reason> {
+        let spec = parse_cluster_spiffe_id(&cr.spec)
+            .map_err(|e| Reason::InvalidSpec { field: e.field, message: e.message })?;
         let ns_name = pod.metadata.namespace.as_deref().unwrap_or_default();
         let ns = self
             .world
@@ -336,8 +365,7 @@ impl<'w> Walker<'w> {
             return Err(Reason::NodeMissing { node: node_name.to_owned() });
         };
         let pod_uid = pod.metadata.uid.as_deref().unwrap_or_default();
-        let services =
-            if spec.auto_populate_dns_names { self.services.services(pod_uid, ns_name) } else { Vec::new() };
+        let services = if spec.auto_populate_dns_names { self.services.services(pod_uid, ns_name) } else { Vec::new() };
         render_parent_id(self.settings, node)
             .and_then(|parent| render_pod_entry(&spec, self.settings, pod, node, &parent, &services))
             .map_err(|e| Reason::RenderFailed { field: e.field, message: e.message })

@@ -1180,3 +1180,5 @@ fn declare_timing() {
         p.creates.len()
     );
 }
+
+mod explain;
