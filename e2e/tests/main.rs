@@ -10,4 +10,5 @@ mod manifests;
 mod ops;
 mod smoke;
 mod spire_compat;
+mod tooling;
 mod webhook;

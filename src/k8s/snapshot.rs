@@ -32,7 +32,13 @@ where
     let mut out = Vec::new();
     let mut params = params.clone().limit(500);
     loop {
-        let page: ObjectList<K> = api.list(&params).await.map_err(|e| format!("listing {what}: {e}"))?;
+        let page: ObjectList<K> = api.list(&params).await.map_err(|e| match e {
+            kube::Error::Api(s) if s.code == 404 => {
+                format!("listing {what}: the apiserver does not serve them (is the CRD installed?)")
+            }
+            kube::Error::Api(s) if s.code == 403 => format!("listing {what}: forbidden ({})", s.message),
+            e => format!("listing {what}: {e}"),
+        })?;
         out.extend(page.items);
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(c) => params = params.continue_token(&c),
