@@ -835,6 +835,39 @@ mod tests {
     }
 
     #[test]
+    fn tool_subcommands_take_kubectl_flags() {
+        let a = parse(&[
+            "kubectl-spire",
+            "explain",
+            "pod",
+            "web-1",
+            "-n",
+            "shop",
+            "--context",
+            "prod",
+            "--kubeconfig",
+            "/k",
+        ]);
+        assert_eq!(a.kubeconfig.as_deref(), Some(std::path::Path::new("/k")));
+        let Some(Command::Explain { kind, name, namespace, tool }) = a.command else { panic!("{a:?}") };
+        assert_eq!((kind.as_str(), name.as_str(), namespace.as_deref()), ("pod", "web-1", Some("shop")));
+        assert_eq!(tool.context.as_deref(), Some("prod"));
+        let b = parse(&["scm", "plan", "-o", "json", "-config=/c", "--trust-domain", "td"]);
+        assert_eq!(b.config.as_deref(), Some(std::path::Path::new("/c")));
+        let Some(Command::Plan { tool }) = b.command else { panic!("{b:?}") };
+        assert_eq!((tool.output.as_str(), tool.trust_domain.as_deref()), ("json", Some("td")));
+        assert!(Args::try_parse_from(["scm", "plan", "-o", "yaml"]).is_err());
+    }
+
+    #[test]
+    fn the_plugin_is_recognised_by_its_file_name() {
+        let is = |s: &str| invoked_as_plugin(Some(&std::ffi::OsString::from(s)));
+        assert!(is("/home/me/.local/bin/kubectl-spire") && is("kubectl-spire"));
+        assert!(!is("/usr/bin/spire-controller-manager") && !is("kubectl-spire-x"));
+        assert!(!invoked_as_plugin(None));
+    }
+
+    #[test]
     fn go_flag_spellings() {
         let a = parse(&["scm", "-config=/etc/c.yaml", "-expand-env", "-kubeconfig", "/k"]);
         assert_eq!(a.config.as_deref(), Some(std::path::Path::new("/etc/c.yaml")));
