@@ -155,12 +155,45 @@ pub fn plan(inputs: &Inputs, settings: &scm_core::Settings, json_out: bool) -> (
     });
     let drift = report.has_drift() || fed.as_ref().is_some_and(|p| p.write_count() > 0);
     let code = if drift { EXIT_DRIFT } else { EXIT_IN_SYNC };
+    let mut notes = inputs.notes();
+    let held = guard_hold(inputs, &report, &own);
+    notes.extend(held.clone());
     let text = if json_out {
-        plan_json(&report, fed.as_ref(), &declared.failures, &inputs.entries, drift, &inputs.notes())
+        let mut v = plan_json(&report, fed.as_ref(), &declared.failures, &inputs.entries, drift, &notes);
+        v["deletionGuard"] = json!({"wouldHold": held.is_some(), "message": held});
+        format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
     } else {
-        plan_text(&report, fed.as_ref(), &declared.failures, &inputs.entries, drift, &inputs.notes())
+        plan_text(&report, fed.as_ref(), &declared.failures, &inputs.entries, drift, &notes)
     };
     (text, code)
+}
+
+/// Whether the running controller's deletion guard (`deletionGuard`) would hold these
+/// deletes on its first look at them (same pure check as the pass).
+fn guard_hold(inputs: &Inputs, report: &scm_core::PlanReport, own: &Ownership) -> Option<String> {
+    let deletes: Vec<Entry> = report.deletes.iter().map(|(e, _)| e.clone()).collect();
+    let owned = scm_core::owned_count(&inputs.entries, own);
+    let verdict = scm_core::GuardState::default().check(
+        &inputs.config.deletion_guard,
+        &deletes,
+        owned,
+        None,
+        std::time::Duration::ZERO,
+    );
+    match verdict {
+        scm_core::DeleteVerdict::Proceed => None,
+        scm_core::DeleteVerdict::Hold { plan_id, deletes, owned, .. } => {
+            let release = match inputs.config.deletion_guard.release_after {
+                Some(d) => format!("after {} of the same plan, or ", scm_config::format_std_duration(d)),
+                None => String::new(),
+            };
+            Some(format!(
+                "the deletion guard would hold these {deletes} deletes (of {owned} owned entries): they go {release}when \
+                 the controller's namespace is annotated {}={plan_id}",
+                crate::reconcile::entries::ALLOW_DELETES_ANNOTATION
+            ))
+        }
+    }
 }
 
 fn plan_text(
@@ -255,7 +288,7 @@ fn plan_json(
     current: &[Entry],
     drift: bool,
     notes: &[String],
-) -> String {
+) -> Value {
     let by_source: Vec<Value> = r
         .by_source
         .iter()
@@ -293,7 +326,7 @@ fn plan_json(
         "failures": failures.iter().map(failure_json).collect::<Vec<_>>(),
         "notes": notes,
     });
-    format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+    v
 }
 
 fn left_alone_code(l: &scm_core::LeftAlone) -> &'static str {

@@ -174,12 +174,15 @@ async fn plan_with_foreign_entries() {
 
     // The migration question: the same cluster with no entryIDPrefix would delete them,
     // all but the join-token entry.
-    let no_prefix = changed_config(&fx, "no-prefix.yaml", |t| t.replace("entryIDPrefix: scm\n", ""));
+    let no_prefix = changed_config(&fx, "no-prefix.yaml", |t| {
+        format!("{}deletionGuard:\n  minEntries: 1\n", t.replace("entryIDPrefix: scm\n", ""))
+    });
     let (code, out, err) = tool(&no_prefix, &["plan"]);
     keep("plan-foreign-no-prefix.txt", &out);
     assert_eq!(code, 2, "{out}\n{err}");
     assert!(out.contains("0 to create, 0 to update, 2 to delete; 1 in sync, 1 left alone"), "{out}");
     assert!(out.contains("spiffe://example.org/node-1 (join token entry)"), "{out}");
+    assert!(out.contains("note: the deletion guard would hold these 2 deletes (of 3 owned entries)"), "{out}");
     let (_, v) = tool_json(&no_prefix, &["plan"]);
     let deleted: Vec<&str> =
         v["entries"]["deletes"].as_array().unwrap().iter().map(|d| d["entry"]["spiffeID"].as_str().unwrap()).collect();
@@ -187,6 +190,7 @@ async fn plan_with_foreign_entries() {
         deleted.contains(&"spiffe://example.org/by-hand") && deleted.contains(&"spiffe://example.org/other-controller")
     );
     assert_eq!(v["entries"]["leftAlone"][0]["reason"], "JoinToken");
+    assert_eq!(v["deletionGuard"]["wouldHold"], true, "{v:#}");
 
     assert_eq!(ids(&fx).await, before, "plan wrote nothing to SPIRE");
 }
