@@ -301,3 +301,12 @@ fn describe_plan_reports_protected_entries() {
     assert!(r.deletes.is_empty());
     assert!(matches!(&r.left_alone[0].1, LeftAlone::Protected(why) if why.contains("failed to render")));
 }
+
+#[test]
+fn a_pod_whose_namespace_is_not_in_the_snapshot() {
+    let mut w = world_with(vec![cspiffeid("sa", "u1", 10, spec(SA_TEMPLATE))]);
+    w.pods.push(pod("gone", "orphan", "uid-orphan", "n1", &[]));
+    let x = explain_pod(&w, &settings(), "gone", "orphan");
+    assert_eq!(reason_of(&x, "sa"), &Reason::NamespaceMissing { namespace: "gone".into() });
+    assert!(x.entries.is_empty(), "the pass gives it nothing either");
+}
