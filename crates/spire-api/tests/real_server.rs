@@ -211,6 +211,10 @@ async fn federation(server: &SpireServer, client: &Client) {
     let parsed = Bundle::parse_jwks(td("other.org"), fb.trim()).unwrap();
     assert_eq!(parsed.x509_authorities, sent.x509_authorities);
     assert_eq!(parsed.jwt_authorities[0].public_key, sent.jwt_authorities[0].public_key);
+    // ListFederatedBundles names it (web.org has a relationship but no bundle yet).
+    let with_bundles = client.list_federated_bundle_trust_domains().await.unwrap();
+    assert!(with_bundles.contains(&td("other.org")), "{with_bundles:?}");
+    assert!(!with_bundles.contains(&td("web.org")), "{with_bundles:?}");
 
     // Update: URL change (no input mask: full replacement).
     let mut web2 = web.clone();
