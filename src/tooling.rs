@@ -121,7 +121,8 @@ pub async fn gather(config: Config, client: &kube::Client, spire: &scm_spire_api
     } else {
         Vec::new()
     };
-    let federated_bundles = spire.list_federated_bundle_trust_domains().await.ok();
+    let federated_bundles =
+        spire.list_federated_bundles(false).await.ok().map(|list| list.into_iter().map(|b| b.trust_domain).collect());
     Ok(Inputs { config, snapshot, entries, relationships, federated_bundles })
 }
 
@@ -132,10 +133,17 @@ pub fn plan(inputs: &Inputs, settings: &scm_core::Settings, json_out: bool) -> (
     let own = inputs.ownership();
     let unsupported = UnsupportedFields::default();
     let entries_on = inputs.config.reconcile.cluster_spiffe_ids || inputs.config.reconcile.cluster_static_entries;
-    let declared = if entries_on {
+    let mut declared = if entries_on {
         scm_core::declare_entries(&inputs.snapshot.world, settings, &mut RenderCache::new())
     } else {
         scm_core::Declared::default()
+    };
+    // As the pass: federatesWith keeps only the trust domains SPIRE holds a bundle for.
+    let degraded = match &inputs.federated_bundles {
+        Some(have) => {
+            scm_core::restrict_federation(&mut declared.entries, &settings.trust_domain, |td| have.contains(td))
+        }
+        None => Default::default(),
     };
     let report = if entries_on {
         let p = scm_core::plan(&declared.entries, &inputs.entries, &own, &unsupported, &declared.protect, &mut || {
@@ -156,6 +164,14 @@ pub fn plan(inputs: &Inputs, settings: &scm_core::Settings, json_out: bool) -> (
     let drift = report.has_drift() || fed.as_ref().is_some_and(|p| p.write_count() > 0);
     let code = if drift { EXIT_DRIFT } else { EXIT_IN_SYNC };
     let mut notes = inputs.notes();
+    for (source, tds) in &degraded {
+        let names: Vec<&str> = tds.iter().map(|t| t.name()).collect();
+        notes.push(format!(
+            "{source}: SPIRE holds no bundle for federatesWith {}: its entries are written without it and completed \
+             when the bundle arrives",
+            names.join(", ")
+        ));
+    }
     let held = guard_hold(inputs, &report, &own);
     notes.extend(held.clone());
     let text = if json_out {
@@ -497,7 +513,7 @@ fn explain_trust_domain(inputs: &Inputs, name: &str, json_out: bool) -> anyhow::
     });
     let bundle = match x.bundle_in_spire {
         Some(true) => "SPIRE holds a bundle for it".to_owned(),
-        Some(false) => "SPIRE holds no bundle for it yet: entries that federate with it cannot be created".to_owned(),
+        Some(false) => "SPIRE holds no bundle for it yet: entries federate with it once it arrives".to_owned(),
         None => "unknown (could not list federated bundles)".to_owned(),
     };
     if json_out {
@@ -593,7 +609,8 @@ fn write_check(o: &mut String, c: &EntryCheck) {
     for td in &c.missing_bundles {
         let _ = writeln!(
             o,
-            "    ! federatesWith {td}: SPIRE holds no bundle for this trust domain, so it refuses the entry"
+            "    ! federatesWith {td}: SPIRE holds no bundle for this trust domain: the entry is written without it \
+             and completed when the bundle arrives"
         );
     }
 }
@@ -637,6 +654,8 @@ fn entry_json(e: &Entry) -> Value {
         "x509SVIDTTL": e.x509_svid_ttl.as_secs(), "jwtSVIDTTL": e.jwt_svid_ttl.as_secs(),
         "federatesWith": e.federates_with.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "admin": e.admin, "downstream": e.downstream, "dnsNames": e.dns_names, "hint": e.hint, "storeSVID": e.store_svid,
+        "additionalAttributes": e.additional_attributes.map(|a| json!({
+            "disableX509SVIDPrefetch": a.disable_x509_svid_prefetch, "jwtSVIDIncludeJTI": a.jwt_svid_include_jti})),
     })
 }
 
@@ -651,6 +670,8 @@ fn field_value(e: &Entry, field: &str) -> String {
         "dnsNames" => format!("{:?}", e.dns_names),
         "hint" => format!("{:?}", e.hint),
         "storeSVID" => e.store_svid.to_string(),
+        "disableX509SVIDPrefetch" => e.additional_attributes.unwrap_or_default().disable_x509_svid_prefetch.to_string(),
+        "jwtSVIDIncludeJTI" => e.additional_attributes.unwrap_or_default().jwt_svid_include_jti.to_string(),
         _ => String::new(),
     }
 }

@@ -265,8 +265,8 @@ async fn explain_every_reason() {
         create_pod(&fx.client, &ns, pod, node, pod, &[("app", label)]).await;
     }
     create_pod(&fx.client, &ign, "web", &fx.node, "web", &[("app", "web")]).await;
-    // web (sa) and lonely (fallback); fed is refused by SPIRE (no bundle).
-    fx.wait_entries("web's and lonely's entries", |e| e.len() == 2).await;
+    // web (sa), lonely (fallback), and fed, written without partner.test (no bundle).
+    fx.wait_entries("web's, lonely's and fed's entries", |e| e.len() == 3).await;
     let cfg = fx.ctl.config_path.clone();
     let before = ids(&fx).await;
 
@@ -304,7 +304,7 @@ async fn explain_every_reason() {
     assert!(reason(&v, &n("broken"))["error"].as_str().unwrap().contains("other.test"), "{v:#}");
     let (_, v) = tool_json(&cfg, &["explain", "pod", &format!("{ns}/fed")]);
     assert_eq!(verdict(&v, &n("fed")), "Applies");
-    assert_eq!(v["entries"][0]["spire"]["state"], "Missing", "{v:#}");
+    assert_eq!(v["entries"][0]["spire"]["state"], "InSync", "written without partner.test: {v:#}");
     assert_eq!(v["entries"][0]["missingBundles"], json!(["partner.test"]));
     let (_, text, _) = tool(&cfg, &["explain", "pod", &format!("{ns}/fed")]);
     keep("explain-no-bundle.txt", &text);
@@ -339,6 +339,12 @@ async fn explain_every_reason() {
     .await;
     keep("explain-trustdomain.txt", &text);
     assert!(text.contains("bundle: SPIRE holds no bundle for it yet"), "{text}");
+    let (code, text, _) = tool(&cfg, &["plan"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!("ClusterSPIFFEID {}: SPIRE holds no bundle for federatesWith partner.test", n("fed"))),
+        "{text}"
+    );
 
     // As a kubectl plugin, through the real kubectl (found on PATH), with kubectl's flags.
     let bin_dir = fx.ctl.dir.join("plugin-bin");

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Node;
 use scm_api::ClusterSPIFFEID;
 use scm_spiffe::{Entry, TrustDomain};
 
+use crate::bundles::restrict_federation;
 use crate::declare::{
     DeclaredEntry, RenderCache, SourceKind, SourceRef, declare_entries, labels_match, spiffe_id_sources,
 };
@@ -406,15 +407,18 @@ pub enum SpireState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryCheck {
     pub declared: DeclaredEntry,
+    /// Compared as a pass writes it: without the `missing_bundles` trust domains.
     pub state: SpireState,
-    /// `federatesWith` trust domains SPIRE holds no bundle for (SPIRE refuses to create
-    /// such an entry). Empty when the bundle list is unknown.
+    /// `federatesWith` trust domains SPIRE holds no bundle for: a pass writes the entry
+    /// without them and completes it when the bundle arrives ([`restrict_federation`]).
+    /// Empty when the bundle list is unknown.
     pub missing_bundles: Vec<TrustDomain>,
 }
 
-/// Compares declared entries with SPIRE's entries under the same rule as [`plan`](crate::plan):
-/// the first managed entry with the key (in `current` order) is the one kept.
-/// `federated_bundles`: the trust domains SPIRE has a bundle for (`None`: unknown).
+/// Compares declared entries with SPIRE's entries as a pass would: federatesWith
+/// restricted to the trust domains SPIRE holds a bundle for ([`restrict_federation`],
+/// when `federated_bundles` is known), and the first managed entry with the key (in
+/// `current` order) is the one kept, as in [`plan`](crate::plan).
 pub fn check_in_spire(
     declared: &[DeclaredEntry],
     current: &[Entry],
@@ -423,14 +427,19 @@ pub fn check_in_spire(
     own_trust_domain: &TrustDomain,
     federated_bundles: Option<&[TrustDomain]>,
 ) -> Vec<EntryCheck> {
+    let mut written = declared.to_vec();
+    if let Some(have) = federated_bundles {
+        restrict_federation(&mut written, own_trust_domain, |td| have.contains(td));
+    }
     declared
         .iter()
-        .map(|d| {
+        .zip(&written)
+        .map(|(d, w)| {
             let same_key: Vec<&Entry> = current.iter().filter(|e| entry_key(e) == d.key).collect();
             let managed = same_key.iter().find(|e| own.classify(&e.id) == EntryOwnership::Managed);
             let state = match managed {
                 Some(old) => {
-                    let fields = outdated_fields(&d.entry, old, unsupported);
+                    let fields = outdated_fields(&w.entry, old, unsupported);
                     if fields.is_empty() {
                         SpireState::InSync { id: old.id.clone() }
                     } else {
@@ -439,16 +448,8 @@ pub fn check_in_spire(
                 }
                 None => SpireState::Missing { foreign: same_key.iter().map(|e| e.id.clone()).collect() },
             };
-            let missing_bundles = match federated_bundles {
-                None => Vec::new(),
-                Some(have) => d
-                    .entry
-                    .federates_with
-                    .iter()
-                    .filter(|td| *td != own_trust_domain && !have.contains(td))
-                    .cloned()
-                    .collect(),
-            };
+            let missing_bundles =
+                d.entry.federates_with.iter().filter(|td| !w.entry.federates_with.contains(td)).cloned().collect();
             EntryCheck { declared: d.clone(), state, missing_bundles }
         })
         .collect()

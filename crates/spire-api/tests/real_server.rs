@@ -212,7 +212,8 @@ async fn federation(server: &SpireServer, client: &Client) {
     assert_eq!(parsed.x509_authorities, sent.x509_authorities);
     assert_eq!(parsed.jwt_authorities[0].public_key, sent.jwt_authorities[0].public_key);
     // ListFederatedBundles names it (web.org has a relationship but no bundle yet).
-    let with_bundles = client.list_federated_bundle_trust_domains().await.unwrap();
+    let with_bundles: Vec<_> =
+        client.list_federated_bundles(false).await.unwrap().into_iter().map(|b| b.trust_domain).collect();
     assert!(with_bundles.contains(&td("other.org")), "{with_bundles:?}");
     assert!(!with_bundles.contains(&td("web.org")), "{with_bundles:?}");
 

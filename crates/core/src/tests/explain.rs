@@ -225,6 +225,13 @@ fn check_in_spire_states_and_missing_bundles() {
     let mut ours = want.entry.clone();
     ours.id = "scm.1".into();
     assert_eq!(check(std::slice::from_ref(&ours), None).state, SpireState::InSync { id: "scm.1".into() });
+    // Without the bundle a pass writes the entry without that trust domain.
+    let mut degraded = ours.clone();
+    degraded.federates_with.clear();
+    let c = check(std::slice::from_ref(&degraded), Some(&[]));
+    assert_eq!((c.state, c.missing_bundles), (SpireState::InSync { id: "scm.1".into() }, vec![td("partner.org")]));
+    let c = check(std::slice::from_ref(&degraded), Some(&[td("partner.org")]));
+    assert_eq!(c.state, SpireState::Differs { id: "scm.1".into(), fields: vec!["federatesWith"] });
     ours.x509_svid_ttl = Duration::from_secs(60);
     ours.dns_names = vec!["x".into()];
     assert_eq!(
