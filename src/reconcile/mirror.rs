@@ -18,6 +18,7 @@ pub struct Mirror {
     lists: u64,
 }
 
+#[allow(clippy::large_enum_variant)] // short-lived journal of our own writes
 enum Write {
     Upserted(Entry),
     Removed(String),
