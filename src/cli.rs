@@ -471,16 +471,8 @@ fn static_mode(config: &Config, sh: &Shared, dir: PathBuf) -> Sources {
 /// Kubernetes mode: the watches, the lease, early registration and the webhook.
 async fn kube_mode(args: &Args, config: &Config, sh: &Shared, servers: &mut Servers) -> anyhow::Result<Sources> {
     let client = kube_client(args).await?;
-    let cache_namespaces = crate::scope::NamespaceScope::from_config(&config.cache_namespaces);
-    let watch_set = crate::k8s::world::WatchSet {
-        cluster_spiffe_ids: config.reconcile.cluster_spiffe_ids,
-        cluster_static_entries: config.reconcile.cluster_static_entries,
-        cluster_federated_trust_domains: config.reconcile.cluster_federated_trust_domains,
-        class_name: config.class_name.clone(),
-        watch_classless: config.watch_classless,
-        filter_by_class_name: config.filter_by_class_name,
-        namespaces: cache_namespaces.clone(),
-    };
+    let watch_set = crate::k8s::world::WatchSet::from_config(config);
+    let cache_namespaces = watch_set.namespaces.clone();
     let stores = crate::k8s::world::Stores::spawn(
         &client,
         watch_set,

@@ -98,15 +98,7 @@ impl Inputs {
 
 /// Reads the cluster and SPIRE (read-only calls only).
 pub async fn gather(config: Config, client: &kube::Client, spire: &scm_spire_api::Client) -> anyhow::Result<Inputs> {
-    let watch_set = crate::k8s::world::WatchSet {
-        cluster_spiffe_ids: config.reconcile.cluster_spiffe_ids,
-        cluster_static_entries: config.reconcile.cluster_static_entries,
-        cluster_federated_trust_domains: config.reconcile.cluster_federated_trust_domains,
-        class_name: config.class_name.clone(),
-        watch_classless: config.watch_classless,
-        filter_by_class_name: config.filter_by_class_name,
-        namespaces: crate::scope::NamespaceScope::from_config(&config.cache_namespaces),
-    };
+    let watch_set = crate::k8s::world::WatchSet::from_config(&config);
     let snapshot = crate::k8s::snapshot::read(client, &watch_set).await.map_err(|e| anyhow::anyhow!(e))?;
     let socket = spire.socket_path().display().to_string();
     let entries = spire
