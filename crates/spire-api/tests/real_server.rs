@@ -337,7 +337,9 @@ async fn entries(server: &SpireServer, client: &Client) {
     updates.push(ghost);
     let results = client.update_entries(&updates).await.unwrap();
     for (sent, got) in updates[..3].iter().zip(&results) {
-        assert_eq!(sorted(vec![got.clone().unwrap()]), sorted(vec![sent.clone()]));
+        // SPIRE bumps the revision number on every update.
+        let want = Entry { revision: sent.revision + 1, ..sent.clone() };
+        assert_eq!(sorted(vec![got.clone().unwrap()]), sorted(vec![want]));
     }
     assert_eq!(results[3].as_ref().unwrap_err().code, Code::NotFound);
     let cli = cli_entries(server);
@@ -348,7 +350,7 @@ async fn entries(server: &SpireServer, client: &Client) {
     assert_eq!(listed.len(), 8);
     for u in &updates[..3] {
         let got = listed.iter().find(|e| e.id == u.id).unwrap();
-        assert_eq!(sorted(vec![got.clone()]), sorted(vec![u.clone()]));
+        assert_eq!(sorted(vec![got.clone()]), sorted(vec![Entry { revision: 1, ..u.clone() }]));
     }
 
     // Delete everything (+ one unknown ID) in batches of 3.
