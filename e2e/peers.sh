@@ -49,6 +49,7 @@ commands:
                         DIR/NAME/env
   spire-ha-down DIR NAME
                         stop both and drop the database
+  apiserver-restart DIR stop kube-apiserver and start it again (same port, PKI, etcd)
   inst-kill DIR INST    SIGKILL the spire-server of DIR/INST (e.g. NAME/a); data kept
   inst-stop DIR INST    stop it (TERM)
   inst-start DIR INST   start it again with the same config and data
@@ -583,6 +584,14 @@ start_apiserver() {
 	bin="$(peer_path kubernetes)/kube-apiserver"
 	make_pki "$dir" "$pki"
 	write_kubeconfig "$dir" "$pki" "https://127.0.0.1:$port"
+	echo "$port $etcd_url" >"$dir/apiserver.args"
+	launch_apiserver "$dir" "$port" "$etcd_url"
+}
+
+# launch_apiserver DIR PORT ETCD_URL: start kube-apiserver on the PKI of DIR and wait.
+launch_apiserver() {
+	local dir="$1" port="$2" etcd_url="$3" bin pki="$1/pki"
+	bin="$(peer_path kubernetes)/kube-apiserver"
 	mkdir -p "$dir/apiserver-certs"
 	start_bg "$dir/kube-apiserver.pid" "$dir/kube-apiserver.log" "$bin" \
 		--bind-address=127.0.0.1 \
@@ -806,7 +815,7 @@ start_postgres() {
 	as_pg "$bin/initdb" -D "$home/data" -U postgres -A trust --no-sync -E UTF8 >>"$dir/postgres.log" 2>&1 ||
 		{ tail -n 20 "$dir/postgres.log" >&2; die "initdb failed"; }
 	as_pg "$bin/pg_ctl" -D "$home/data" -l "$home/server.log" -w -t "$PEERS_TIMEOUT" \
-		-o "-p $port -k $home -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+		-o "-p $port -k $home -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c log_statement=mod -c log_line_prefix=%m_[%a]_" \
 		start >>"$dir/postgres.log" 2>&1 || { tail -n 20 "$home/server.log" >&2; die "PostgreSQL failed to start"; }
 	ln -sfn "$home/server.log" "$dir/postgres-server.log"
 	log "PostgreSQL ($bin) ready on 127.0.0.1:$port (data in $home)"
@@ -911,6 +920,16 @@ cmd_up() {
 	log "peers up in $dir ($((SECONDS - t0))s); run: source $dir/env"
 }
 
+# apiserver-restart DIR: stop kube-apiserver (TERM) and start it again, same port and PKI.
+cmd_apiserver_restart() {
+	[[ $# -eq 1 && -f "$1/apiserver.args" ]] || die "usage: $PROG apiserver-restart DIR (peers up in DIR)"
+	local dir port etcd_url
+	dir="$(cd "$1" && pwd -P)"
+	read -r port etcd_url <"$dir/apiserver.args"
+	stop_pid "$dir/kube-apiserver.pid" kube-apiserver
+	launch_apiserver "$dir" "$port" "$etcd_url"
+}
+
 cmd_down() {
 	[[ $# -eq 1 ]] || die "usage: $PROG down DIR"
 	if [[ ! -d "$1" ]]; then
@@ -1007,8 +1026,10 @@ cmd_spire_ha_up() {
 	"$POSTGRES_BIN_DIR/createdb" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres "$name" || die "createdb $name failed"
 	conn="dbname=$name user=postgres host=127.0.0.1 port=$POSTGRES_PORT sslmode=disable"
 	rm -f "$inst/env"
-	spire_configure "$inst/a" "$td" 0 "$conn"
-	spire_configure "$inst/b" "$td" 0 "$conn"
+	# application_name: PostgreSQL's statement log (log_statement=mod) names the server
+	# that made each write: the fault suite's record of who wrote what, and when.
+	spire_configure "$inst/a" "$td" 0 "$conn application_name=${name}_a"
+	spire_configure "$inst/b" "$td" 0 "$conn application_name=${name}_b"
 	trap 'spire_stop "'"$inst/a"'" || true; spire_stop "'"$inst/b"'" || true' EXIT
 	# One after the other: the first creates the schema and the bundle.
 	spire_start "$inst/a"
@@ -1028,6 +1049,7 @@ cmd_spire_ha_up() {
 		"POSTGRES_DB=$name" \
 		"POSTGRES_PORT=$POSTGRES_PORT" \
 		"POSTGRES_BIN_DIR=$POSTGRES_BIN_DIR" \
+		"POSTGRES_LOG=$dir/postgres-server.log" \
 		"PEERS_DIR=$dir"
 	log "HA pair $name up (PostgreSQL database $name): run: source $inst/env"
 }
@@ -1087,6 +1109,7 @@ main() {
 	spire-up) cmd_spire_up "$@" ;;
 	spire-down) cmd_spire_down "$@" ;;
 	spire-ha-up) cmd_spire_ha_up "$@" ;;
+	apiserver-restart) cmd_apiserver_restart "$@" ;;
 	spire-ha-down) cmd_spire_ha_down "$@" ;;
 	inst-kill) cmd_inst_kill "$@" ;;
 	inst-stop) spire_stop "$(any_inst "$@")" ;;
