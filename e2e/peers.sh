@@ -49,7 +49,8 @@ commands:
                         DIR/NAME/env
   spire-ha-down DIR NAME
                         stop both and drop the database
-  apiserver-restart DIR stop kube-apiserver and start it again (same port, PKI, etcd)
+  apiserver-restart DIR stop kube-apiserver and start it again (same port, PKI, etcd);
+                        apiserver-stop DIR and apiserver-start DIR do each half
   inst-kill DIR INST    SIGKILL the spire-server of DIR/INST (e.g. NAME/a); data kept
   inst-stop DIR INST    stop it (TERM)
   inst-start DIR INST   start it again with the same config and data
@@ -921,13 +922,15 @@ cmd_up() {
 }
 
 # apiserver-restart DIR: stop kube-apiserver (TERM) and start it again, same port and PKI.
-cmd_apiserver_restart() {
-	[[ $# -eq 1 && -f "$1/apiserver.args" ]] || die "usage: $PROG apiserver-restart DIR (peers up in DIR)"
+cmd_apiserver() {
+	local what="$1"
+	shift
+	[[ $# -eq 1 && -f "$1/apiserver.args" ]] || die "usage: $PROG apiserver-$what DIR (peers up in DIR)"
 	local dir port etcd_url
 	dir="$(cd "$1" && pwd -P)"
 	read -r port etcd_url <"$dir/apiserver.args"
-	stop_pid "$dir/kube-apiserver.pid" kube-apiserver
-	launch_apiserver "$dir" "$port" "$etcd_url"
+	if [[ "$what" != start ]]; then stop_pid "$dir/kube-apiserver.pid" kube-apiserver; fi
+	if [[ "$what" != stop ]]; then launch_apiserver "$dir" "$port" "$etcd_url"; fi
 }
 
 cmd_down() {
@@ -1109,7 +1112,9 @@ main() {
 	spire-up) cmd_spire_up "$@" ;;
 	spire-down) cmd_spire_down "$@" ;;
 	spire-ha-up) cmd_spire_ha_up "$@" ;;
-	apiserver-restart) cmd_apiserver_restart "$@" ;;
+	apiserver-restart) cmd_apiserver restart "$@" ;;
+	apiserver-stop) cmd_apiserver stop "$@" ;;
+	apiserver-start) cmd_apiserver start "$@" ;;
 	spire-ha-down) cmd_spire_ha_down "$@" ;;
 	inst-kill) cmd_inst_kill "$@" ;;
 	inst-stop) spire_stop "$(any_inst "$@")" ;;

@@ -2,6 +2,7 @@
 //! the Go module proxy (see e2e/peers.sh), and the controller binary.
 
 mod chart;
+mod faults;
 pub mod entries;
 mod federation;
 mod harness;
