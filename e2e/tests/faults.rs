@@ -372,13 +372,28 @@ struct StallProxy {
 }
 
 impl StallProxy {
-    async fn start(target: String) -> StallProxy {
-        use std::sync::atomic::Ordering;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+    /// On a runtime of its own (a thread): the test's blocking calls must not stall it.
+    fn start(target: String) -> StallProxy {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let port = std_listener.local_addr().unwrap().port();
         let stall = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s = stall.clone();
-        tokio::spawn(async move {
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(Self::serve(std_listener, target, s));
+        });
+        StallProxy { port, stall }
+    }
+
+    async fn serve(
+        std_listener: std::net::TcpListener,
+        target: String,
+        s: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+        {
             loop {
                 let Ok((inbound, _)) = listener.accept().await else { return };
                 let s = s.clone();
@@ -410,8 +425,7 @@ impl StallProxy {
                     tokio::spawn(pump(ro, wi, s));
                 });
             }
-        });
-        StallProxy { port, stall }
+        }
     }
 
     fn stall(&self) {
@@ -449,7 +463,7 @@ async fn leader_apiserver_stall_no_overlapping_writers() {
         )
     };
     let api = peers().env.get("KUBE_APISERVER_URL").trim_start_matches("https://").to_owned();
-    let proxy = StallProxy::start(api).await;
+    let proxy = StallProxy::start(api);
     let ca = Controller::start(&format!("{class}-a"), &config(ha.socket('a')));
     let kc = ca.dir.join("kubeconfig-proxy");
     kubeconfig_via(proxy.port, &kc);
@@ -484,8 +498,12 @@ async fn leader_apiserver_stall_no_overlapping_writers() {
         (b.count_entries().await.ok()? >= 200).then_some(())
     })
     .await;
+    assert_eq!(ca.metric("spire_controller_manager_leader", &[]).await, 1.0, "a leads when the stall starts");
     proxy.stall();
     let stalled = Instant::now();
+    let stalled_wall = jiff_now();
+    // The lease a renewed last (before the stall) expires no earlier than this.
+    let lease_expiry = wall_in(Duration::from_secs(6) - Duration::from_secs(1));
     eventually(Duration::from_secs(30), "b leads", || async {
         (cb.metric("spire_controller_manager_leader", &[]).await == 1.0).then_some(())
     })
@@ -496,16 +514,17 @@ async fn leader_apiserver_stall_no_overlapping_writers() {
     assert_eq!(entries.len(), n + 1);
     let wa = ha.writes('a');
     let wb = ha.writes('b');
-    assert!(!wa.is_empty(), "a wrote before the stall");
+    assert!(wa.len() >= 200, "a was writing when its connection stalled ({} statements)", wa.len());
     let last_a = wa.iter().map(|(t, _)| t.clone()).max().unwrap();
     // b's writes since a's first (the foreign entry was made through b before that).
     let first_b_after = wb.iter().map(|(t, _)| t.clone()).filter(|t| t.as_str() >= wa[0].0.as_str()).min();
     eprintln!(
-        "FAULT leader_apiserver_stall_no_overlapping_writers: a's last write {last_a}, b's first write {first_b_after:?}; leadership moved {moved:?} after the stall; converged {took:?}; a wrote {} and b {} statements",
+        "FAULT leader_apiserver_stall_no_overlapping_writers: a's last write {last_a}, b's first write {first_b_after:?}; stall at {stalled_wall}; leadership moved {moved:?} after the stall; converged {took:?}; a wrote {} and b {} statements",
         wa.len(),
         wb.len()
     );
     let first_b_after = first_b_after.expect("b wrote after the stall");
+    assert!(last_a < lease_expiry, "a wrote at {last_a}, after its lease could have expired ({lease_expiry})");
     assert!(last_a < first_b_after, "writers overlapped: a wrote at {last_a}, b already at {first_b_after}");
     drop(ca);
 }
@@ -608,13 +627,27 @@ async fn apiserver_restart_and_410_gone_delete_nothing() {
     std::fs::write(&ef, extra).unwrap();
     let out = kubectl_own(&["apply", "-f", ef.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let changed = Instant::now();
     wanted.insert(format!("spiffe://{TD}/{class}/new"));
     let after = converged(&c, &wanted, &foreign, Duration::from_secs(60), "the new entry after the restart").await;
-    let took = restarted.elapsed();
+    let took = changed.elapsed();
     assert!(ids_before.is_subset(&ids(&after)));
     let logs = ctl.logs();
     eprintln!(
-        "FAULT apiserver_restart_and_410_gone_delete_nothing: 0 deleted, 0 duplicated; a change after the restart written {took:?} after it; 410 seen in logs: {}",
+        "FAULT apiserver_restart_and_410_gone_delete_nothing: 0 deleted, 0 duplicated; a change made 20 s after the restart written {took:?} after it was made; 410 seen in logs: {}",
         logs.contains("410") || logs.to_lowercase().contains("too old") || logs.contains("Gone")
     );
+}
+
+/// Wall-clock UTC in PostgreSQL's log format (`YYYY-MM-DD HH:MM:SS.mmm`).
+fn jiff_now() -> String {
+    wall_in(Duration::ZERO)
+}
+
+/// [`jiff_now`] plus `d`.
+fn wall_in(d: Duration) -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap() + d;
+    let at = format!("@{}.{:03}", t.as_secs(), t.subsec_millis());
+    let out = Command::new("date").args(["-u", "-d", &at, "+%Y-%m-%d %H:%M:%S.%3N"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
