@@ -572,7 +572,12 @@ fn webhooks_enabled() -> bool {
 
 /// SPIRE reachability for `/status`, from the calls the controller makes anyway; a cheap
 /// probe (GetBundle, O(1) on the server) only when nothing called SPIRE for a while.
-fn spawn_spire_reachability(spire: &scm_spire_api::Client, health: &Health, cancel: &CancellationToken, quiet: Duration) {
+fn spawn_spire_reachability(
+    spire: &scm_spire_api::Client,
+    health: &Health,
+    cancel: &CancellationToken,
+    quiet: Duration,
+) {
     use scm_spire_api::Reachability;
     let (s, c) = (spire.clone(), cancel.clone());
     tokio::spawn(async move {

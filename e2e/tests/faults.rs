@@ -122,7 +122,11 @@ fn identity(e: &scm_spiffe::Entry) -> String {
 
 /// What SPIRE holds, checked: every wanted SPIFFE ID present once, nothing else of ours,
 /// no identity twice, the foreign entry as it was. Returns (missing, duplicated, extra).
-fn census(entries: &[scm_spiffe::Entry], wanted: &BTreeSet<String>, foreign: &scm_spiffe::Entry) -> (usize, usize, usize) {
+fn census(
+    entries: &[scm_spiffe::Entry],
+    wanted: &BTreeSet<String>,
+    foreign: &scm_spiffe::Entry,
+) -> (usize, usize, usize) {
     let mut by_identity: BTreeMap<String, usize> = BTreeMap::new();
     for e in entries {
         *by_identity.entry(identity(e)).or_default() += 1;
@@ -587,8 +591,18 @@ async fn apiserver_restart_and_410_gone_delete_nothing() {
     let spire_bin = own.env.get("SPIRE_SERVER_BIN").to_owned();
     run_ok(
         Command::new(&spire_bin).args([
-            "entry", "create", "-socketPath", &sock, "-entryID", "foreign-410", "-spiffeID",
-            &format!("spiffe://{TD}/foreign/410"), "-parentID", PARENT, "-selector", "unix:uid:4242",
+            "entry",
+            "create",
+            "-socketPath",
+            &sock,
+            "-entryID",
+            "foreign-410",
+            "-spiffeID",
+            &format!("spiffe://{TD}/foreign/410"),
+            "-parentID",
+            PARENT,
+            "-selector",
+            "unix:uid:4242",
         ]),
         "foreign entry",
     );

@@ -2,8 +2,8 @@
 //! the Go module proxy (see e2e/peers.sh), and the controller binary.
 
 mod chart;
-mod faults;
 pub mod entries;
+mod faults;
 mod federation;
 mod harness;
 mod hostile;
