@@ -268,7 +268,7 @@ async fn spire_unreachable_two_minutes() {
     ha.inst("inst-stop", 'a');
     let down_at = Instant::now();
     eventually(Duration::from_secs(60), "/status reports SPIRE down", || async {
-        (check_ok(&ctl.health_addr, "spire").await? == false).then_some(())
+        (!check_ok(&ctl.health_addr, "spire").await?).then_some(())
     })
     .await;
     // A change during the outage: its pass fails and retries with backoff.
