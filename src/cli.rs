@@ -404,7 +404,14 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
         }
     }
     let spire = spire_client(&config)?;
-    spawn_spire_reachability(&spire, &health, &cancel);
+    // faults (#12): with leader election the standby probes often enough for the lease's
+    // SPIRE gate to see a failing (or recovered) server within a lease duration.
+    let quiet = if config.leader_election.leader_elect {
+        config.leader_election.lease_duration.clamp(Duration::from_secs(1), Duration::from_secs(30))
+    } else {
+        Duration::from_secs(30)
+    };
+    spawn_spire_reachability(&spire, &health, &cancel, quiet);
     let sh = Shared {
         cancel,
         metrics,
@@ -537,6 +544,17 @@ fn start_lease(
             lease_duration: le.lease_duration,
             renew_deadline: le.renew_deadline,
             retry_period: le.retry_period,
+            // faults (#12): a leader whose SPIRE fails for leaseDuration hands over.
+            spire: Some(crate::k8s::lease::SpireGate {
+                failing_for: {
+                    let s = sh.spire.clone();
+                    Arc::new(move || s.failing_for())
+                },
+                on_handover: {
+                    let m = sh.metrics.clone();
+                    Arc::new(move || m.leader_spire_handovers.inc())
+                },
+            }),
         };
         let (rx, handle) = crate::k8s::lease::spawn(client.clone(), params, sh.cancel.clone());
         (rx, Some(handle))
@@ -672,20 +690,24 @@ fn webhooks_enabled() -> bool {
 
 /// SPIRE reachability for `/status`, from the calls the controller makes anyway; a cheap
 /// probe (GetBundle, O(1) on the server) only when nothing called SPIRE for a while.
-fn spawn_spire_reachability(spire: &scm_spire_api::Client, health: &Health, cancel: &CancellationToken) {
+fn spawn_spire_reachability(
+    spire: &scm_spire_api::Client,
+    health: &Health,
+    cancel: &CancellationToken,
+    quiet: Duration,
+) {
     use scm_spire_api::Reachability;
-    const QUIET: Duration = Duration::from_secs(30);
     let (s, c) = (spire.clone(), cancel.clone());
     tokio::spawn(async move {
         loop {
-            let quiet = match s.reachability() {
+            let idle = match s.reachability() {
                 Reachability::Unknown => true,
-                Reachability::Answered(ago) | Reachability::Failing(ago, _) => ago >= QUIET,
+                Reachability::Answered(ago) | Reachability::Failing(ago, _) => ago >= quiet,
             };
-            if quiet {
+            if idle {
                 let _ = s.probe().await;
             }
-            tokio::select! { _ = c.cancelled() => return, _ = tokio::time::sleep(QUIET / 3) => {} }
+            tokio::select! { _ = c.cancelled() => return, _ = tokio::time::sleep(quiet / 3) => {} }
         }
     });
     let s = spire.clone();

@@ -3,6 +3,7 @@
 
 mod chart;
 pub mod entries;
+mod faults;
 mod federation;
 mod harness;
 mod hostile;

@@ -45,7 +45,7 @@ pub use explain::{
     check_in_spire, explain_cluster_spiffe_id, explain_pod,
 };
 pub use guard::{DeleteVerdict, DeletionGuard, GuardState, owned_count, plan_id};
-pub use key::{EntryKey, entry_key, is_join_token_entry, pod_uid_of};
+pub use key::{EntryKey, deterministic_entry_id, entry_key, is_join_token_entry, pod_uid_of};
 pub use labels::{LabelSelectorMatcher, Requirement, parse_label_selector};
 pub use parse::{
     DNS_NAME_TEMPLATE_NAME, FieldError, ParsedClusterSPIFFEID, SPIFFE_ID_TEMPLATE_NAME,

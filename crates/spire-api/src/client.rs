@@ -193,6 +193,8 @@ pub fn socket_path_from_address(address: &str) -> Result<PathBuf, SpireError> {
 struct CallLog {
     last_ok: Option<std::time::Instant>,
     last_error: Option<(std::time::Instant, String)>,
+    /// faults (#12): the first failure of the current run of failures.
+    failing_since: Option<std::time::Instant>,
 }
 
 /// The outcome of the latest SPIRE call, for health reporting.
@@ -301,8 +303,13 @@ impl Client {
                 }) => {
                     log.last_ok = Some(std::time::Instant::now());
                     log.last_error = None;
+                    log.failing_since = None;
                 }
-                Err(e) => log.last_error = Some((std::time::Instant::now(), e.to_string())),
+                Err(e) => {
+                    let now = std::time::Instant::now();
+                    log.last_error = Some((now, e.to_string()));
+                    log.failing_since.get_or_insert(now);
+                }
             }
         }
         match &outcome {
@@ -330,6 +337,13 @@ impl Client {
             (None, Some(at)) => Reachability::Answered(at.elapsed()),
             (None, None) => Reachability::Unknown,
         }
+    }
+
+    /// faults (#12): how long every call has failed, since the first failure after the
+    /// last answer (`None` while the latest call was answered, or before any call).
+    pub fn failing_for(&self) -> Option<Duration> {
+        let log = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        log.failing_since.map(|t| t.elapsed())
     }
 
     /// Probes until the server answers or `max_wait` has passed (then the last error).
