@@ -4,7 +4,8 @@
 //!
 //!   cargo run --release -p scm-spire-api --example spire_limit -- SOCKET TRUST_DOMAIN N BATCH INFLIGHT
 //!
-//! Prints one JSON line: {"entries", "batch", "in_flight", "seconds", "per_second"}.
+//! Prints one JSON line: {"entries", "batch", "in_flight", "seconds", "per_second"}. With
+//! `KEEP=1` the entries stay (to measure an idle server holding them).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,6 +60,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{{\"entries\": {n}, \"batch\": {batch}, \"in_flight\": {in_flight}, \"seconds\": {seconds:.2}, \"per_second\": {:.0}}}",
         n as f64 / seconds
     );
+    if std::env::var_os("KEEP").is_some() {
+        return Ok(());
+    }
     for chunk in ids.chunks(1000) {
         client.delete_entries(chunk).await.map_err(|e| e.error.to_string())?;
     }
