@@ -36,6 +36,10 @@ pub struct ClientOptions {
     pub entry_create_batch_size: usize,
     pub entry_update_batch_size: usize,
     pub entry_delete_batch_size: usize,
+    /// Entry write batches sent at once (creates, updates, deletes). SPIRE on sqlite
+    /// serializes writes, so more in flight neither helps nor hurts there; on PostgreSQL
+    /// four in flight wrote 1.6× as fast as one (BENCHMARKS.md).
+    pub entry_write_concurrency: usize,
     pub federation_list_page_size: u32,
     pub federation_create_batch_size: usize,
     pub federation_update_batch_size: usize,
@@ -51,6 +55,7 @@ impl Default for ClientOptions {
             entry_create_batch_size: 50,
             entry_update_batch_size: 50,
             entry_delete_batch_size: 200,
+            entry_write_concurrency: 4,
             federation_list_page_size: 200,
             federation_create_batch_size: 50,
             federation_update_batch_size: 50,
@@ -462,6 +467,7 @@ impl Client {
             entries.len(),
             |i| Ok(convert::entry_to_api(entries[i].borrow())),
             self.options.entry_create_batch_size,
+            self.options.entry_write_concurrency,
             |wire| async move {
                 let request = entryv1::BatchCreateEntryRequest { entries: wire, output_mask: None };
                 Ok(self.call(METHOD, self.entry.clone().batch_create_entry(self.request(request))).await?.results)
@@ -530,6 +536,7 @@ impl Client {
                 }
             },
             self.options.entry_update_batch_size,
+            self.options.entry_write_concurrency,
             |wire| async move {
                 let request =
                     entryv1::BatchUpdateEntryRequest { entries: wire, input_mask: Some(mask), output_mask: None };
@@ -548,6 +555,7 @@ impl Client {
             ids.len(),
             |i| Ok(ids[i].clone()),
             self.options.entry_delete_batch_size,
+            self.options.entry_write_concurrency,
             |wire| async move {
                 let request = entryv1::BatchDeleteEntryRequest { ids: wire };
                 Ok(self.call(METHOD, self.entry.clone().batch_delete_entry(self.request(request))).await?.results)
@@ -673,6 +681,7 @@ impl Client {
             relationships.len(),
             prepared(prepare_relationships(relationships)),
             self.options.federation_create_batch_size,
+            1,
             |wire| async move {
                 let request = trustdomainv1::BatchCreateFederationRelationshipRequest {
                     federation_relationships: wire,
@@ -700,6 +709,7 @@ impl Client {
             relationships.len(),
             prepared(prepare_relationships(relationships)),
             self.options.federation_update_batch_size,
+            1,
             |wire| async move {
                 let request = trustdomainv1::BatchUpdateFederationRelationshipRequest {
                     federation_relationships: wire,
@@ -728,6 +738,7 @@ impl Client {
             trust_domains.len(),
             |i| Ok(trust_domains[i].name().to_owned()),
             self.options.federation_delete_batch_size,
+            1,
             |wire| async move {
                 let request = trustdomainv1::BatchDeleteFederationRelationshipRequest { trust_domains: wire };
                 Ok(self
@@ -945,36 +956,43 @@ async fn run_batches<P, R, T, Fut>(
     count: usize,
     mut prepare: impl FnMut(usize) -> Result<P, ItemError>,
     batch_size: usize,
+    in_flight: usize,
     mut send: impl FnMut(Vec<P>) -> Fut,
     mut outcome: impl FnMut(usize, R) -> BatchResult<T>,
 ) -> Result<Vec<BatchResult<T>>, BatchError<T>>
 where
     Fut: std::future::Future<Output = Result<Vec<R>, SpireError>>,
 {
-    // `prepare` is called once per index, in order, one batch at a time: only one batch
-    // of wire messages exists at once.
+    use futures::StreamExt as _;
+    // `prepare` is called once per index, in order, one batch at a time, and at most
+    // `in_flight` batches are sent at once: only that many batches of wire messages exist.
+    // After a failed call no new batch is sent; the ones in flight finish.
     let batch_size = batch_size.max(1);
     let mut results: Vec<Option<BatchResult<T>>> = (0..count).map(|_| None).collect();
     let mut next = 0;
     let mut failure = None;
-    while next < count && failure.is_none() {
-        let mut indexes = Vec::with_capacity(batch_size.min(count - next));
-        let mut wire = Vec::with_capacity(batch_size.min(count - next));
-        while next < count && wire.len() < batch_size {
-            match prepare(next) {
-                Ok(w) => {
-                    indexes.push(next);
-                    wire.push(w);
+    let mut pending = futures::stream::FuturesUnordered::new();
+    loop {
+        while failure.is_none() && next < count && pending.len() < in_flight.max(1) {
+            let mut indexes = Vec::with_capacity(batch_size.min(count - next));
+            let mut wire = Vec::with_capacity(batch_size.min(count - next));
+            while next < count && wire.len() < batch_size {
+                match prepare(next) {
+                    Ok(w) => {
+                        indexes.push(next);
+                        wire.push(w);
+                    }
+                    Err(e) => results[next] = Some(Err(e)),
                 }
-                Err(e) => results[next] = Some(Err(e)),
+                next += 1;
             }
-            next += 1;
+            if !wire.is_empty() {
+                let sent = send(wire);
+                pending.push(async move { (indexes, sent.await) });
+            }
         }
-        if wire.is_empty() {
-            continue;
-        }
-        let sent = send(wire).await.and_then(|got| check_result_count(method, indexes.len(), got.len()).map(|()| got));
-        match sent {
+        let Some((indexes, sent)) = pending.next().await else { break };
+        match sent.and_then(|got| check_result_count(method, indexes.len(), got.len()).map(|()| got)) {
             Ok(got) => {
                 for (i, r) in indexes.into_iter().zip(got) {
                     results[i] = Some(outcome(i, r));
@@ -984,7 +1002,7 @@ where
                 for i in indexes {
                     results[i] = Some(Err(ItemError::rpc_failed(&error)));
                 }
-                failure = Some(error);
+                failure.get_or_insert(error);
             }
         }
     }

@@ -418,6 +418,8 @@ fn small() -> ClientOptions {
         federation_create_batch_size: 2,
         federation_update_batch_size: 2,
         federation_delete_batch_size: 2,
+        // One batch at a time, so the call sequences below are exact.
+        entry_write_concurrency: 1,
         ..ClientOptions::default()
     }
 }
@@ -811,4 +813,30 @@ async fn bundle_and_mint() {
     assert_eq!((e.code(), e.method()), (Code::InvalidArgument, "MintX509SVID"));
     let e = c.mint_x509_svid(b"csr", Duration::from_secs(1 << 40)).await.unwrap_err();
     assert!(matches!(e, SpireError::InvalidRequest { .. }));
+}
+
+#[tokio::test]
+async fn batches_in_flight_keep_input_order_and_stop_after_a_failure() {
+    let fake = Fake::default();
+    fake.0.lock().unwrap().delay = Duration::from_millis(50);
+    let running = start(&fake);
+    let c = client(&running, ClientOptions { entry_write_concurrency: 3, entry_delete_batch_size: 2, ..small() });
+    let entries: Vec<Entry> = (0..10).map(entry).collect();
+    let t = std::time::Instant::now();
+    let created = c.create_entries(&entries).await.unwrap();
+    // Five batches of two, three at a time: two rounds of the 50 ms delay, not five.
+    assert!(t.elapsed() < Duration::from_millis(200), "{:?}", t.elapsed());
+    for (sent, got) in entries.iter().zip(&created) {
+        assert_eq!(got.as_ref().unwrap().spiffe_id, sent.spiffe_id, "results in input order");
+    }
+    // A failed batch: the ones already in flight finish, no new one is sent.
+    fake.fail("BatchDeleteEntry", 0, Code::Unavailable);
+    let ids: Vec<String> = created.iter().map(|r| r.as_ref().unwrap().id.clone()).collect();
+    let err = c.delete_entries(&ids).await.unwrap_err();
+    let sent = fake.calls("BatchDeleteEntry");
+    assert_eq!(sent, [2, 2, 2], "the three in flight, then nothing: {sent:?}");
+    assert_eq!(err.results.len(), 10);
+    assert!(err.results[..2].iter().all(|r| r.as_ref().is_err_and(|e| e.was_sent())), "the failed batch");
+    assert!(err.results[2..6].iter().all(|r| r.is_ok()), "the others in flight finished");
+    assert!(err.results[6..].iter().all(|r| r.as_ref().is_err_and(|e| !e.was_sent())), "never sent");
 }
