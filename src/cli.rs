@@ -214,13 +214,6 @@ pub fn settings_from(config: &Config) -> anyhow::Result<scm_core::Settings> {
     })
 }
 
-fn spire_client(config: &Config) -> anyhow::Result<scm_spire_api::Client> {
-    let options = scm_spire_api::ClientOptions {
-        max_recv_message_size: config.grpc_max_call_recv_msg_size,
-        ..Default::default()
-    };
-    Ok(scm_spire_api::Client::connect_lazy(&config.spire_server_socket_path, options)?)
-}
 
 async fn kube_client(args: &Args) -> anyhow::Result<kube::Client> {
     let config = match &args.kubeconfig {
@@ -277,7 +270,7 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
             None => tracing::info!("clusterDomain is not set and could not be detected; it stays empty"),
         }
     }
-    let spire = spire_client(&config)?;
+    let spire = crate::standalone::spire_client(&config).await?; // socket, or TCP + mTLS (standalone)
     spawn_spire_reachability(&spire, &health, &cancel);
     let sh = Shared {
         cancel,

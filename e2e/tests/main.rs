@@ -10,4 +10,6 @@ mod manifests;
 mod ops;
 mod smoke;
 mod spire_compat;
+mod standalone;
+mod transport;
 mod webhook;
