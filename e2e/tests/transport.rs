@@ -66,10 +66,9 @@ pub fn agent_up(spire: &Spire, args: &[&str]) -> Env {
     Env::read(&env_file)
 }
 
-/// Whether `e` is the transport's own admin entry (the agent's registration of this uid,
-/// parented by the join-token agent): the controller never manages it, tests skip it.
+/// Whether an entry is the mTLS transport's own admin entry (`peers.sh agent-up`'s
+/// registration of this uid, parented by the join-token agent): the controller keeps it
+/// (its own identity), the tests do not count it.
 pub fn is_transport_entry(spiffe_id: &str, parent_id: &str) -> bool {
-    selected() == Transport::Mtls
-        && spiffe_id.ends_with("/controller")
-        && parent_id.contains("/spire/agent/join_token/")
+    spiffe_id.ends_with("/controller") && parent_id.contains("/spire/agent/join_token/")
 }
