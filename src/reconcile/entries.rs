@@ -236,7 +236,7 @@ impl EntryReconciler {
         let mut declared = scm_core::declare_entries(&world, &self.settings, &mut self.cache);
         if let Some(own) = self.spire.own_spiffe_id() {
             // Standalone: the entry of our own SVID is what lets us in (it is admin).
-            declared.protect.protect_spiffe_id(own, "the controller's own identity (spireServerAddress)");
+            declared.protect.protect_spiffe_id(own);
         }
         let shortfalls = self.shortfalls(&mut declared, kind).await;
         let current = self.mirror.entries();
