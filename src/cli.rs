@@ -214,7 +214,6 @@ pub fn settings_from(config: &Config) -> anyhow::Result<scm_core::Settings> {
     })
 }
 
-
 async fn kube_client(args: &Args) -> anyhow::Result<kube::Client> {
     let config = match &args.kubeconfig {
         Some(path) => {

@@ -40,6 +40,8 @@ async fn check_admin(client: Client) {
         Err(error) if error.code() == tonic::Code::PermissionDenied => {
             tracing::error!(%error, "this controller is not admin in SPIRE: nothing can be reconciled")
         }
-        Err(error) => tracing::warn!(%error, "could not check that this controller is admin in SPIRE (tried again at every call)"),
+        Err(error) => {
+            tracing::warn!(%error, "could not check that this controller is admin in SPIRE (tried again at every call)")
+        }
     }
 }

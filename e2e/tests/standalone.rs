@@ -50,8 +50,11 @@ async fn svid_rotation_under_continuous_reconciliation_fails_no_rpc() {
         (fx.ctl.metric("spire_controller_manager_reconcile_passes_total", &["entry", "ok"]).await >= 1.0).then_some(())
     })
     .await;
-    fx.apply_cspiffeid(&fx.class, json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Namespace }}/pod/{{ .PodMeta.Name }}"}))
-        .await;
+    fx.apply_cspiffeid(
+        &fx.class,
+        json!({"spiffeIDTemplate": "spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Namespace }}/pod/{{ .PodMeta.Name }}"}),
+    )
+    .await;
 
     let source = scm_spire_api::SvidSource::start(agent.get("SPIRE_AGENT_SOCKET")).unwrap();
     let first = source.wait_ready(Duration::from_secs(10)).await.expect("an SVID for the test");

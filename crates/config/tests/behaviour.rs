@@ -420,7 +420,9 @@ fn standalone_transport_keys() {
     assert_eq!(c.spire_server_address, None);
     assert_eq!(c.workload_api_socket_path, None);
 
-    let c = cfg("spireServerAddress: spire-server.spire-server.svc:8081\nworkloadAPISocketPath: /spiffe-workload-api/spire-agent.sock\n");
+    let c = cfg(
+        "spireServerAddress: spire-server.spire-server.svc:8081\nworkloadAPISocketPath: /spiffe-workload-api/spire-agent.sock\n",
+    );
     assert_eq!(c.spire_server_address.as_deref(), Some("spire-server.spire-server.svc:8081"));
     assert_eq!(c.workload_api_socket_path.as_deref(), Some("/spiffe-workload-api/spire-agent.sock"));
     assert_eq!(c.spire_server_id(), "spiffe://example.org/spire/server");

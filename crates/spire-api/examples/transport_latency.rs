@@ -77,8 +77,8 @@ async fn main() {
     let unix = Client::connect_lazy(socket, ClientOptions::default()).unwrap();
     let source = SvidSource::start(workload).unwrap();
     source.wait_ready(Duration::from_secs(10)).await.expect("an SVID");
-    let mtls =
-        Client::connect_mtls(address, source, &format!("spiffe://{td}/spire/server"), ClientOptions::default()).unwrap();
+    let mtls = Client::connect_mtls(address, source, &format!("spiffe://{td}/spire/server"), ClientOptions::default())
+        .unwrap();
     // 200 entries to list (one page), removed at the end.
     let seeded: Vec<String> =
         unix.create_entries(&entries(td, "seed", 200)).await.unwrap().into_iter().map(|r| r.unwrap().id).collect();

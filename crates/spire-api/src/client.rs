@@ -845,7 +845,7 @@ impl Client {
                     refresh_hint: Duration::from_secs(u64::try_from(b.refresh_hint).unwrap_or(0)),
                     x509_authorities: b.x509_authorities.len(),
                     jwt_authorities: b.jwt_authorities.len(),
-                    digest: authorities.then(|| authorities_digest(&b)),
+                    digest: authorities.then(|| authorities_digest(b)),
                 });
             }
             if response.next_page_token.is_empty() {

@@ -19,8 +19,8 @@ pub use client::{
     Client, ClientOptions, FederatedBundle, FieldSupport, MintedSvid, Reachability, UNSUPPORTED_FIELDS_PROBE_PATH,
     UnsupportedFields, socket_path_from_address,
 };
-pub use workload::{SvidSource, WorkloadError, X509Material};
 pub use error::{BatchError, BatchResult, ItemError, ItemErrorKind, SpireError, code_label, item_code_label};
+pub use workload::{SvidSource, WorkloadError, X509Material};
 
 /// Generated from `proto/` by `build.rs` (prost + tonic). Servers are generated too, for
 /// in-process fakes in tests.

@@ -10,8 +10,8 @@
 
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::ResolvesClientCert;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -29,8 +29,8 @@ pub fn verify_spiffe_server(
     algorithms: &WebPkiSupportedAlgorithms,
 ) -> Result<(), rustls::Error> {
     let general = |m: String| rustls::Error::General(m);
-    let cert = webpki::EndEntityCert::try_from(end_entity)
-        .map_err(|e| general(format!("SPIRE server certificate: {e}")))?;
+    let cert =
+        webpki::EndEntityCert::try_from(end_entity).map_err(|e| general(format!("SPIRE server certificate: {e}")))?;
     cert.verify_for_usage(algorithms.all, roots, intermediates, now, webpki::KeyUsage::server_auth(), None, None)
         .map_err(|e| general(format!("SPIRE server certificate does not chain to the trust bundle: {e}")))?;
     let ids = uri_sans(end_entity).map_err(|e| general(format!("SPIRE server certificate: {e}")))?;
@@ -38,7 +38,9 @@ pub fn verify_spiffe_server(
         [id] if id == expected_id => Ok(()),
         [id] => Err(general(format!("SPIRE server presented {id}, expected {expected_id}"))),
         [] => Err(general(format!("SPIRE server certificate has no SPIFFE ID (expected {expected_id})"))),
-        more => Err(general(format!("SPIRE server certificate has {} URI SANs (expected only {expected_id})", more.len()))),
+        more => {
+            Err(general(format!("SPIRE server certificate has {} URI SANs (expected only {expected_id})", more.len())))
+        }
     }
 }
 
@@ -172,7 +174,8 @@ pub(crate) fn lazy_channel(
     use hyper_util::rt::TokioIo;
     let invalid = |reason| crate::SpireError::InvalidAddress { address: address.to_owned(), reason };
     let (host, port) = parse_server_address(address).map_err(invalid)?;
-    let server_name = ServerName::try_from(host.clone()).map_err(|_| invalid("the host is no DNS name or IP address"))?;
+    let server_name =
+        ServerName::try_from(host.clone()).map_err(|_| invalid("the host is no DNS name or IP address"))?;
     let endpoint = tonic::transport::Endpoint::from_shared(format!(
         "http://{}:{port}",
         if host.contains(':') { format!("[{host}]") } else { host.clone() }
