@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Per transport, on a warm connection: GetBundle, ListEntries of 200 entries (one page),
-//! BatchCreateEntry of 50 and BatchDeleteEntry of 50; p50 / p90 / p99 in milliseconds.
+//! BatchCreateEntry of 50 and BatchDeleteEntry of 50; and a new connection each time (dial,
+//! handshake, GetBundle); p50 / p90 / p99 in milliseconds.
 
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,21 @@ async fn main() {
     source.wait_ready(Duration::from_secs(10)).await.expect("an SVID");
     let mtls = Client::connect_mtls(address, source, &format!("spiffe://{td}/spire/server"), ClientOptions::default())
         .unwrap();
+    // A new connection (dial, for mTLS the handshake, then GetBundle), 50 times each.
+    let (mut fresh_unix, mut fresh_mtls) = (Vec::new(), Vec::new());
+    let source = mtls.identity().unwrap().clone();
+    for _ in 0..50 {
+        let t = Instant::now();
+        Client::connect_lazy(socket, ClientOptions::default()).unwrap().get_bundle().await.unwrap();
+        fresh_unix.push(t.elapsed());
+        let t = Instant::now();
+        let c =
+            Client::connect_mtls(address, source.clone(), &format!("spiffe://{td}/spire/server"), Default::default());
+        c.unwrap().get_bundle().await.unwrap();
+        fresh_mtls.push(t.elapsed());
+    }
+    println!("socket new connection + GetBundle  {}", percentiles(fresh_unix));
+    println!("mtls   new connection + GetBundle  {}", percentiles(fresh_mtls));
     // 200 entries to list (one page), removed at the end.
     let seeded: Vec<String> =
         unix.create_entries(&entries(td, "seed", 200)).await.unwrap().into_iter().map(|r| r.unwrap().id).collect();
