@@ -269,7 +269,7 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
             None => tracing::info!("clusterDomain is not set and could not be detected; it stays empty"),
         }
     }
-    let spire = crate::standalone::spire_client(&config).await?; // socket, or TCP + mTLS (standalone)
+    let spire = crate::standalone::spire_client(&config, &metrics.registry).await?; // socket, or TCP + mTLS (standalone)
     spawn_spire_reachability(&spire, &health, &cancel);
     let sh = Shared {
         cancel,

@@ -91,6 +91,11 @@ async fn svid_rotation_under_continuous_reconciliation_fails_no_rpc() {
     let seen = logged_serials(&logs);
     assert!(serials.len() >= 3 && seen.len() >= 3, "SVIDs rotated (test saw {serials:?}, controller {seen:?})");
     assert!(fresh_connections >= 9);
+    let updates = fx.ctl.metric("spire_controller_manager_svid_updates_total", &[]).await;
+    assert!(updates >= 3.0, "svid_updates_total {updates}");
+    let expiry = fx.ctl.metric("spire_controller_manager_svid_expiry_timestamp_seconds", &[]).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(expiry > now && expiry < now + 60.0, "the current SVID's notAfter: {expiry} (now {now})");
     let errors = fx.ctl.metric("spire_controller_manager_spire_rpc_errors_total", &[]).await;
     assert_eq!(errors, 0.0, "failed SPIRE calls:\n{}", fx.ctl.metrics().await);
     let passes = fx.ctl.metric("spire_controller_manager_reconcile_passes_total", &["entry", "ok"]).await;
