@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 E2E_DIR ?= $(CURDIR)/.e2e
 
-.PHONY: all build release test unit lint fuzz e2e peers crds check-crds demo demo-down bench clean
+.PHONY: all build release test test-faults unit lint fuzz e2e peers crds check-crds demo demo-down bench clean
 
 all: build
 
@@ -17,6 +17,14 @@ release:
 ## Every test: unit tests, then e2e tests against real peers (built and started here).
 test:
 	e2e/run-tests.sh
+
+## Only the fault suite (HA spire-servers on PostgreSQL, kills, outages, stalls), on
+## peers started here; `make test` runs it too.
+test-faults:
+	$(CARGO) build --bins
+	rm -rf $(E2E_DIR)/faults && PEERS_POSTGRES=1 e2e/peers.sh up $(E2E_DIR)/faults
+	PEERS_ENV=$(E2E_DIR)/faults/env SPIRE_TESTS_REQUIRE_PEERS=1 CONTROLLER_BIN=$(CURDIR)/target/debug/spire-controller-manager \
+		$(CARGO) test --test e2e -- --test-threads=2 faults:: ; rc=$$?; e2e/peers.sh down $(E2E_DIR)/faults; exit $$rc
 
 ## Formatting, clippy (warnings are errors), the module graph of src/ (no cycle between
 ## rooms), and cargo deny (bans, licenses, sources; advisories need the network).

@@ -6,8 +6,9 @@
 #                        install manifests/ (CRDs, RBAC) and the webhooks, run the
 #                        controller, create nodes, namespaces and pods and the samples
 #                        of manifests/examples/, print the SPIRE entries and federation
-#                        relationships, show a bad ClusterSPIFFEID being refused, then stop
-#                        everything.
+#                        relationships, show a bad ClusterSPIFFEID being refused, run
+#                        `plan`, end with `kubectl spire explain` of a pod that has no
+#                        identity, then stop everything.
 #   KEEP=1 e2e/demo.sh   the same, but leave it all running and write .demo/env.
 #   e2e/demo.sh down     (`make demo-down`) stop everything a KEEP=1 run started.
 #
@@ -439,6 +440,20 @@ EOF
 	curl -s --max-time 5 "$METRICS_URL" |
 		grep -E '^spire_controller_manager_(entries_(declared|current|masked)|leader|federation_relationships|entry_writes_total|webhook_denials_total|webhook_certificate_rotations_total)[ {]' |
 		head -n 25 | sed 's/^/     /' || true
+
+	section "plan: what a pass would write now (read-only; exit 0 in sync, 2 drift)"
+	local rc=0
+	"$BIN" plan --config="$DEMO_DIR/config.yaml" --kubeconfig="$KUBECONFIG" 2>&1 | sed 's/^/     /' || rc=$?
+	say "exit status $rc"
+	mkdir -p "$DEMO_DIR/bin"
+	ln -sf "$BIN" "$DEMO_DIR/bin/kubectl-spire"
+
+	section "Why has spire-system/spire-agent-x no identity? (kubectl spire explain, as a kubectl plugin)"
+	say "\$ ln -s \$(which spire-controller-manager) ~/.local/bin/kubectl-spire"
+	say "\$ kubectl spire explain pod spire-system/spire-agent-x --config config.yaml"
+	PATH="$DEMO_DIR/bin:$PATH" "$KUBECTL" spire explain pod spire-system/spire-agent-x \
+		--config="$DEMO_DIR/config.yaml" --kubeconfig="$KUBECONFIG" 2>&1 | sed 's/^/     /' ||
+		die "kubectl spire explain failed"
 
 	if [[ -n "$KEEP" && "$KEEP" != 0 ]]; then
 		cat >"$DEMO_DIR/env" <<EOF

@@ -49,6 +49,19 @@ commands:
                         (SPIRE_AGENT_SOCKET SPIRE_AGENT_ID SPIRE_CONTROLLER_ID
                         SPIRE_SERVER_ADDRESS SPIRE_AGENT_SVID_TTL)
   agent-down DIR NAME   stop that spire-agent
+  spire-ha-up DIR NAME TRUST_DOMAIN
+                        two spire-servers DIR/NAME/a and DIR/NAME/b sharing one
+                        PostgreSQL database NAME (DataStore "sql", database_type
+                        "postgres") on the PostgreSQL of the peers (POSTGRES_PORT and
+                        POSTGRES_BIN_DIR from the environment or DIR/env); writes
+                        DIR/NAME/env
+  spire-ha-down DIR NAME
+                        stop both and drop the database
+  apiserver-restart DIR stop kube-apiserver and start it again (same port, PKI, etcd);
+                        apiserver-stop DIR and apiserver-start DIR do each half
+  inst-kill DIR INST    SIGKILL the spire-server of DIR/INST (e.g. NAME/a); data kept
+  inst-stop DIR INST    stop it (TERM)
+  inst-start DIR INST   start it again with the same config and data
   free-ports N          print N distinct free TCP ports on 127.0.0.1
   help                  this text
 
@@ -68,6 +81,12 @@ DIR/env exports: PEERS_DIR KUBECONFIG KUBECTL KUBE_APISERVER_BIN KUBE_APISERVER_
   also in DIR/controller-token) and "chart" (token of
   system:serviceaccount:spire-server:spire-server, the SPIRE helm chart's identity,
   also in DIR/chart-token).)
+  POSTGRES_PORT POSTGRES_HOST POSTGRES_USER POSTGRES_BIN_DIR (when PostgreSQL is
+  installed: /usr/lib/postgresql/*/bin or PG_BIN_DIR; PEERS_POSTGRES=0 skips it,
+  PEERS_POSTGRES=1 requires it)
+HA DIR/NAME/env exports: SPIRE_SERVER_SOCKET_A SPIRE_SERVER_SOCKET_B SPIRE_INST_A
+  SPIRE_INST_B SPIRE_SERVER_BIN SPIRE_TRUST_DOMAIN POSTGRES_DB POSTGRES_PORT
+  POSTGRES_BIN_DIR (SPIRE_SERVER_SOCKET is A's)
 DIR/NAME/env exports: SPIRE_SERVER_SOCKET SPIRE_SERVER_PORT SPIRE_TRUST_DOMAIN
   SPIRE_SERVER_BIN SPIRE_AGENT_BIN SPIRE_SERVER_CONFIG PEERS_DIR and, with
   --bundle-endpoint, SPIRE_BUNDLE_ENDPOINT_PORT SPIRE_BUNDLE_ENDPOINT_URL
@@ -574,6 +593,14 @@ start_apiserver() {
 	bin="$(peer_path kubernetes)/kube-apiserver"
 	make_pki "$dir" "$pki"
 	write_kubeconfig "$dir" "$pki" "https://127.0.0.1:$port"
+	echo "$port $etcd_url" >"$dir/apiserver.args"
+	launch_apiserver "$dir" "$port" "$etcd_url"
+}
+
+# launch_apiserver DIR PORT ETCD_URL: start kube-apiserver on the PKI of DIR and wait.
+launch_apiserver() {
+	local dir="$1" port="$2" etcd_url="$3" bin pki="$1/pki"
+	bin="$(peer_path kubernetes)/kube-apiserver"
 	mkdir -p "$dir/apiserver-certs"
 	start_bg "$dir/kube-apiserver.pid" "$dir/kube-apiserver.log" "$bin" \
 		--bind-address=127.0.0.1 \
@@ -631,9 +658,10 @@ spire_cleanup_socket() {
 	fi
 }
 
-# spire_configure INST TRUST_DOMAIN BUNDLE_ENDPOINT(0|1): fresh data, server.conf and instance file.
+# spire_configure INST TRUST_DOMAIN BUNDLE_ENDPOINT(0|1) [POSTGRES_CONNECTION_STRING]:
+# fresh data, server.conf and instance file (sqlite unless a PostgreSQL connection is given).
 spire_configure() {
-	local inst="$1" td="$2" bundle="$3" port bport="" sock ports
+	local inst="$1" td="$2" bundle="$3" pgconn="${4:-}" port bport="" sock ports
 	if [[ "$bundle" == 1 ]]; then
 		ports="$(free_ports 2)"
 		port="${ports%% *}"
@@ -657,6 +685,11 @@ spire_configure() {
         }
     }"
 	fi
+	local dbtype=sqlite3 dbconn="$inst/data/datastore.sqlite3"
+	if [[ -n "$pgconn" ]]; then
+		dbtype=postgres
+		dbconn="$pgconn"
+	fi
 	cat >"$inst/server.conf" <<SERVER_CONF_END
 # written by e2e/peers.sh
 server {
@@ -671,8 +704,8 @@ server {
 plugins {
     DataStore "sql" {
         plugin_data {
-            database_type = "sqlite3"
-            connection_string = "$inst/data/datastore.sqlite3"
+            database_type = "$dbtype"
+            connection_string = "$dbconn"
         }
     }
 
@@ -862,6 +895,75 @@ cmd_agent_down() {
 	agent_stop "$(agent_inst "$1" "$2")"
 }
 
+# ---------------------------------------------------------------- PostgreSQL
+
+# pg_bindir: the directory of PostgreSQL's server binaries (newest installed), or fail.
+pg_bindir() {
+	local d
+	if [[ -n "${PG_BIN_DIR:-}" ]]; then
+		[[ -x "$PG_BIN_DIR/postgres" ]] || return 1
+		echo "$PG_BIN_DIR"
+		return 0
+	fi
+	for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5 -V -r); do
+		if [[ -x "$d/postgres" && -x "$d/initdb" && -x "$d/pg_ctl" ]]; then
+			echo "$d"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# as_pg CMD...: run CMD as the owner of the PostgreSQL data (PostgreSQL refuses root).
+as_pg() {
+	if [[ "$(id -u)" == 0 ]]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+# pg_home DIR: where the PostgreSQL cluster of DIR lives: a /tmp directory (recorded in
+# DIR/postgres.home) that the postgres user can reach even when DIR is under /root.
+pg_home() {
+	[[ -f "$1/postgres.home" ]] && cat "$1/postgres.home"
+}
+
+# start_postgres DIR PORT: a throwaway PostgreSQL cluster on 127.0.0.1:PORT (trust
+# authentication, user postgres, no fsync), its unix socket beside its data.
+start_postgres() {
+	local dir="$1" port="$2" bin home
+	bin="$(pg_bindir)" || die "PostgreSQL server binaries not found (apt-get install postgresql)"
+	if [[ "$(id -u)" == 0 ]] && ! id postgres >/dev/null 2>&1; then
+		useradd --system --no-create-home postgres || die "cannot create the postgres user"
+	fi
+	home="$(mktemp -d /tmp/peers-pg.XXXXXX)"
+	echo "$home" >"$dir/postgres.home"
+	mkdir -p "$home/data"
+	if [[ "$(id -u)" == 0 ]]; then chown -R postgres "$home"; fi
+	chmod 700 "$home/data"
+	as_pg "$bin/initdb" -D "$home/data" -U postgres -A trust --no-sync -E UTF8 >>"$dir/postgres.log" 2>&1 ||
+		{ tail -n 20 "$dir/postgres.log" >&2; die "initdb failed"; }
+	as_pg "$bin/pg_ctl" -D "$home/data" -l "$home/server.log" -w -t "$PEERS_TIMEOUT" \
+		-o "-p $port -k $home -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c log_statement=mod -c log_line_prefix=%m_[%a]_" \
+		start >>"$dir/postgres.log" 2>&1 || { tail -n 20 "$home/server.log" >&2; die "PostgreSQL failed to start"; }
+	ln -sfn "$home/server.log" "$dir/postgres-server.log"
+	log "PostgreSQL ($bin) ready on 127.0.0.1:$port (data in $home)"
+}
+
+stop_postgres() {
+	local dir="$1" bin home
+	home="$(pg_home "$dir")" || return 0
+	[[ "$home" == /tmp/peers-pg.* ]] || return 0
+	if [[ -f "$home/data/postmaster.pid" ]] && bin="$(pg_bindir)"; then
+		log "stopping PostgreSQL"
+		as_pg "$bin/pg_ctl" -D "$home/data" -m immediate -w stop >>"$dir/postgres.log" 2>&1 || true
+	fi
+	cp "$home/server.log" "$dir/postgres-server.log.saved" 2>/dev/null || true
+	rm -rf "$home"
+	rm -f "$dir/postgres.home"
+}
+
 # ---------------------------------------------------------------- commands
 
 # stop_all DIR: everything started in DIR, the extra spire-servers first.
@@ -871,13 +973,14 @@ stop_all() {
 		[[ -e "$pf" ]] || continue
 		agent_stop "${pf%/spire-agent.pid}"
 	done
-	for pf in "$dir"/*/spire-server.pid; do
+	for pf in "$dir"/*/spire-server.pid "$dir"/*/*/spire-server.pid; do
 		[[ -e "$pf" ]] || continue
 		spire_stop "${pf%/spire-server.pid}"
 	done
 	stop_pid "$dir/kube-apiserver.pid" kube-apiserver
 	stop_pid "$dir/etcd.pid" etcd
-	for inst in "$dir"/*/; do
+	stop_postgres "$dir"
+	for inst in "$dir"/*/ "$dir"/*/*/; do
 		if [[ -f "$inst/instance" ]]; then spire_cleanup_socket "${inst%/}"; fi
 	done
 	return 0
@@ -915,6 +1018,16 @@ cmd_up() {
 	spire_configure "$dir/spire" "$td" 0
 	spire_start "$dir/spire"
 	ln -sfn spire/spire-server.log "$dir/spire-server.log"
+	local pg_vars=() pg_port pg_bin
+	if [[ "${PEERS_POSTGRES:-auto}" != 0 ]] && pg_bin="$(pg_bindir)"; then
+		pg_port="$(free_ports 1)"
+		start_postgres "$dir" "$pg_port"
+		pg_vars=("POSTGRES_HOST=127.0.0.1" "POSTGRES_PORT=$pg_port" "POSTGRES_USER=postgres" "POSTGRES_BIN_DIR=$pg_bin")
+	elif [[ "${PEERS_POSTGRES:-auto}" == 1 ]]; then
+		die "PEERS_POSTGRES=1 but no PostgreSQL server binaries (apt-get install postgresql)"
+	else
+		log "PostgreSQL not installed: no HA peers (the fault suite needs them)"
+	fi
 	local sp kp
 	sp="$(peer_path spire)"
 	kp="$(peer_path kubernetes)"
@@ -935,9 +1048,22 @@ cmd_up() {
 		"SPIRE_TRUST_DOMAIN=$SPIRE_TRUST_DOMAIN" \
 		"SPIRE_SERVER_BIN=$sp/spire-server" \
 		"SPIRE_AGENT_BIN=$sp/spire-agent" \
-		"SPIRE_SERVER_CONFIG=$dir/spire/server.conf"
+		"SPIRE_SERVER_CONFIG=$dir/spire/server.conf" \
+		${pg_vars[@]+"${pg_vars[@]}"}
 	UP_OK=1
 	log "peers up in $dir ($((SECONDS - t0))s); run: source $dir/env"
+}
+
+# apiserver-restart DIR: stop kube-apiserver (TERM) and start it again, same port and PKI.
+cmd_apiserver() {
+	local what="$1"
+	shift
+	[[ $# -eq 1 && -f "$1/apiserver.args" ]] || die "usage: $PROG apiserver-$what DIR (peers up in DIR)"
+	local dir port etcd_url
+	dir="$(cd "$1" && pwd -P)"
+	read -r port etcd_url <"$dir/apiserver.args"
+	if [[ "$what" != start ]]; then stop_pid "$dir/kube-apiserver.pid" kube-apiserver; fi
+	if [[ "$what" != stop ]]; then launch_apiserver "$dir" "$port" "$etcd_url"; fi
 }
 
 cmd_down() {
@@ -1014,6 +1140,93 @@ cmd_spire_down() {
 	spire_cleanup_socket "$inst"
 }
 
+# ha_postgres DIR: POSTGRES_PORT and POSTGRES_BIN_DIR from the environment or DIR/env.
+ha_postgres() {
+	if [[ -z "${POSTGRES_PORT:-}" && -f "$1/env" ]]; then
+		# shellcheck disable=SC1091
+		source "$1/env"
+	fi
+	[[ -n "${POSTGRES_PORT:-}" && -n "${POSTGRES_BIN_DIR:-}" ]] ||
+		die "no PostgreSQL: set POSTGRES_PORT and POSTGRES_BIN_DIR (peers.sh up starts one)"
+}
+
+cmd_spire_ha_up() {
+	[[ $# -eq 3 ]] || die "usage: $PROG spire-ha-up DIR NAME TRUST_DOMAIN"
+	local inst dir name="$2" td="$3" conn
+	[[ "$name" =~ ^[a-z][a-z0-9_]*$ ]] || die "HA name must be a PostgreSQL identifier ([a-z][a-z0-9_]*): '$name'"
+	need setsid
+	inst="$(extra_inst "$1" "$name")"
+	dir="$(cd "$1" && pwd -P)"
+	ha_postgres "$dir"
+	cmd_build spire
+	"$POSTGRES_BIN_DIR/dropdb" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres --if-exists "$name" >/dev/null 2>&1 || true
+	"$POSTGRES_BIN_DIR/createdb" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres "$name" || die "createdb $name failed"
+	conn="dbname=$name user=postgres host=127.0.0.1 port=$POSTGRES_PORT sslmode=disable"
+	rm -f "$inst/env"
+	# application_name: PostgreSQL's statement log (log_statement=mod) names the server
+	# that made each write: the fault suite's record of who wrote what, and when.
+	spire_configure "$inst/a" "$td" 0 "$conn application_name=${name}_a"
+	spire_configure "$inst/b" "$td" 0 "$conn application_name=${name}_b"
+	trap 'spire_stop "'"$inst/a"'" || true; spire_stop "'"$inst/b"'" || true' EXIT
+	# One after the other: the first creates the schema and the bundle.
+	spire_start "$inst/a"
+	spire_start "$inst/b"
+	trap - EXIT
+	local sock_a sock_b
+	sock_a="$(source "$inst/a/instance" && echo "$SPIRE_SERVER_SOCKET")"
+	sock_b="$(source "$inst/b/instance" && echo "$SPIRE_SERVER_SOCKET")"
+	write_env "$inst/env" \
+		"SPIRE_SERVER_SOCKET=$sock_a" \
+		"SPIRE_SERVER_SOCKET_A=$sock_a" \
+		"SPIRE_SERVER_SOCKET_B=$sock_b" \
+		"SPIRE_INST_A=$inst/a" \
+		"SPIRE_INST_B=$inst/b" \
+		"SPIRE_TRUST_DOMAIN=$td" \
+		"SPIRE_SERVER_BIN=$(peer_path spire)/spire-server" \
+		"POSTGRES_DB=$name" \
+		"POSTGRES_PORT=$POSTGRES_PORT" \
+		"POSTGRES_BIN_DIR=$POSTGRES_BIN_DIR" \
+		"POSTGRES_LOG=$dir/postgres-server.log" \
+		"PEERS_DIR=$dir"
+	log "HA pair $name up (PostgreSQL database $name): run: source $inst/env"
+}
+
+cmd_spire_ha_down() {
+	[[ $# -eq 2 ]] || die "usage: $PROG spire-ha-down DIR NAME"
+	[[ -d "$1" ]] || return 0
+	local inst dir
+	inst="$(extra_inst "$1" "$2")"
+	dir="$(cd "$1" && pwd -P)"
+	spire_stop "$inst/a"
+	spire_stop "$inst/b"
+	spire_cleanup_socket "$inst/a"
+	spire_cleanup_socket "$inst/b"
+	if (ha_postgres "$dir") 2>/dev/null; then
+		ha_postgres "$dir"
+		"$POSTGRES_BIN_DIR/dropdb" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres --if-exists "$2" >/dev/null 2>&1 || true
+	fi
+}
+
+# any_inst DIR INST: DIR/INST, INST a relative path without "..".
+any_inst() {
+	[[ $# -eq 2 ]] || die "usage: $PROG inst-kill|inst-stop|inst-start DIR INST"
+	[[ "$2" =~ ^[A-Za-z0-9][A-Za-z0-9_./-]*$ && "$2" != *..* ]] || die "bad instance '$2'"
+	[[ -f "$1/$2/instance" ]] || die "no spire-server instance in $1/$2"
+	echo "$(cd "$1/$2" && pwd -P)"
+}
+
+cmd_inst_kill() {
+	local inst pid
+	inst="$(any_inst "$@")"
+	if pid_alive "$inst/spire-server.pid" spire-server; then
+		pid="$(cat "$inst/spire-server.pid")"
+		log "SIGKILL spire-server (pid $pid) in $inst"
+		kill -KILL "$pid"
+		while pid_alive "$inst/spire-server.pid" spire-server; do sleep 0.1; done
+	fi
+	rm -f "$inst/spire-server.pid"
+}
+
 # ---------------------------------------------------------------- main
 
 main() {
@@ -1034,6 +1247,14 @@ main() {
 	spire-down) cmd_spire_down "$@" ;;
 	agent-up) cmd_agent_up "$@" ;;
 	agent-down) cmd_agent_down "$@" ;;
+	spire-ha-up) cmd_spire_ha_up "$@" ;;
+	apiserver-restart) cmd_apiserver restart "$@" ;;
+	apiserver-stop) cmd_apiserver stop "$@" ;;
+	apiserver-start) cmd_apiserver start "$@" ;;
+	spire-ha-down) cmd_spire_ha_down "$@" ;;
+	inst-kill) cmd_inst_kill "$@" ;;
+	inst-stop) spire_stop "$(any_inst "$@")" ;;
+	inst-start) spire_start "$(any_inst "$@")" ;;
 	free-ports)
 		[[ $# -eq 1 ]] || die "usage: $PROG free-ports N"
 		free_ports "$1"

@@ -16,10 +16,11 @@ e2e/peers.sh build
 SPIRE_VERSION=v1.13.3 e2e/peers.sh build spire
 rm -rf "$E2E_DIR"
 mkdir -p "$E2E_DIR"
-e2e/peers.sh up "$E2E_DIR/peers"
+# PostgreSQL is required here: the fault suite (e2e/tests/faults.rs) runs the HA pair on it.
+PEERS_POSTGRES=1 e2e/peers.sh up "$E2E_DIR/peers"
 trap 'e2e/peers.sh down "$E2E_DIR/peers" || true' EXIT
 
-echo "== integration and e2e tests"
+echo "== integration and e2e tests (the fault suite, faults::, among them: ~6 min of its own)"
 export PEERS_ENV="$E2E_DIR/peers/env"
 export SPIRE_TESTS_REQUIRE_PEERS=1
 export CONTROLLER_BIN="$ROOT/target/debug/spire-controller-manager"

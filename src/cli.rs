@@ -31,10 +31,10 @@ pub struct Args {
     #[arg(long = "expand-env", global = true)]
     pub expand_env: bool,
     /// Path to a kubeconfig; otherwise $KUBECONFIG, ~/.kube/config or in-cluster configuration.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub kubeconfig: Option<PathBuf>,
     /// Deprecated: the SPIRE Server API socket (use spireServerSocketPath in the config file).
-    #[arg(long = "spire-api-socket")]
+    #[arg(long = "spire-api-socket", global = true)]
     pub spire_api_socket: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -49,7 +49,52 @@ pub enum Command {
     },
     /// Load and validate a configuration file and print the effective configuration.
     CheckConfig,
+    /// Show what a reconcile pass would write now: creates, updates (with the fields that
+    /// differ) and deletes by source object, and the entries it leaves alone. Read-only.
+    /// Exit status: 0 in sync, 2 drift, 1 error.
+    Plan {
+        #[command(flatten)]
+        tool: ToolFlags,
+    },
+    /// Explain why a pod has (or lacks) an identity, what a ClusterSPIFFEID selects, or
+    /// where a ClusterFederatedTrustDomain stands. Read-only.
+    Explain {
+        /// pod, clusterspiffeid or trustdomain (kubectl's `pod/NAME` form works too).
+        kind: String,
+        /// NAME; for a pod NAMESPACE/NAME, or NAME with -n.
+        #[arg(default_value = "")]
+        name: String,
+        /// The pod's namespace (default: "default").
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        #[command(flatten)]
+        tool: ToolFlags,
+    },
 }
+
+/// Flags of `plan` and `explain` (kubectl's `--context`; a minimal configuration when
+/// there is no `--config` file).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ToolFlags {
+    /// Output format.
+    #[arg(short = 'o', long = "output", default_value = "text", value_parser = ["text", "json"])]
+    pub output: String,
+    /// The kubeconfig context to use.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Without --config: the trust domain (required then).
+    #[arg(long = "trust-domain")]
+    pub trust_domain: Option<String>,
+    /// Without --config: the cluster name.
+    #[arg(long = "cluster-name")]
+    pub cluster_name: Option<String>,
+    /// Without --config: the class name (and watchClassless is false when set).
+    #[arg(long = "class-name")]
+    pub class_name: Option<String>,
+}
+
+/// The file name under which the binary acts as a kubectl plugin (`kubectl spire ...`).
+pub const KUBECTL_PLUGIN_NAME: &str = "kubectl-spire";
 
 /// Upstream parses its flags with Go's `flag` package, where `-config=FILE` and
 /// `-config FILE` are the same as `--config`: the chart and old manifests use either.
@@ -89,15 +134,37 @@ fn exit_on_panic() {
     }));
 }
 
+/// Whether argv[0] names the kubectl plugin.
+fn invoked_as_plugin(argv0: Option<&std::ffi::OsString>) -> bool {
+    argv0.map(std::path::Path::new).and_then(|p| p.file_name()).is_some_and(|n| n == KUBECTL_PLUGIN_NAME)
+}
+
 pub fn main() -> ExitCode {
-    let args = Args::parse_from(go_style_args(std::env::args_os()));
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let plugin = invoked_as_plugin(argv.first());
+    let args = if plugin {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Args::command().bin_name("kubectl spire").get_matches_from(go_style_args(argv));
+        Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    } else {
+        Args::parse_from(go_style_args(argv))
+    };
     let result = match &args.command {
-        Some(Command::Crds { dir }) => write_crds(dir.clone()),
-        Some(Command::CheckConfig) => check_config(&args),
-        None => run(args),
+        Some(Command::Crds { dir }) => write_crds(dir.clone()).map(|()| 0),
+        Some(Command::CheckConfig) => check_config(&args).map(|()| 0),
+        Some(Command::Plan { tool }) => run_tool(&args, tool, None),
+        Some(Command::Explain { kind, name, namespace, tool }) => {
+            match crate::tooling::Target::parse(kind, name, namespace.as_deref()) {
+                Ok(target) => run_tool(&args, tool, Some(target)),
+                Err(e) => Err(anyhow::anyhow!(e)),
+            }
+        }
+        // As a kubectl plugin, never start the controller.
+        None if plugin => Err(anyhow::anyhow!("usage: kubectl spire plan | kubectl spire explain pod NAMESPACE/NAME")),
+        None => run(args).map(|()| 0),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
@@ -136,6 +203,55 @@ fn check_config(args: &Args) -> anyhow::Result<()> {
     }
     print!("{}", loaded.config.effective_yaml());
     Ok(())
+}
+
+/// The configuration of `plan` and `explain`: `--config`, or a minimal one from flags.
+fn tool_config(args: &Args, tool: &ToolFlags) -> anyhow::Result<Config> {
+    if args.config.is_some() {
+        let loaded = load_config(args)?;
+        for w in &loaded.warnings {
+            eprintln!("warning: {w}");
+        }
+        return Ok(loaded.config);
+    }
+    let Some(td) = &tool.trust_domain else {
+        anyhow::bail!("needs --config FILE (the controller's configuration) or at least --trust-domain");
+    };
+    let quote = |s: &str| serde_json::Value::String(s.to_owned()).to_string();
+    let mut text = format!("trustDomain: {}\n", quote(td));
+    if let Some(c) = &tool.cluster_name {
+        text.push_str(&format!("clusterName: {}\n", quote(c)));
+    }
+    if let Some(c) = &tool.class_name {
+        text.push_str(&format!("className: {}\nwatchClassless: false\n", quote(c)));
+    }
+    let opts = LoadOptions { path: None, expand_env: false, spire_api_socket_flag: args.spire_api_socket.clone() };
+    Ok(scm_config::from_str(&text, "(flags)", &opts, scm_config::process_env)?.config)
+}
+
+/// `plan` (no target) or `explain`: read once, print, exit with the command's status.
+fn run_tool(args: &Args, tool: &ToolFlags, target: Option<crate::tooling::Target>) -> anyhow::Result<u8> {
+    let config = tool_config(args, tool)?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let settings = settings_from(&config)?;
+    let json_out = tool.output == "json";
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let client = kube_client_for(args.kubeconfig.as_deref(), tool.context.as_deref()).await?;
+        let spire = crate::standalone::spire_client(&config, &prometheus::Registry::new()).await?;
+        let inputs = crate::tooling::gather(config, &client, &spire).await?;
+        match target {
+            None => {
+                let (text, code) = crate::tooling::plan(&inputs, &settings, json_out);
+                print!("{text}");
+                Ok(code)
+            }
+            Some(target) => {
+                print!("{}", crate::tooling::explain(&inputs, &settings, &target, json_out)?);
+                Ok(0)
+            }
+        }
+    })
 }
 
 fn init_logging(config: &Config) {
@@ -215,13 +331,23 @@ pub fn settings_from(config: &Config) -> anyhow::Result<scm_core::Settings> {
 }
 
 async fn kube_client(args: &Args) -> anyhow::Result<kube::Client> {
-    let config = match &args.kubeconfig {
-        Some(path) => {
+    kube_client_for(args.kubeconfig.as_deref(), None).await
+}
+
+/// A client from `kubeconfig` (else $KUBECONFIG, ~/.kube/config or in-cluster), using
+/// `context` when given.
+async fn kube_client_for(kubeconfig: Option<&std::path::Path>, context: Option<&str>) -> anyhow::Result<kube::Client> {
+    let options = kube::config::KubeConfigOptions { context: context.map(str::to_owned), ..Default::default() };
+    let config = match (kubeconfig, context) {
+        (Some(path), _) => {
             let kc = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+            kube::Config::from_custom_kubeconfig(kc, &options).await?
         }
-        None => kube::Config::infer().await.context("no Kubernetes configuration (use --kubeconfig)")?,
+        (None, Some(context)) => {
+            kube::Config::from_kubeconfig(&options).await.with_context(|| format!("kubeconfig context {context:?}"))?
+        }
+        (None, None) => kube::Config::infer().await.context("no Kubernetes configuration (use --kubeconfig)")?,
     };
     Ok(kube::Client::try_from(config)?)
 }
@@ -269,8 +395,16 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
             None => tracing::info!("clusterDomain is not set and could not be detected; it stays empty"),
         }
     }
-    let spire = crate::standalone::spire_client(&config, &metrics.registry).await?; // socket, or TCP + mTLS (standalone)
-    spawn_spire_reachability(&spire, &health, &cancel);
+    // socket, or TCP + mTLS (standalone: spireServerAddress)
+    let spire = crate::standalone::spire_client(&config, &metrics.registry).await?;
+    // faults (#12): with leader election the standby probes often enough for the lease's
+    // SPIRE gate to see a failing (or recovered) server within a lease duration.
+    let quiet = if config.leader_election.leader_elect {
+        config.leader_election.lease_duration.clamp(Duration::from_secs(1), Duration::from_secs(30))
+    } else {
+        Duration::from_secs(30)
+    };
+    spawn_spire_reachability(&spire, &health, &cancel, quiet);
     let sh = Shared {
         cancel,
         metrics,
@@ -337,16 +471,8 @@ fn static_mode(config: &Config, sh: &Shared, dir: PathBuf) -> Sources {
 /// Kubernetes mode: the watches, the lease, early registration and the webhook.
 async fn kube_mode(args: &Args, config: &Config, sh: &Shared, servers: &mut Servers) -> anyhow::Result<Sources> {
     let client = kube_client(args).await?;
-    let cache_namespaces = crate::scope::NamespaceScope::from_config(&config.cache_namespaces);
-    let watch_set = crate::k8s::world::WatchSet {
-        cluster_spiffe_ids: config.reconcile.cluster_spiffe_ids,
-        cluster_static_entries: config.reconcile.cluster_static_entries,
-        cluster_federated_trust_domains: config.reconcile.cluster_federated_trust_domains,
-        class_name: config.class_name.clone(),
-        watch_classless: config.watch_classless,
-        filter_by_class_name: config.filter_by_class_name,
-        namespaces: cache_namespaces.clone(),
-    };
+    let watch_set = crate::k8s::world::WatchSet::from_config(config);
+    let cache_namespaces = watch_set.namespaces.clone();
     let stores = crate::k8s::world::Stores::spawn(
         &client,
         watch_set,
@@ -411,6 +537,17 @@ fn start_lease(
             lease_duration: le.lease_duration,
             renew_deadline: le.renew_deadline,
             retry_period: le.retry_period,
+            // faults (#12): a leader whose SPIRE fails for leaseDuration hands over.
+            spire: Some(crate::k8s::lease::SpireGate {
+                failing_for: {
+                    let s = sh.spire.clone();
+                    Arc::new(move || s.failing_for())
+                },
+                on_handover: {
+                    let m = sh.metrics.clone();
+                    Arc::new(move || m.leader_spire_handovers.inc())
+                },
+            }),
         };
         let (rx, handle) = crate::k8s::lease::spawn(client.clone(), params, sh.cancel.clone());
         (rx, Some(handle))
@@ -546,20 +683,24 @@ fn webhooks_enabled() -> bool {
 
 /// SPIRE reachability for `/status`, from the calls the controller makes anyway; a cheap
 /// probe (GetBundle, O(1) on the server) only when nothing called SPIRE for a while.
-fn spawn_spire_reachability(spire: &scm_spire_api::Client, health: &Health, cancel: &CancellationToken) {
+fn spawn_spire_reachability(
+    spire: &scm_spire_api::Client,
+    health: &Health,
+    cancel: &CancellationToken,
+    quiet: Duration,
+) {
     use scm_spire_api::Reachability;
-    const QUIET: Duration = Duration::from_secs(30);
     let (s, c) = (spire.clone(), cancel.clone());
     tokio::spawn(async move {
         loop {
-            let quiet = match s.reachability() {
+            let idle = match s.reachability() {
                 Reachability::Unknown => true,
-                Reachability::Answered(ago) | Reachability::Failing(ago, _) => ago >= QUIET,
+                Reachability::Answered(ago) | Reachability::Failing(ago, _) => ago >= quiet,
             };
-            if quiet {
+            if idle {
                 let _ = s.probe().await;
             }
-            tokio::select! { _ = c.cancelled() => return, _ = tokio::time::sleep(QUIET / 3) => {} }
+            tokio::select! { _ = c.cancelled() => return, _ = tokio::time::sleep(quiet / 3) => {} }
         }
     });
     let s = spire.clone();
@@ -698,6 +839,39 @@ mod tests {
         loops.spawn(async { panic!("boom") });
         let err = wait_for_shutdown(&CancellationToken::new(), None, Servers::new(), loops).await.unwrap_err();
         assert!(err.to_string().contains("a reconcile loop failed"), "{err}");
+    }
+
+    #[test]
+    fn tool_subcommands_take_kubectl_flags() {
+        let a = parse(&[
+            "kubectl-spire",
+            "explain",
+            "pod",
+            "web-1",
+            "-n",
+            "shop",
+            "--context",
+            "prod",
+            "--kubeconfig",
+            "/k",
+        ]);
+        assert_eq!(a.kubeconfig.as_deref(), Some(std::path::Path::new("/k")));
+        let Some(Command::Explain { kind, name, namespace, tool }) = a.command else { panic!("{a:?}") };
+        assert_eq!((kind.as_str(), name.as_str(), namespace.as_deref()), ("pod", "web-1", Some("shop")));
+        assert_eq!(tool.context.as_deref(), Some("prod"));
+        let b = parse(&["scm", "plan", "-o", "json", "-config=/c", "--trust-domain", "td"]);
+        assert_eq!(b.config.as_deref(), Some(std::path::Path::new("/c")));
+        let Some(Command::Plan { tool }) = b.command else { panic!("{b:?}") };
+        assert_eq!((tool.output.as_str(), tool.trust_domain.as_deref()), ("json", Some("td")));
+        assert!(Args::try_parse_from(["scm", "plan", "-o", "yaml"]).is_err());
+    }
+
+    #[test]
+    fn the_plugin_is_recognised_by_its_file_name() {
+        let is = |s: &str| invoked_as_plugin(Some(&std::ffi::OsString::from(s)));
+        assert!(is("/home/me/.local/bin/kubectl-spire") && is("kubectl-spire"));
+        assert!(!is("/usr/bin/spire-controller-manager") && !is("kubectl-spire-x"));
+        assert!(!invoked_as_plugin(None));
     }
 
     #[test]

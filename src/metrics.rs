@@ -44,6 +44,8 @@ pub struct Metrics {
     pub federation_writes: IntCounterVec,
     /// 1 while this replica holds the lease (or leader election is off).
     pub leader: IntGauge,
+    /// Times this replica released the lease because its SPIRE Server kept failing.
+    pub leader_spire_handovers: IntCounter,
 }
 
 impl Metrics {
@@ -146,6 +148,14 @@ impl Metrics {
             .unwrap(),
             leader: IntGauge::with_opts(Opts::new("leader", "1 while this replica is the leader").namespace(NS))
                 .unwrap(),
+            leader_spire_handovers: IntCounter::with_opts(
+                Opts::new(
+                    "leader_spire_handovers_total",
+                    "Times leadership was released because this replica's SPIRE Server failed every call for leaseDuration",
+                )
+                .namespace(NS),
+            )
+            .unwrap(),
             registry,
         };
         let r = &m.registry;
@@ -167,6 +177,7 @@ impl Metrics {
         r.register(Box::new(m.federation_relationships.clone())).unwrap();
         r.register(Box::new(m.federation_writes.clone())).unwrap();
         r.register(Box::new(m.leader.clone())).unwrap();
+        r.register(Box::new(m.leader_spire_handovers.clone())).unwrap();
         #[cfg(target_os = "linux")]
         {
             let _ = r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));

@@ -12,7 +12,11 @@ import os
 import re
 import sys
 
-FORBIDDEN = {"reconcile": {"k8s", "manifests", "cli"}, "k8s": {"cli"}, "manifests": {"cli", "k8s"}}
+FORBIDDEN = {
+    "reconcile": {"k8s", "manifests", "cli", "tooling"},
+    "k8s": {"cli", "tooling"},
+    "manifests": {"cli", "k8s", "tooling"},
+}
 
 
 def module_of(root, path):

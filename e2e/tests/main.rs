@@ -3,6 +3,7 @@
 
 mod chart;
 pub mod entries;
+mod faults;
 mod federation;
 mod harness;
 mod hostile;
@@ -11,5 +12,6 @@ mod ops;
 mod smoke;
 mod spire_compat;
 mod standalone;
+mod tooling;
 mod transport;
 mod webhook;

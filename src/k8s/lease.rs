@@ -5,7 +5,18 @@
 //!
 //! The returned `watch::Receiver<bool>` gates every SPIRE writer. The task's
 //! `JoinHandle` must be awaited by main: if it ends with an error the process exits.
+//!
+//! Two things client-go does not do (issue #12, README "Faults survived"):
+//! - every Lease call runs under a deadline (at most what is left of `renew_deadline`),
+//!   so an apiserver connection that stalls without closing cannot hold a renewal past
+//!   `renew_deadline`: leadership (and so every SPIRE write) stops before the lease can
+//!   expire and another replica acquire it;
+//! - a leader whose SPIRE Server has failed every call for `lease_duration` releases the
+//!   lease, and a replica whose latest SPIRE call failed does not acquire it
+//!   ([`spire_verdict`]): with one controller per spire-server (the HA sidecar layout)
+//!   leadership moves to a replica that can write, instead of staying with one that cannot.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -24,6 +35,53 @@ pub struct LeaseParams {
     pub lease_duration: Duration,
     pub renew_deadline: Duration,
     pub retry_period: Duration,
+    /// This replica's SPIRE Server, for the hand-over policy; `None`: SPIRE's state does
+    /// not affect leadership.
+    pub spire: Option<SpireGate>,
+}
+
+/// What the lease needs to know of SPIRE.
+#[derive(Clone)]
+pub struct SpireGate {
+    /// How long every SPIRE call has failed (`None`: it answers, or nothing is known).
+    pub failing_for: Arc<dyn Fn() -> Option<Duration> + Send + Sync>,
+    /// Called each time leadership is released because of SPIRE.
+    pub on_handover: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for SpireGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpireGate").field("failing_for", &(self.failing_for)()).finish_non_exhaustive()
+    }
+}
+
+/// What SPIRE's state means for the lease this round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpireVerdict {
+    /// Acquire or renew as usual.
+    Proceed,
+    /// We lead, but SPIRE has failed for at least `bound`: release the lease.
+    Release,
+    /// We do not lead and SPIRE's latest call failed: do not acquire.
+    Abstain,
+}
+
+/// The hand-over policy (pure): a leader keeps the lease through short SPIRE failures
+/// (a restart, one timeout) and gives it up once SPIRE has failed for `bound`; a
+/// candidate whose SPIRE is failing at all stays out.
+pub fn spire_verdict(leading: bool, failing_for: Option<Duration>, bound: Duration) -> SpireVerdict {
+    match failing_for {
+        None => SpireVerdict::Proceed,
+        Some(d) if leading && d >= bound => SpireVerdict::Release,
+        Some(_) if leading => SpireVerdict::Proceed,
+        Some(_) => SpireVerdict::Abstain,
+    }
+}
+
+/// The deadline of one Lease call: what is left of `renew_deadline` since the last
+/// successful renewal while leading (at least 100 ms), else `renew_deadline`.
+pub fn call_budget(leading: bool, since_renew: Duration, renew_deadline: Duration) -> Duration {
+    if leading { renew_deadline.saturating_sub(since_renew).max(Duration::from_millis(100)) } else { renew_deadline }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +123,43 @@ async fn run(
     let mut observed: Option<Observed> = None;
     let mut last_renew = Instant::now() - p.renew_deadline * 2;
     let mut consecutive_forbidden = 0u32;
+    let mut abstaining = false;
     loop {
         let leading = *tx.borrow();
-        match try_acquire_or_renew(&api, &p, &mut observed).await {
+        let failing = p.spire.as_ref().and_then(|g| (g.failing_for)());
+        match spire_verdict(leading, failing, p.lease_duration) {
+            SpireVerdict::Proceed => abstaining = false,
+            SpireVerdict::Release => {
+                tracing::error!(lease = %p.name, failing_s = failing.unwrap_or_default().as_secs(),
+                    "SPIRE Server has failed every call for leaseDuration; releasing the lease to a replica whose SPIRE answers");
+                let _ = tx.send(false);
+                let budget = call_budget(false, Duration::ZERO, p.renew_deadline);
+                let _ = tokio::time::timeout(budget, release(&api, &p)).await;
+                if let Some(g) = &p.spire {
+                    (g.on_handover)();
+                }
+                abstaining = true;
+            }
+            SpireVerdict::Abstain => {
+                if !abstaining {
+                    tracing::warn!(lease = %p.name, "SPIRE Server is failing; not taking the lease while it does");
+                    abstaining = true;
+                }
+            }
+        }
+        if abstaining {
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(p.retry_period) => {}
+            }
+            continue;
+        }
+        let budget = call_budget(leading, last_renew.elapsed(), p.renew_deadline);
+        let attempt = match tokio::time::timeout(budget, try_acquire_or_renew(&api, &p, &mut observed)).await {
+            Ok(r) => r,
+            Err(_) => Err(kube::Error::Service(format!("lease call timed out after {budget:?}").into())),
+        };
+        match attempt {
             Ok(true) => {
                 consecutive_forbidden = 0;
                 last_renew = Instant::now();
@@ -108,7 +200,7 @@ async fn run(
             _ = cancel.cancelled() => {
                 if *tx.borrow() {
                     let _ = tx.send(false);
-                    release(&api, &p).await;
+                    let _ = tokio::time::timeout(p.renew_deadline, release(&api, &p)).await;
                 }
                 return Ok(());
             }
@@ -184,5 +276,38 @@ async fn release(api: &Api<Lease>, p: &LeaseParams) {
     match api.replace(&p.name, &PostParams::default(), &lease).await {
         Ok(_) => tracing::info!(lease = %p.name, "released the lease"),
         Err(err) => tracing::warn!(lease = %p.name, error = %err, "failed to release the lease"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn a_leader_rides_out_short_spire_failures_and_hands_over_long_ones() {
+        assert_eq!(spire_verdict(true, None, S(15)), SpireVerdict::Proceed);
+        assert_eq!(spire_verdict(true, Some(S(3)), S(15)), SpireVerdict::Proceed);
+        assert_eq!(spire_verdict(true, Some(S(15)), S(15)), SpireVerdict::Release);
+        assert_eq!(spire_verdict(true, Some(S(600)), S(15)), SpireVerdict::Release);
+    }
+
+    #[test]
+    fn a_candidate_with_failing_spire_abstains() {
+        assert_eq!(spire_verdict(false, None, S(15)), SpireVerdict::Proceed);
+        assert_eq!(spire_verdict(false, Some(Duration::ZERO), S(15)), SpireVerdict::Abstain);
+        assert_eq!(spire_verdict(false, Some(S(60)), S(15)), SpireVerdict::Abstain);
+    }
+
+    #[test]
+    fn lease_calls_never_outlive_the_renew_deadline() {
+        // Leading: what is left of renewDeadline since the last renewal.
+        assert_eq!(call_budget(true, S(0), S(10)), S(10));
+        assert_eq!(call_budget(true, S(4), S(10)), S(6));
+        // Past it (the loop then stops leading): a short floor, never zero.
+        assert_eq!(call_budget(true, S(11), S(10)), Duration::from_millis(100));
+        // Not leading: nothing to protect but a bound all the same.
+        assert_eq!(call_budget(false, S(100), S(10)), S(10));
     }
 }

@@ -4,6 +4,7 @@
 pub mod early;
 pub mod lease;
 mod pods;
+pub mod snapshot;
 pub mod status;
 mod watch;
 pub mod world;

@@ -44,6 +44,21 @@ pub struct WatchSet {
     pub namespaces: Vec<NamespaceScope>,
 }
 
+impl WatchSet {
+    /// What the configuration asks to watch.
+    pub fn from_config(config: &scm_config::Config) -> Self {
+        Self {
+            cluster_spiffe_ids: config.reconcile.cluster_spiffe_ids,
+            cluster_static_entries: config.reconcile.cluster_static_entries,
+            cluster_federated_trust_domains: config.reconcile.cluster_federated_trust_domains,
+            class_name: config.class_name.clone(),
+            watch_classless: config.watch_classless,
+            filter_by_class_name: config.filter_by_class_name,
+            namespaces: NamespaceScope::from_config(&config.cache_namespaces),
+        }
+    }
+}
+
 /// Endpoints and EndpointSlices only add DNS names (`autoPopulateDNSNames`); either may
 /// be missing from the RBAC (the SPIRE helm chart grants Endpoints only).
 const ENDPOINTS: Optional = Optional {

@@ -257,6 +257,13 @@ impl EntryReconciler {
         let owned = scm_core::owned_count(&current, &self.ownership);
         drop(current);
         let mut plan = plan;
+        // faults (#12): with a prefix, a new entry's ID derives from its identity, so a
+        // create retried after an unacknowledged success cannot duplicate it.
+        if let Some(p) = self.ownership.prefix.as_deref().filter(|p| !p.is_empty()) {
+            for (_, e) in plan.creates.iter_mut() {
+                e.id = scm_core::deterministic_entry_id(p, e);
+            }
+        }
         self.check_deletes(&world, owned, &mut plan).await;
 
         let mut report = PassReport { kept: plan.kept.len(), ..Default::default() };
@@ -560,6 +567,14 @@ impl EntryReconciler {
                         }
                         self.metrics.entry_writes.with_label_values(&[op, "ok"]).inc();
                         applied.set.insert(src.clone());
+                    }
+                    // faults (#12): SPIRE holds this entry already (an earlier create it
+                    // applied whose answer we lost): not a failure; the next pass re-lists.
+                    Err(err) if op == "create" && err.code == tonic::Code::AlreadyExists => {
+                        tracing::info!(source = %src.name, entry_id = %e.id, spiffe_id = %e.spiffe_id, error = %err, "entry already in SPIRE; not created again");
+                        self.metrics.entry_writes.with_label_values(&[op, "exists"]).inc();
+                        applied.set.insert(src.clone());
+                        self.mirror.invalidate();
                     }
                     Err(err) => {
                         tracing::warn!(op, source = %src.name, spiffe_id = %e.spiffe_id, error = %err, "entry write failed");

@@ -18,8 +18,9 @@ pub struct Mirror {
     lists: u64,
 }
 
+/// A journal record of one of our own writes.
 enum Write {
-    Upserted(Entry),
+    Upserted(Box<Entry>),
     Removed(String),
 }
 
@@ -55,7 +56,7 @@ impl Mirror {
         for w in journal {
             match w {
                 Write::Upserted(e) => {
-                    self.entries.insert(e.id.clone(), e);
+                    self.entries.insert(e.id.clone(), *e);
                 }
                 Write::Removed(id) => {
                     self.entries.remove(&id);
@@ -135,7 +136,7 @@ impl Mirror {
 
     pub fn upserted(&mut self, entry: Entry) {
         if let Some(j) = self.journal.as_mut() {
-            j.push(Write::Upserted(entry.clone()));
+            j.push(Write::Upserted(Box::new(entry.clone())));
         }
         self.entries.insert(entry.id.clone(), entry);
     }

@@ -330,8 +330,29 @@ fn cache_key(meta: &ObjectMeta) -> String {
     }
 }
 
-fn labels_match(sel: Option<&LabelSelectorMatcher>, meta: &ObjectMeta) -> bool {
+pub(crate) fn labels_match(sel: Option<&LabelSelectorMatcher>, meta: &ObjectMeta) -> bool {
     sel.is_none_or(|s| s.matches(meta.labels.as_ref()))
+}
+
+/// The ClusterSPIFFEIDs a pass walks, in the order it walks them: those of our class
+/// (ARCHITECTURE.md §2), fallback objects last, otherwise in snapshot order (stable).
+/// Shared with `explain`, so that both see the same objects in the same order.
+pub(crate) fn spiffe_id_sources<'w>(world: &'w World, settings: &Settings) -> Vec<&'w Arc<ClusterSPIFFEID>> {
+    if !settings.reconcile_cluster_spiffe_ids {
+        return Vec::new();
+    }
+    let mut crs: Vec<&Arc<ClusterSPIFFEID>> = world
+        .cluster_spiffe_ids
+        .iter()
+        .filter(|cr| class_matches(cr.spec.class_name.as_deref(), &settings.class_name, settings.watch_classless))
+        .collect();
+    crs.sort_by_key(|cr| cr.spec.fallback.unwrap_or(false));
+    crs
+}
+
+/// The render failure of a pod whose node is not in the snapshot.
+pub(crate) fn node_missing(node_name: &str) -> RenderError {
+    RenderError { field: "spec.nodeName".into(), message: format!("node {node_name:?} not found") }
 }
 
 /// Computes the declared entries for one pass. Pure apart from updating `cache`.
@@ -343,18 +364,7 @@ pub fn declare_entries(world: &World, settings: &Settings, cache: &mut RenderCac
     if settings.reconcile_cluster_static_entries {
         declare_static_entries(world, settings, &mut out, &mut candidates);
     }
-    let spiffe_ids: Vec<&Arc<ClusterSPIFFEID>> = if settings.reconcile_cluster_spiffe_ids {
-        let mut crs: Vec<&Arc<ClusterSPIFFEID>> = world
-            .cluster_spiffe_ids
-            .iter()
-            .filter(|cr| class_matches(cr.spec.class_name.as_deref(), &settings.class_name, settings.watch_classless))
-            .collect();
-        // Fallback CRs last, otherwise in snapshot order (stable).
-        crs.sort_by_key(|cr| cr.spec.fallback.unwrap_or(false));
-        crs
-    } else {
-        Vec::new()
-    };
+    let spiffe_ids = spiffe_id_sources(world, settings);
     let mut stats = vec![ClusterSPIFFEIDStats::default(); spiffe_ids.len()];
     if !spiffe_ids.is_empty() {
         declare_spiffe_id_entries(world, settings, cache, &spiffe_ids, &mut stats, &mut out, &mut candidates);
@@ -518,10 +528,7 @@ fn declare_spiffe_id_entries<'w>(
                     _ => Vec::new(),
                 };
                 let result = match nodes.get(node_name) {
-                    None => Err(RenderError {
-                        field: "spec.nodeName".into(),
-                        message: format!("node {node_name:?} not found"),
-                    }),
+                    None => Err(node_missing(node_name)),
                     Some(node) => {
                         render_cached(cache, &mut slots, settings, &spec, epoch, pod, node, node_name, &svc, pass)
                     }

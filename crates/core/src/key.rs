@@ -51,6 +51,39 @@ impl EntryKey {
     }
 }
 
+/// The ID this controller gives a new entry when `entryIDPrefix` is set: the prefix, then a
+/// UUID (RFC 9562 version 8, i.e. application-defined) made of the first 16 bytes of a
+/// SHA-256 over the entry's identity (SPIFFE ID, parent ID, selectors sorted by type then
+/// value; each field NUL-terminated, under a domain tag). The same declared entry always
+/// gets the same ID, so a create that SPIRE applied but whose answer was lost (a timeout,
+/// a killed server, a dropped pass) cannot make a second entry when it is sent again:
+/// SPIRE answers AlreadyExists, and two writers racing on one SQL database collide on the
+/// entry ID's uniqueness instead of both inserting. Upstream draws a random UUID; the
+/// shape (`prefix` + UUID) is the same, so ownership (§5) is unchanged.
+pub fn deterministic_entry_id(prefix: &str, e: &Entry) -> String {
+    let mut sorted: Vec<&Selector> = e.selectors.iter().collect();
+    sorted.sort_by(|a, b| a.kind.cmp(&b.kind).then_with(|| a.value.cmp(&b.value)));
+    let mut h = Sha256::new();
+    h.update(b"spire-controller-manager entry id v1\0");
+    for part in [e.spiffe_id.as_str(), e.parent_id.as_str()] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    for s in sorted {
+        h.update(s.kind.as_bytes());
+        h.update([b':']);
+        h.update(s.value.as_bytes());
+        h.update([0u8]);
+    }
+    let d: [u8; 32] = h.finalize().into();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80; // version 8
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122/9562 variant
+    let x = hex::encode(b);
+    format!("{prefix}{}-{}-{}-{}-{}", &x[..8], &x[8..12], &x[12..16], &x[16..20], &x[20..])
+}
+
 const JOIN_TOKEN_PARENT_PATH_PREFIX: &str = "/spire/agent/join_token/";
 const JOIN_TOKEN_SELECTOR_TYPE: &str = "spiffe_id";
 
@@ -161,5 +194,43 @@ mod tests {
         assert_eq!(pod_uid_of(&e), Some("123"));
         let e = entry("spiffe://td/p", "spiffe://td/s", &[("unix", "pod-uid:123")]);
         assert_eq!(pod_uid_of(&e), None);
+    }
+
+    #[test]
+    fn deterministic_ids_follow_the_identity_only() {
+        let e = |sid: &str, sels_: &[(&str, &str)], hint: &str| Entry {
+            id: String::new(),
+            spiffe_id: id(sid),
+            parent_id: id("spiffe://td/node"),
+            selectors: sels(sels_),
+            x509_svid_ttl: Duration::ZERO,
+            jwt_svid_ttl: Duration::ZERO,
+            federates_with: vec![],
+            admin: false,
+            downstream: false,
+            dns_names: vec![],
+            hint: hint.into(),
+            store_svid: false,
+            additional_attributes: None,
+            revision: 0,
+        };
+        let a = deterministic_entry_id("p.", &e("spiffe://td/a", &[("k8s", "ns:x"), ("k8s", "pod-uid:1")], ""));
+        // Same identity (selectors in another order, another hint): same ID.
+        let a2 = deterministic_entry_id("p.", &e("spiffe://td/a", &[("k8s", "pod-uid:1"), ("k8s", "ns:x")], "h"));
+        assert_eq!(a, a2);
+        assert!(a.starts_with("p."), "{a}");
+        let uuid = &a[2..];
+        assert_eq!(uuid.len(), 36, "{uuid}");
+        assert_eq!(uuid.as_bytes()[14], b'8', "version 8: {uuid}");
+        assert!(matches!(uuid.as_bytes()[19], b'8' | b'9' | b'a' | b'b'), "variant: {uuid}");
+        // Any identity field differs: another ID.
+        assert_ne!(a, deterministic_entry_id("p.", &e("spiffe://td/b", &[("k8s", "ns:x"), ("k8s", "pod-uid:1")], "")));
+        assert_ne!(a, deterministic_entry_id("p.", &e("spiffe://td/a", &[("k8s", "ns:x")], "")));
+        // No ambiguity from concatenation: "ns:x" + "pod-uid:1" is not "ns:xpod-uid:1".
+        assert_ne!(
+            deterministic_entry_id("p.", &e("spiffe://td/a", &[("k8s", "a"), ("k8s", "b")], "")),
+            deterministic_entry_id("p.", &e("spiffe://td/a", &[("k8s", "ab")], ""))
+        );
+        assert_ne!(a, deterministic_entry_id("q.", &e("spiffe://td/a", &[("k8s", "ns:x"), ("k8s", "pod-uid:1")], "")));
     }
 }

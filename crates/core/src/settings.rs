@@ -25,6 +25,11 @@ pub struct Settings {
 impl Settings {
     /// Upstream `namespace.IsIgnored`.
     pub fn is_namespace_ignored(&self, namespace: &str) -> bool {
-        self.ignore_namespaces.iter().any(|r| r.is_match(namespace))
+        self.ignored_by(namespace).is_some()
+    }
+
+    /// The first `ignoreNamespaces` pattern matching `namespace`, if any.
+    pub fn ignored_by(&self, namespace: &str) -> Option<&Regex> {
+        self.ignore_namespaces.iter().find(|r| r.is_match(namespace))
     }
 }

@@ -1196,3 +1196,5 @@ fn declare_timing() {
         p.creates.len()
     );
 }
+
+mod explain;

@@ -26,12 +26,14 @@
 
 mod bundle_status;
 mod declare;
+mod explain;
 mod parse;
 pub mod plan;
 mod reconciler;
 
 pub use bundle_status::{bundle_status, refresh_request};
 pub use declare::{CrRef, Declared, Outcome, declare};
+pub use explain::{RelationshipState, TrustDomainExplanation, explain_trust_domain};
 pub use parse::{
     FIELD_BUNDLE_ENDPOINT_URL, FIELD_ENDPOINT_SPIFFE_ID, FIELD_TRUST_DOMAIN, FIELD_TRUST_DOMAIN_BUNDLE,
     parse_federated_trust_domain,

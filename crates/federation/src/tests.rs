@@ -912,3 +912,33 @@ fn pass_future_is_send(
     let f = r.pass(client, crs);
     send(&f);
 }
+
+#[test]
+fn explain_trust_domain_states() {
+    let crs = vec![
+        cr("partner", "u1", 1, web_spec("partner.org", "https://partner.org/bundle")),
+        cr("dup", "u2", 2, web_spec("partner.org", "https://other/bundle")),
+        cr("theirs", "u3", 1, with_class(web_spec("x.org", "https://x.org/b"), "other")),
+        cr("broken", "u4", 1, web_spec("partner2.org", "not a url")),
+    ];
+    let have = [td("partner.org")];
+    let x = explain_trust_domain(&crs, "", true, "partner", &[], Some(&have));
+    assert_eq!(
+        (x.outcome, x.relationship, x.bundle_in_spire),
+        (Some(Outcome::Declared), Some(RelationshipState::Missing), Some(true))
+    );
+    let current = [web_fr("partner.org", "https://partner.org/bundle")];
+    let x = explain_trust_domain(&crs, "", true, "partner", &current, None);
+    assert_eq!((x.relationship, x.bundle_in_spire), (Some(RelationshipState::InSync), None));
+    let current = [web_fr("partner.org", "https://moved/bundle")];
+    let x = explain_trust_domain(&crs, "", true, "partner", &current, Some(&[]));
+    assert!(matches!(x.relationship, Some(RelationshipState::Differs(f)) if !f.is_empty()));
+    assert_eq!(x.bundle_in_spire, Some(false));
+    let x = explain_trust_domain(&crs, "", true, "dup", &[], None);
+    assert_eq!(x.outcome, Some(Outcome::Conflict { winner: "partner".into() }));
+    let x = explain_trust_domain(&crs, "", true, "theirs", &[], None);
+    assert_eq!(x.class_mismatch, Some(Some("other".into())));
+    let x = explain_trust_domain(&crs, "", true, "broken", &[], None);
+    assert!(matches!(x.outcome, Some(Outcome::Invalid(_))));
+    assert!(!explain_trust_domain(&crs, "", true, "nope", &[], None).found);
+}

@@ -194,6 +194,8 @@ pub fn socket_path_from_address(address: &str) -> Result<PathBuf, SpireError> {
 struct CallLog {
     last_ok: Option<std::time::Instant>,
     last_error: Option<(std::time::Instant, String)>,
+    /// faults (#12): the first failure of the current run of failures.
+    failing_since: Option<std::time::Instant>,
 }
 
 /// The outcome of the latest SPIRE call, for health reporting.
@@ -328,8 +330,13 @@ impl Client {
                 }) => {
                     log.last_ok = Some(std::time::Instant::now());
                     log.last_error = None;
+                    log.failing_since = None;
                 }
-                Err(e) => log.last_error = Some((std::time::Instant::now(), e.to_string())),
+                Err(e) => {
+                    let now = std::time::Instant::now();
+                    log.last_error = Some((now, e.to_string()));
+                    log.failing_since.get_or_insert(now);
+                }
             }
         }
         match &outcome {
@@ -372,6 +379,13 @@ impl Client {
             (None, Some(at)) => Reachability::Answered(at.elapsed()),
             (None, None) => Reachability::Unknown,
         }
+    }
+
+    /// faults (#12): how long every call has failed, since the first failure after the
+    /// last answer (`None` while the latest call was answered, or before any call).
+    pub fn failing_for(&self) -> Option<Duration> {
+        let log = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        log.failing_since.map(|t| t.elapsed())
     }
 
     /// Probes until the server answers or `max_wait` has passed (then the last error).
@@ -435,28 +449,13 @@ impl Client {
         const METHOD: &str = "ListEntries";
         let page_size = page_size(self.options.entry_list_page_size.max(1000));
         let mask = api::EntryMask { revision_number: true, ..Default::default() };
-        let mut out = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let request = entryv1::ListEntriesRequest {
-                filter: None,
-                output_mask: Some(mask),
-                page_size,
-                page_token: page_token.clone(),
-            };
+        all_pages(METHOD, |page_token| async move {
+            let request = entryv1::ListEntriesRequest { filter: None, output_mask: Some(mask), page_size, page_token };
             let response = self.call(METHOD, self.entry.clone().list_entries(self.request(request))).await?;
-            out.extend(response.entries.into_iter().map(|e| (e.id, e.revision_number)));
-            if response.next_page_token.is_empty() {
-                return Ok(out);
-            }
-            if response.next_page_token == page_token {
-                return Err(SpireError::InvalidResponse {
-                    method: METHOD,
-                    reason: format!("next_page_token {page_token:?} repeats the request's token"),
-                });
-            }
-            page_token = response.next_page_token;
-        }
+            let items = response.entries.into_iter().map(|e| (e.id, e.revision_number)).collect();
+            Ok((items, response.next_page_token))
+        })
+        .await
     }
 
     /// One entry by ID; `None` when SPIRE has none with it.
@@ -476,30 +475,20 @@ impl Client {
     ) -> Result<Vec<Entry>, SpireError> {
         const METHOD: &str = "ListEntries";
         let page_size = page_size(self.options.entry_list_page_size);
-        let mut out = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let request = entryv1::ListEntriesRequest {
-                filter: filter.clone(),
-                output_mask: None,
-                page_size,
-                page_token: page_token.clone(),
-            };
-            let response = self.call(METHOD, self.entry.clone().list_entries(self.request(request))).await?;
-            for entry in &response.entries {
-                out.push(convert::entry_from_api(entry).map_err(|e| invalid_entry(METHOD, entry, e))?);
+        all_pages(METHOD, |page_token| {
+            let filter = filter.clone();
+            async move {
+                let request = entryv1::ListEntriesRequest { filter, output_mask: None, page_size, page_token };
+                let response = self.call(METHOD, self.entry.clone().list_entries(self.request(request))).await?;
+                let entries = response
+                    .entries
+                    .iter()
+                    .map(|entry| convert::entry_from_api(entry).map_err(|e| invalid_entry(METHOD, entry, e)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((entries, response.next_page_token))
             }
-            if response.next_page_token.is_empty() {
-                return Ok(out);
-            }
-            if response.next_page_token == page_token {
-                return Err(SpireError::InvalidResponse {
-                    method: METHOD,
-                    reason: format!("next_page_token {page_token:?} repeats the request's token"),
-                });
-            }
-            page_token = response.next_page_token;
-        }
+        })
+        .await
     }
 
     /// Creates entries in batches (`entry_create_batch_size`), one result per entry in
@@ -693,34 +682,25 @@ impl Client {
     pub async fn list_federation_relationships(&self) -> Result<Vec<FederationRelationship>, SpireError> {
         const METHOD: &str = "ListFederationRelationships";
         let page_size = page_size(self.options.federation_list_page_size);
-        let mut out = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let request = trustdomainv1::ListFederationRelationshipsRequest {
-                output_mask: None,
-                page_size,
-                page_token: page_token.clone(),
-            };
+        all_pages(METHOD, |page_token| async move {
+            let request =
+                trustdomainv1::ListFederationRelationshipsRequest { output_mask: None, page_size, page_token };
             let response = self
                 .call(METHOD, self.trust_domain.clone().list_federation_relationships(self.request(request)))
                 .await?;
-            for fr in &response.federation_relationships {
-                out.push(convert::federation_relationship_from_api(fr).map_err(|e| SpireError::InvalidResponse {
-                    method: METHOD,
-                    reason: format!("federation relationship {:?}: {e}", fr.trust_domain),
-                })?);
-            }
-            if response.next_page_token.is_empty() {
-                return Ok(out);
-            }
-            if response.next_page_token == page_token {
-                return Err(SpireError::InvalidResponse {
-                    method: METHOD,
-                    reason: format!("next_page_token {page_token:?} repeats the request's token"),
-                });
-            }
-            page_token = response.next_page_token;
-        }
+            let relationships = response
+                .federation_relationships
+                .iter()
+                .map(|fr| {
+                    convert::federation_relationship_from_api(fr).map_err(|e| SpireError::InvalidResponse {
+                        method: METHOD,
+                        reason: format!("federation relationship {:?}: {e}", fr.trust_domain),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((relationships, response.next_page_token))
+        })
+        .await
     }
 
     /// Creates federation relationships in batches (`federation_create_batch_size`).
@@ -825,40 +805,31 @@ impl Client {
             refresh_hint: true,
             sequence_number: true,
         };
-        let mut out = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let request = bundlev1::ListFederatedBundlesRequest {
-                output_mask: Some(mask),
-                page_size: 200,
-                page_token: page_token.clone(),
-            };
+        all_pages(METHOD, |page_token| async move {
+            let request = bundlev1::ListFederatedBundlesRequest { output_mask: Some(mask), page_size: 200, page_token };
             let response = self.call(METHOD, self.bundle.clone().list_federated_bundles(self.request(request))).await?;
-            for b in &response.bundles {
-                let trust_domain = TrustDomain::parse(&b.trust_domain).map_err(|e| SpireError::InvalidResponse {
-                    method: METHOD,
-                    reason: format!("bundle trust domain {:?}: {e}", b.trust_domain),
-                })?;
-                out.push(FederatedBundle {
-                    trust_domain,
-                    sequence_number: b.sequence_number,
-                    refresh_hint: Duration::from_secs(u64::try_from(b.refresh_hint).unwrap_or(0)),
-                    x509_authorities: b.x509_authorities.len(),
-                    jwt_authorities: b.jwt_authorities.len(),
-                    digest: authorities.then(|| authorities_digest(b)),
-                });
-            }
-            if response.next_page_token.is_empty() {
-                return Ok(out);
-            }
-            if response.next_page_token == page_token {
-                return Err(SpireError::InvalidResponse {
-                    method: METHOD,
-                    reason: format!("next_page_token {page_token:?} repeats the request's token"),
-                });
-            }
-            page_token = response.next_page_token;
-        }
+            let bundles = response
+                .bundles
+                .iter()
+                .map(|b| {
+                    let trust_domain =
+                        TrustDomain::parse(&b.trust_domain).map_err(|e| SpireError::InvalidResponse {
+                            method: METHOD,
+                            reason: format!("bundle trust domain {:?}: {e}", b.trust_domain),
+                        })?;
+                    Ok(FederatedBundle {
+                        trust_domain,
+                        sequence_number: b.sequence_number,
+                        refresh_hint: Duration::from_secs(u64::try_from(b.refresh_hint).unwrap_or(0)),
+                        x509_authorities: b.x509_authorities.len(),
+                        jwt_authorities: b.jwt_authorities.len(),
+                        digest: authorities.then(|| authorities_digest(b)),
+                    })
+                })
+                .collect::<Result<Vec<_>, SpireError>>()?;
+            Ok((bundles, response.next_page_token))
+        })
+        .await
     }
 
     /// Asks the server to fetch `trust_domain`'s bundle from its bundle endpoint now
@@ -983,6 +954,31 @@ fn prepare_relationships(
 /// index into that input's outcome. An RPC-level failure (or a wrong result count) stops
 /// the run: the failed batch's items become `RpcFailed`, the unsent ones `NotAttempted`,
 /// and everything is handed back with the error.
+/// Every page of a paged list: `page(token)` returns one page's items and the next page's
+/// token (empty after the last page). A token that repeats the request's is an error, not
+/// an endless loop.
+async fn all_pages<T, Fut>(method: &'static str, mut page: impl FnMut(String) -> Fut) -> Result<Vec<T>, SpireError>
+where
+    Fut: std::future::Future<Output = Result<(Vec<T>, String), SpireError>>,
+{
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (items, next) = page(token.clone()).await?;
+        out.extend(items);
+        if next.is_empty() {
+            return Ok(out);
+        }
+        if next == token {
+            return Err(SpireError::InvalidResponse {
+                method,
+                reason: format!("next_page_token {token:?} repeats the request's token"),
+            });
+        }
+        token = next;
+    }
+}
+
 // A plain closure returning a future (not an `async` closure): the futures of async
 // closures are not provably `Send` for every lifetime, which callers spawning the pass
 // on a multi-threaded runtime need.

@@ -211,6 +211,11 @@ async fn federation(server: &SpireServer, client: &Client) {
     let parsed = Bundle::parse_jwks(td("other.org"), fb.trim()).unwrap();
     assert_eq!(parsed.x509_authorities, sent.x509_authorities);
     assert_eq!(parsed.jwt_authorities[0].public_key, sent.jwt_authorities[0].public_key);
+    // ListFederatedBundles names it (web.org has a relationship but no bundle yet).
+    let with_bundles: Vec<_> =
+        client.list_federated_bundles(false).await.unwrap().into_iter().map(|b| b.trust_domain).collect();
+    assert!(with_bundles.contains(&td("other.org")), "{with_bundles:?}");
+    assert!(!with_bundles.contains(&td("web.org")), "{with_bundles:?}");
 
     // Update: URL change (no input mask: full replacement).
     let mut web2 = web.clone();
@@ -332,7 +337,9 @@ async fn entries(server: &SpireServer, client: &Client) {
     updates.push(ghost);
     let results = client.update_entries(&updates).await.unwrap();
     for (sent, got) in updates[..3].iter().zip(&results) {
-        assert_eq!(sorted(vec![got.clone().unwrap()]), sorted(vec![sent.clone()]));
+        // SPIRE bumps the revision number on every update.
+        let want = Entry { revision: sent.revision + 1, ..sent.clone() };
+        assert_eq!(sorted(vec![got.clone().unwrap()]), sorted(vec![want]));
     }
     assert_eq!(results[3].as_ref().unwrap_err().code, Code::NotFound);
     let cli = cli_entries(server);
@@ -343,7 +350,7 @@ async fn entries(server: &SpireServer, client: &Client) {
     assert_eq!(listed.len(), 8);
     for u in &updates[..3] {
         let got = listed.iter().find(|e| e.id == u.id).unwrap();
-        assert_eq!(sorted(vec![got.clone()]), sorted(vec![u.clone()]));
+        assert_eq!(sorted(vec![got.clone()]), sorted(vec![Entry { revision: 1, ..u.clone() }]));
     }
 
     // Delete everything (+ one unknown ID) in batches of 3.
