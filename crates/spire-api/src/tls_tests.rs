@@ -133,3 +133,116 @@ fn the_admin_hint_says_what_to_do() {
     let h = crate::tls::admin_hint("spiffe://example.org/controller");
     assert!(h.contains("spiffe://example.org/controller") && h.contains("admin: true") && h.contains("-admin"), "{h}");
 }
+
+// ---------------------------------------------------------------- handshakes
+
+/// The material of an SVID `id` issued by `ca`, as the Workload API would give it.
+fn material(ca: &Ca, id: &str) -> crate::workload::X509Material {
+    let (leaf, key) = ca.leaf(&[id]);
+    let message = X509svidResponse {
+        svids: vec![X509svid {
+            spiffe_id: id.into(),
+            x509_svid: leaf,
+            x509_svid_key: key,
+            bundle: ca.der(),
+            hint: String::new(),
+        }],
+        ..Default::default()
+    };
+    material_from_response(&message).unwrap()
+}
+
+/// A TLS server (the SPIRE server's part) presenting `server_id` from `ca` and requiring a
+/// client certificate from `ca`; every accepted connection echoes one byte back and
+/// reports the client's leaf certificate.
+async fn tls_server(ca: &Ca, server_id: &str) -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(ca.der())).unwrap();
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone()).build().unwrap();
+    let (leaf, key) = ca.leaf(&[server_id]);
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![CertificateDer::from(leaf)], rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()))
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let peer = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+                let _ = tx.send(peer);
+                let mut b = [0u8; 1];
+                while tls.read_exact(&mut b).await.is_ok() {
+                    if tls.write_all(&b).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+async fn connect(
+    addr: std::net::SocketAddr,
+    source: &crate::workload::SvidSource,
+    expected: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let connector = tokio_rustls::TlsConnector::from(crate::tls::client_config(source.clone(), expected.to_owned()));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    connector.connect(rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap().to_owned(), tcp).await
+}
+
+async fn echo(tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>, byte: u8) -> std::io::Result<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(&[byte]).await?;
+    let mut b = [0u8; 1];
+    tls.read_exact(&mut b).await?;
+    Ok(b[0])
+}
+
+/// A rotated SVID is presented by the next handshake, while the connection made with the
+/// previous one keeps working; a rotated bundle is what the next handshake trusts; a server
+/// with another SPIFFE ID is refused.
+#[tokio::test]
+async fn rotation_needs_no_reconnect_and_new_handshakes_use_the_new_svid() {
+    let ca = Ca::new("example.org");
+    let (addr, mut presented) = tls_server(&ca, SERVER).await;
+    let first = material(&ca, "spiffe://example.org/controller");
+    let first_leaf = first.certified_key.cert[0].to_vec();
+    let source = crate::workload::SvidSource::fixed(first);
+
+    let mut old = connect(addr, &source, SERVER).await.expect("handshake with the first SVID");
+    assert_eq!(echo(&mut old, 1).await.unwrap(), 1);
+    assert_eq!(presented.recv().await.unwrap(), first_leaf);
+
+    let second = material(&ca, "spiffe://example.org/controller");
+    let second_leaf = second.certified_key.cert[0].to_vec();
+    assert_ne!(first_leaf, second_leaf);
+    source.replace(second);
+    let mut new = connect(addr, &source, SERVER).await.expect("handshake with the rotated SVID");
+    assert_eq!(echo(&mut new, 2).await.unwrap(), 2);
+    assert_eq!(presented.recv().await.unwrap(), second_leaf, "the new connection presents the new SVID");
+    assert_eq!(echo(&mut old, 3).await.unwrap(), 3, "the old connection still works");
+
+    // The bundle rotates to another authority: the old server no longer chains to it.
+    let other = Ca::new("example.org");
+    source.replace(material(&other, "spiffe://example.org/controller"));
+    let e = connect(addr, &source, SERVER).await.unwrap_err().to_string();
+    assert!(e.contains("does not chain to the trust bundle"), "{e}");
+
+    // Another SPIFFE ID than the expected server's.
+    source.replace(material(&ca, "spiffe://example.org/controller"));
+    let e = connect(addr, &source, "spiffe://example.org/spire/other-server").await.unwrap_err().to_string();
+    assert!(e.contains("expected spiffe://example.org/spire/other-server"), "{e}");
+}

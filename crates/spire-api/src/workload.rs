@@ -198,6 +198,13 @@ impl SvidSource {
         }
     }
 
+    /// Replaces the current material as a Workload API update would (tests).
+    #[cfg(test)]
+    pub(crate) fn replace(&self, material: X509Material) {
+        self.inner.current.store(Some(Arc::new(material)));
+        self.inner.updates.send_modify(|n| *n += 1);
+    }
+
     pub fn socket(&self) -> &Path {
         &self.inner.socket
     }
