@@ -40,7 +40,15 @@ commands:
                         start another spire-server in DIR/NAME (writes DIR/NAME/env);
                         --bundle-endpoint serves its federation bundle endpoint on
                         127.0.0.1 (https_spiffe profile)
-  spire-down DIR NAME   stop that spire-server
+  spire-down DIR NAME   stop that spire-server (and its spire-agent)
+  agent-up DIR NAME [--ttl SECONDS] [--no-admin] [--path /controller]
+                        start a spire-agent beside the spire-server DIR/NAME ("spire":
+                        the main one; join token, unix workload attestor) and register
+                        spiffe://TD/controller for this uid (admin unless --no-admin,
+                        X.509-SVID TTL 3600 s unless --ttl); writes DIR/NAME/agent-env
+                        (SPIRE_AGENT_SOCKET SPIRE_AGENT_ID SPIRE_CONTROLLER_ID
+                        SPIRE_SERVER_ADDRESS SPIRE_AGENT_SVID_TTL)
+  agent-down DIR NAME   stop that spire-agent
   spire-ha-up DIR NAME TRUST_DOMAIN
                         two spire-servers DIR/NAME/a and DIR/NAME/b sharing one
                         PostgreSQL database NAME (DataStore "sql", database_type
@@ -766,6 +774,127 @@ spire_env() {
 	write_env "$f" "${vars[@]}"
 }
 
+# ---------------------------------------------------------------- spire-agent (standalone)
+
+# A spire-agent beside a spire-server instance INST (join-token attestation, the unix
+# workload attestor), for the controller's TCP + mTLS transport: INST/agent.conf,
+# INST/agent-data, INST/spire-agent.pid/.log, INST/agent-env.
+
+# agent_up INST TTL ADMIN(0|1) SPIFFE_PATH: start it and register the caller's uid.
+agent_up() {
+	local inst="$1" ttl="$2" admin="$3" path="$4" sbin abin token agent_id asock
+	[[ -f "$inst/instance" ]] || die "no spire-server configured in $inst"
+	pid_alive "$inst/spire-server.pid" spire-server || die "the spire-server of $inst is not running"
+	if pid_alive "$inst/spire-agent.pid" spire-agent; then
+		log "spire-agent in $inst already running (pid $(cat "$inst/spire-agent.pid"))"
+		return 0
+	fi
+	sbin="$(peer_path spire)/spire-server" || die "spire is not built (run: $PROG build spire)"
+	abin="$(peer_path spire)/spire-agent"
+	local SPIRE_SERVER_SOCKET SPIRE_SERVER_PORT SPIRE_TRUST_DOMAIN SPIRE_BUNDLE_ENDPOINT_PORT
+	# shellcheck disable=SC1091
+	source "$inst/instance"
+	# Beside the admin socket: the same short path when INST is deep.
+	asock="$(dirname "$SPIRE_SERVER_SOCKET")/agent.sock"
+	rm -rf "$inst/agent-data" "$asock" "$inst/agent-env"
+	mkdir -p "$inst/agent-data"
+	chmod 700 "$inst/agent-data"
+	"$sbin" bundle show -socketPath "$SPIRE_SERVER_SOCKET" >"$inst/agent-bundle.pem"
+	token="$("$sbin" token generate -socketPath "$SPIRE_SERVER_SOCKET" -ttl 3600 | awk '/^Token:/ {print $2}')"
+	[[ -n "$token" ]] || die "spire-server token generate gave no token"
+	agent_id="spiffe://$SPIRE_TRUST_DOMAIN/spire/agent/join_token/$token"
+	local id="spiffe://$SPIRE_TRUST_DOMAIN$path" flags=()
+	if [[ "$admin" == 1 ]]; then flags+=(-admin); fi
+	# Registered before the agent starts: its first sync has the entry.
+	"$sbin" entry create -socketPath "$SPIRE_SERVER_SOCKET" -parentID "$agent_id" -spiffeID "$id" \
+		-selector "unix:uid:$(id -u)" -x509SVIDTTL "$ttl" "${flags[@]}" >/dev/null
+	cat >"$inst/agent.conf" <<AGENT_CONF_END
+# written by e2e/peers.sh
+agent {
+    data_dir = "$inst/agent-data"
+    log_level = "INFO"
+    server_address = "127.0.0.1"
+    server_port = "$SPIRE_SERVER_PORT"
+    socket_path = "$asock"
+    trust_bundle_path = "$inst/agent-bundle.pem"
+    trust_domain = "$SPIRE_TRUST_DOMAIN"
+}
+
+plugins {
+    KeyManager "memory" {
+        plugin_data {}
+    }
+
+    NodeAttestor "join_token" {
+        plugin_data {}
+    }
+
+    WorkloadAttestor "unix" {
+        plugin_data {}
+    }
+}
+AGENT_CONF_END
+	start_bg "$inst/spire-agent.pid" "$inst/spire-agent.log" "$abin" run -config "$inst/agent.conf" -joinToken "$token"
+	# Ready when this uid gets its SVID (the agent has attested and synced the entry).
+	wait_ready "spire-agent ($SPIRE_TRUST_DOMAIN)" "$inst/spire-agent.pid" spire-agent "$inst/spire-agent.log" \
+		"$abin" api fetch x509 -socketPath "$asock"
+	write_env "$inst/agent-env" "SPIRE_AGENT_SOCKET=$asock" "SPIRE_AGENT_ID=$agent_id" \
+		"SPIRE_CONTROLLER_ID=$id" "SPIRE_SERVER_ADDRESS=127.0.0.1:$SPIRE_SERVER_PORT" "SPIRE_AGENT_SVID_TTL=$ttl"
+	log "spire-agent ($SPIRE_TRUST_DOMAIN) ready: Workload API $asock, $id (admin=$admin, X.509-SVID TTL ${ttl}s)"
+}
+
+agent_stop() {
+	stop_pid "$1/spire-agent.pid" spire-agent
+}
+
+# agent_inst DIR NAME: the instance an agent command names ("spire": the main one).
+agent_inst() {
+	local dir="$1" name="$2"
+	if [[ "$name" == spire ]]; then
+		main_inst "$dir"
+	else
+		extra_inst "$dir" "$name"
+	fi
+}
+
+cmd_agent_up() {
+	[[ $# -ge 2 ]] || die "usage: $PROG agent-up DIR NAME [--ttl SECONDS] [--no-admin] [--path /controller]"
+	local dir="$1" name="$2" ttl=3600 admin=1 path=/controller inst
+	shift 2
+	while [[ $# -gt 0 ]]; do
+		case "$1" in
+		--ttl)
+			[[ "${2:-}" =~ ^[0-9]+$ ]] || die "--ttl takes seconds"
+			ttl="$2"
+			shift 2
+			;;
+		--no-admin)
+			admin=0
+			shift
+			;;
+		--path)
+			[[ "${2:-}" == /* ]] || die "--path takes an absolute SPIFFE ID path"
+			path="$2"
+			shift 2
+			;;
+		*) die "unknown option '$1'" ;;
+		esac
+	done
+	need setsid
+	inst="$(agent_inst "$dir" "$name")"
+	cmd_build spire
+	trap 'agent_stop "'"$inst"'" || true' EXIT
+	agent_up "$inst" "$ttl" "$admin" "$path"
+	trap - EXIT
+	log "run: source $inst/agent-env"
+}
+
+cmd_agent_down() {
+	[[ $# -eq 2 ]] || die "usage: $PROG agent-down DIR NAME"
+	[[ -d "$1" ]] || return 0
+	agent_stop "$(agent_inst "$1" "$2")"
+}
+
 # ---------------------------------------------------------------- PostgreSQL
 
 # pg_bindir: the directory of PostgreSQL's server binaries (newest installed), or fail.
@@ -840,6 +969,10 @@ stop_postgres() {
 # stop_all DIR: everything started in DIR, the extra spire-servers first.
 stop_all() {
 	local dir="$1" pf inst
+	for pf in "$dir"/*/spire-agent.pid "$dir"/t/*/spire-agent.pid; do
+		[[ -e "$pf" ]] || continue
+		agent_stop "${pf%/spire-agent.pid}"
+	done
 	for pf in "$dir"/*/spire-server.pid "$dir"/*/*/spire-server.pid; do
 		[[ -e "$pf" ]] || continue
 		spire_stop "${pf%/spire-server.pid}"
@@ -1002,6 +1135,7 @@ cmd_spire_down() {
 	[[ -d "$1" ]] || return 0
 	local inst
 	inst="$(extra_inst "$1" "$2")"
+	agent_stop "$inst"
 	spire_stop "$inst"
 	spire_cleanup_socket "$inst"
 }
@@ -1111,6 +1245,8 @@ main() {
 		;;
 	spire-up) cmd_spire_up "$@" ;;
 	spire-down) cmd_spire_down "$@" ;;
+	agent-up) cmd_agent_up "$@" ;;
+	agent-down) cmd_agent_down "$@" ;;
 	spire-ha-up) cmd_spire_ha_up "$@" ;;
 	apiserver-restart) cmd_apiserver restart "$@" ;;
 	apiserver-stop) cmd_apiserver stop "$@" ;;

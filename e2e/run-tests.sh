@@ -26,6 +26,12 @@ export SPIRE_TESTS_REQUIRE_PEERS=1
 export CONTROLLER_BIN="$ROOT/target/debug/spire-controller-manager"
 cargo test --workspace --tests -- --test-threads="${E2E_THREADS:-2}"
 
+# The entry, federation and webhook tests again over TCP + mTLS (standalone: a spire-agent
+# beside each test's spire-server, spireServerAddress + workloadAPISocketPath;
+# e2e/tests/transport.rs). About 3 minutes.
+echo "== entries, federation and webhooks over TCP + mTLS"
+SCM_E2E_TRANSPORT=mtls cargo test --test e2e -- --test-threads="${E2E_THREADS:-2}" entries:: federation:: webhook::
+
 # The same client round trips and a core e2e subset against the second supported SPIRE.
 echo "== SPIRE v1.13.3: the client round trip and a core e2e subset"
 e2e/peers.sh down "$E2E_DIR/peers" || true

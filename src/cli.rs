@@ -238,7 +238,7 @@ fn run_tool(args: &Args, tool: &ToolFlags, target: Option<crate::tooling::Target
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
         let client = kube_client_for(args.kubeconfig.as_deref(), tool.context.as_deref()).await?;
-        let spire = spire_client(&config)?;
+        let spire = crate::standalone::spire_client(&config, &prometheus::Registry::new()).await?;
         let inputs = crate::tooling::gather(config, &client, &spire).await?;
         match target {
             None => {
@@ -330,14 +330,6 @@ pub fn settings_from(config: &Config) -> anyhow::Result<scm_core::Settings> {
     })
 }
 
-fn spire_client(config: &Config) -> anyhow::Result<scm_spire_api::Client> {
-    let options = scm_spire_api::ClientOptions {
-        max_recv_message_size: config.grpc_max_call_recv_msg_size,
-        ..Default::default()
-    };
-    Ok(scm_spire_api::Client::connect_lazy(&config.spire_server_socket_path, options)?)
-}
-
 async fn kube_client(args: &Args) -> anyhow::Result<kube::Client> {
     kube_client_for(args.kubeconfig.as_deref(), None).await
 }
@@ -403,7 +395,8 @@ async fn run_async(args: Args, mut config: Config) -> anyhow::Result<()> {
             None => tracing::info!("clusterDomain is not set and could not be detected; it stays empty"),
         }
     }
-    let spire = spire_client(&config)?;
+    // socket, or TCP + mTLS (standalone: spireServerAddress)
+    let spire = crate::standalone::spire_client(&config, &metrics.registry).await?;
     // faults (#12): with leader election the standby probes often enough for the lease's
     // SPIRE gate to see a failing (or recovered) server within a lease duration.
     let quiet = if config.leader_election.leader_elect {

@@ -3,7 +3,8 @@
 //! Rooms (ARCHITECTURE.md has the map): `cli` (flags, subcommands, wiring), `reconcile`
 //! (loops, passes and their ports), `k8s` and `manifests` (the adapters), `trigger`,
 //! `scope`, `degraded` (optional permissions), `cluster_domain`, `metrics`, `health`,
-//! `memory`, `tooling` (the read-only `plan` and `explain` commands). Only `cli` is public: the binary is the product.
+//! `memory`, `tooling` (the read-only `plan` and `explain` commands), `standalone` (the
+//! SPIRE client of either transport). Only `cli` is public: the binary is the product.
 
 pub mod cli;
 mod cluster_domain;
@@ -15,5 +16,6 @@ mod memory;
 mod metrics;
 mod reconcile;
 mod scope;
+mod standalone;
 mod tooling;
 mod trigger;

@@ -101,10 +101,15 @@ pub async fn gather(config: Config, client: &kube::Client, spire: &scm_spire_api
     let watch_set = crate::k8s::world::WatchSet::from_config(&config);
     let snapshot = crate::k8s::snapshot::read(client, &watch_set).await.map_err(|e| anyhow::anyhow!(e))?;
     let socket = spire.socket_path().display().to_string();
-    let entries = spire
+    let mut entries = spire
         .list_entries()
         .await
         .map_err(|e| anyhow::anyhow!("listing SPIRE entries at {socket} (spireServerSocketPath): {e}"))?;
+    // Standalone (mTLS): the entries of the controller's own SVID are never its to change,
+    // as in the pass (reconcile/entries.rs protects them).
+    if let Some(own) = spire.identity().and_then(|s| s.current()) {
+        entries.retain(|e| e.spiffe_id.as_str() != own.spiffe_id);
+    }
     let relationships = if config.reconcile.cluster_federated_trust_domains {
         spire
             .list_federation_relationships()

@@ -1,4 +1,5 @@
-//! Compiles the SPIRE Server API protos under `proto/` (pure Rust: protox, no protoc).
+//! Compiles the SPIRE Server API protos and the Workload API subset under `proto/` (pure
+//! Rust: protox, no protoc).
 
 use std::path::PathBuf;
 
@@ -7,6 +8,7 @@ const PROTOS: &[&str] = &[
     "spire/api/server/trustdomain/v1/trustdomain.proto",
     "spire/api/server/bundle/v1/bundle.proto",
     "spire/api/server/svid/v1/svid.proto",
+    "spiffe/workload/workload.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -25,8 +25,9 @@ pub struct Fixture {
 pub fn base_config(spire: &Spire, class: &str, extra: &str) -> String {
     let gc = if extra.contains("gcInterval:") { "" } else { "gcInterval: 2s\n" };
     format!(
-        "trustDomain: {TD}\nclusterName: e2e\nclusterDomain: cluster.local\nspireServerSocketPath: {sock}\nclassName: {class}\nwatchClassless: false\n{gc}{extra}",
-        sock = spire.socket()
+        "trustDomain: {TD}\nclusterName: e2e\nclusterDomain: cluster.local\n{server}className: {class}\nwatchClassless: false\n{gc}{extra}",
+        // spireServerSocketPath, or spireServerAddress + workloadAPISocketPath (SCM_E2E_TRANSPORT=mtls)
+        server = crate::transport::server_keys(spire)
     )
 }
 
@@ -77,6 +78,7 @@ impl Fixture {
     pub async fn entries(&self) -> Vec<scm_spiffe::Entry> {
         let c = self.spire.client().await;
         let mut v = c.list_entries().await.expect("list entries");
+        v.retain(|e| !crate::transport::is_transport_entry(&e.spiffe_id.to_string(), &e.parent_id.to_string()));
         v.sort_by(|a, b| a.spiffe_id.cmp(&b.spiffe_id));
         v
     }
@@ -92,7 +94,8 @@ impl Fixture {
             pred(&e).then_some(e)
         })
         .await;
-        let shown = self.spire.entry_show();
+        let mut shown = self.spire.entry_show();
+        shown.retain(|s| !crate::transport::is_transport_entry(&show_id(&s["spiffe_id"]), &show_id(&s["parent_id"])));
         assert_eq!(shown.len(), got.len(), "spire-server entry show agrees on the count");
         for e in &got {
             assert!(

@@ -11,5 +11,7 @@ mod manifests;
 mod ops;
 mod smoke;
 mod spire_compat;
+mod standalone;
 mod tooling;
+mod transport;
 mod webhook;

@@ -609,3 +609,98 @@ subjects: [{kind: ServiceAccount, name: spire-controller-manager, namespace: spi
     }
     let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+// ---------------------------------------------------------------- manifests/standalone
+
+/// manifests/standalone (the controller as its own Deployment, TCP + mTLS to SPIRE): a
+/// server-side dry run of the whole install, current copies, and the objects agree with
+/// each other and with the sidecar install's least-privilege RBAC (same rules, own
+/// ServiceAccount: `rbac_is_enough_for_the_controller_and_no_more` covers those rules).
+#[tokio::test]
+async fn standalone_manifests_apply_and_agree_with_each_other() {
+    let _ = peers();
+    assert_copy("crds", "manifests/standalone/crds");
+    assert_copy("webhooks", "manifests/standalone/webhooks");
+    let s = manifests().join("standalone");
+    let mut want: BTreeSet<String> = yaml_files(&s).into_iter().filter(|f| f != "kustomization.yaml").collect();
+    for sub in ["crds", "webhooks"] {
+        want.extend(yaml_files(&s.join(sub)).into_iter().map(|f| format!("{sub}/{f}")));
+    }
+    assert_eq!(kustomize_resources(&s.join("kustomization.yaml")), want, "the kustomization lists every manifest");
+
+    ensure_namespace();
+    let out = kubectl_ok_stdout(&["apply", "--dry-run=server", "-k", s.to_str().unwrap()]);
+    for needle in [
+        "serviceaccount/spire-controller-manager",
+        "clusterrolebinding.rbac.authorization.k8s.io/spire-controller-manager",
+        "rolebinding.rbac.authorization.k8s.io/spire-controller-manager-leader-election",
+        "configmap/spire-controller-manager-config",
+        "deployment.apps/spire-controller-manager",
+        "poddisruptionbudget.policy/spire-controller-manager",
+        "service/spire-controller-manager-webhook-service",
+        "validatingwebhookconfiguration.admissionregistration.k8s.io/spire-controller-manager-webhook",
+    ] {
+        assert!(out.contains(needle), "dry run output lacks {needle}:\n{out}");
+    }
+    assert!(!out.contains("statefulset"), "no SPIRE server in the standalone install:\n{out}");
+    assert!(out.lines().all(|l| l.contains("(server dry run)")), "every object is a server dry run:\n{out}");
+
+    // The configuration: TCP + mTLS, a Lease, and an entry ID prefix (the hand-made admin
+    // entries of the controller's own identity are then never its to delete).
+    let cm = objects(&s.join("config.yaml"));
+    let text = cm[0]["data"]["config.yaml"].as_str().unwrap();
+    let loaded = scm_config::from_str(text, "standalone/config.yaml", &Default::default(), |_| None)
+        .unwrap_or_else(|e| panic!("standalone config: {e}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let config = loaded.config;
+    assert_eq!(config.spire_server_address.as_deref(), Some("spire-server.spire-system.svc:8081"));
+    assert!(config.leader_election.leader_elect);
+    assert!(!config.entry_id_prefix.is_empty(), "entryIDPrefix protects the controller's own entries");
+    let workload = config.workload_api_socket_path.clone().unwrap();
+
+    // The Deployment: two replicas under the ServiceAccount the bindings name, the agent
+    // socket mounted where the config looks for it, the ports the config binds.
+    let deploy = objects(&s.join("deployment.yaml"));
+    let d = &deploy[0];
+    assert_eq!(d["kind"], "Deployment");
+    assert_eq!(d["spec"]["replicas"], 2);
+    let pod = &d["spec"]["template"];
+    let labels = pod["metadata"]["labels"].as_object().unwrap().clone();
+    let sa = pod["spec"]["serviceAccountName"].as_str().unwrap();
+    let rbac = objects(&s.join("rbac.yaml"));
+    for b in rbac.iter().filter(|o| o["kind"].as_str().unwrap().ends_with("Binding")) {
+        assert_eq!(b["subjects"], json!([{"kind": "ServiceAccount", "name": sa, "namespace": "spire-system"}]), "{b}");
+    }
+    // Same rules as the sidecar install (whose RBAC test runs the controller under them).
+    let sidecar = objects(&manifests().join("rbac.yaml"));
+    let rules = |objs: &[Value]| -> Vec<(String, Value)> {
+        objs.iter()
+            .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
+            .map(|o| (o["metadata"]["name"].as_str().unwrap().to_owned(), o["rules"].clone()))
+            .collect()
+    };
+    assert_eq!(rules(&rbac), rules(&sidecar), "standalone/rbac.yaml grants what rbac.yaml grants");
+    let ctl = &pod["spec"]["containers"][0];
+    let mount = ctl["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| workload.starts_with(&format!("{}/", m["mountPath"].as_str().unwrap())))
+        .unwrap_or_else(|| panic!("no volume mounted over {workload}"));
+    let volume = pod["spec"]["volumes"].as_array().unwrap().iter().find(|v| v["name"] == mount["name"]).unwrap();
+    assert_eq!(volume["csi"]["driver"], "csi.spiffe.io", "the Workload API via the SPIFFE CSI driver");
+    let port = |name: &str| {
+        ctl["ports"].as_array().unwrap().iter().find(|p| p["name"] == name).map(|p| p["containerPort"].clone())
+    };
+    assert_eq!(port("webhook"), Some(json!(config.webhook.port)));
+
+    // The webhook Service and the PodDisruptionBudget select the controller's pods, and
+    // the Service no SPIRE server pod.
+    let selects = |sel: &Value| sel.as_object().unwrap().iter().all(|(k, v)| labels.get(k) == Some(v));
+    let svc = &objects(&s.join("service.yaml"))[0];
+    assert!(selects(&svc["spec"]["selector"]), "{svc}");
+    assert_ne!(svc["spec"]["selector"]["app.kubernetes.io/name"], "spire-server");
+    let pdb = &objects(&s.join("pdb.yaml"))[0];
+    assert!(selects(&pdb["spec"]["selector"]["matchLabels"]), "{pdb}");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+}

@@ -122,8 +122,8 @@ async fn admission_through_the_real_apiserver() {
     let configs = install_configs(&client, port, &class, &ns).await;
     let (vwc, mwc, pods) = configs.names.clone();
     let config = format!(
-        "trustDomain: {TD}\nclusterName: e2e\nclusterDomain: cluster.local\nspireServerSocketPath: {}\nclassName: {class}\nvalidatingWebhookConfigurationName: {vwc}\nmutatingWebhookConfigurationName: {mwc}\npodObserverWebhookConfigurationName: {pods}\nwebhook:\n  host: 127.0.0.1\n  port: {port}\ngcInterval: 2s\n",
-        spire.socket()
+        "trustDomain: {TD}\nclusterName: e2e\nclusterDomain: cluster.local\n{}className: {class}\nvalidatingWebhookConfigurationName: {vwc}\nmutatingWebhookConfigurationName: {mwc}\npodObserverWebhookConfigurationName: {pods}\nwebhook:\n  host: 127.0.0.1\n  port: {port}\ngcInterval: 2s\n",
+        crate::transport::server_keys(&spire) // the socket, or TCP + mTLS (SCM_E2E_TRANSPORT)
     );
     let mut ctl =
         Controller::start_env(&class, &config, &[("ENABLE_WEBHOOKS", "true"), ("SCM_WEBHOOK_CERT_TTL", "20s")]);
@@ -240,7 +240,11 @@ async fn admission_through_the_real_apiserver() {
     create_pod(&client, &ns, "observed", &node, "sa", &[]).await;
     let sc = spire.client().await;
     eventually(WAIT, "entry for the observed pod", || async {
-        (sc.list_entries().await.ok()?.len() == 1).then_some(())
+        let entries = sc.list_entries().await.ok()?;
+        let ours = entries
+            .iter()
+            .filter(|e| !crate::transport::is_transport_entry(e.spiffe_id.as_str(), e.parent_id.as_str()));
+        (ours.count() == 1).then_some(())
     })
     .await;
 
@@ -355,8 +359,8 @@ async fn sigterm_during_admission_traffic_fails_no_request() {
     let _cleanup = Cleanup(vwc.clone());
     let config = |port: u16| {
         format!(
-            "trustDomain: {TD}\nclusterName: e2e\nclusterDomain: cluster.local\nspireServerSocketPath: {}\nclassName: {class}\nvalidatingWebhookConfigurationName: {vwc}\nwebhook:\n  host: 127.0.0.1\n  port: {port}\nentryIDPrefix: {class}\n",
-            spire.socket()
+            "trustDomain: {TD}\nclusterName: e2e\nclusterDomain: cluster.local\n{}className: {class}\nvalidatingWebhookConfigurationName: {vwc}\nwebhook:\n  host: 127.0.0.1\n  port: {port}\nentryIDPrefix: {class}\n",
+            crate::transport::server_keys(&spire)
         )
     };
     let dbg = [("ENABLE_WEBHOOKS", "true")];

@@ -234,6 +234,10 @@ impl EntryReconciler {
         }
 
         let mut declared = scm_core::declare_entries(&world, &self.settings, &mut self.cache);
+        if let Some(own) = self.spire.own_spiffe_id() {
+            // Standalone: the entry of our own SVID is what lets us in (it is admin).
+            declared.protect.protect_spiffe_id(own);
+        }
         let shortfalls = self.shortfalls(&mut declared, kind).await;
         let current = self.mirror.entries();
         let prefix = self.ownership.prefix.clone();

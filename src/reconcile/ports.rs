@@ -163,12 +163,20 @@ pub trait EntryApi: Send + Sync {
     ) -> BoxFuture<'a, Result<UnsupportedFields, SpireError>>;
     /// The trust domains whose bundles SPIRE holds (federated ones; not the own).
     fn federated_bundles(&self) -> BoxFuture<'_, Result<Vec<TrustDomain>, SpireError>>;
+    /// The SPIFFE ID this client authenticates as (TCP + mTLS), whose entries are never
+    /// deleted; `None` over the admin socket.
+    fn own_spiffe_id(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The per-item results of a batched write, or the RPC error with the items done before it.
 pub type Batch<T> = Result<Vec<BatchResult<T>>, BatchError<T>>;
 
 impl EntryApi for scm_spire_api::Client {
+    fn own_spiffe_id(&self) -> Option<String> {
+        self.identity()?.current().map(|m| m.spiffe_id.clone())
+    }
     fn list_entries(&self) -> BoxFuture<'_, Result<Vec<Entry>, SpireError>> {
         Box::pin(scm_spire_api::Client::list_entries(self))
     }
@@ -229,5 +237,8 @@ impl<T: EntryApi + ?Sized> EntryApi for Arc<T> {
     }
     fn federated_bundles(&self) -> BoxFuture<'_, Result<Vec<TrustDomain>, SpireError>> {
         (**self).federated_bundles()
+    }
+    fn own_spiffe_id(&self) -> Option<String> {
+        (**self).own_spiffe_id()
     }
 }

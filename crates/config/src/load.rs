@@ -432,6 +432,8 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
     let pod_observer_name = o.string("podObserverWebhookConfigurationName", cx);
     let gc_interval_nanos = o.nanos("gcInterval", cx);
     let socket_from_file = o.string("spireServerSocketPath", cx).filter(|s| !s.is_empty());
+    let address_from_file = o.string("spireServerAddress", cx).filter(|s| !s.is_empty());
+    let workload_from_file = o.string("workloadAPISocketPath", cx).filter(|s| !s.is_empty());
     let log_level_text = o.string("logLevel", cx);
     let log_encoding_text = o.string("logEncoding", cx);
     let mut grpc_max_call_recv_msg_size = None;
@@ -676,6 +678,8 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
     };
 
     let flag = opts.spire_api_socket_flag.as_deref().filter(|s| !s.is_empty());
+    let (spire_server_address, workload_api_socket_path) =
+        check_transport(address_from_file, workload_from_file, socket_from_file.is_some(), flag.is_some(), cx);
     let spire_server_socket_path = match (socket_from_file, flag) {
         (None, None) => DEFAULT_SPIRE_SERVER_SOCKET_PATH.to_owned(),
         (Some(file), None) => file,
@@ -861,6 +865,8 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
         pod_observer_webhook_configuration_name,
         gc_interval,
         spire_server_socket_path,
+        spire_server_address,
+        workload_api_socket_path,
         log_level,
         log_encoding,
         grpc_max_call_recv_msg_size,
@@ -884,4 +890,85 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
         entry_render_cache_size,
         deletion_guard,
     })
+}
+
+/// The transport keys: either the socket (`spireServerSocketPath`, or its default) or
+/// `spireServerAddress` with `workloadAPISocketPath`, never both.
+fn check_transport(
+    address: Option<String>,
+    workload: Option<String>,
+    socket_in_file: bool,
+    socket_flag: bool,
+    cx: &mut Cx,
+) -> (Option<String>, Option<String>) {
+    match (&address, &workload) {
+        (Some(a), _) => {
+            if socket_in_file {
+                cx.problem(
+                    "spireServerAddress",
+                    "set either spireServerSocketPath (the SPIRE server's admin socket, sidecar) or spireServerAddress (TCP + mTLS, standalone), not both",
+                );
+            } else if socket_flag {
+                cx.problem(
+                    "spireServerAddress",
+                    "the --spire-api-socket flag and spireServerAddress exclude each other: drop one",
+                );
+            }
+            if let Err(reason) = check_address(a) {
+                cx.problem("spireServerAddress", format!("invalid address {a:?}: {reason}"));
+            }
+            if workload.is_none() {
+                cx.problem(
+                    "workloadAPISocketPath",
+                    "required with spireServerAddress: the SPIRE agent's Workload API socket that gives this controller its X.509-SVID (e.g. /spiffe-workload-api/spire-agent.sock)",
+                );
+            }
+        }
+        (None, Some(_)) => cx.problem(
+            "workloadAPISocketPath",
+            "only used with spireServerAddress (TCP + mTLS); set spireServerAddress too, or remove it",
+        ),
+        (None, None) => {}
+    }
+    (address, workload)
+}
+
+/// `host:port` (a DNS name, an IPv4 address or a bracketed IPv6 address; port 1..=65535).
+fn check_address(address: &str) -> Result<(), &'static str> {
+    let rest = address.strip_prefix("tcp://").or_else(|| address.strip_prefix("dns:///")).unwrap_or(address);
+    if rest.starts_with("unix:") || rest.starts_with('/') {
+        return Err("a Unix socket belongs in spireServerSocketPath; this key takes host:port");
+    }
+    if rest.contains('/') {
+        return Err("expected host:port (no scheme or path)");
+    }
+    let (host, port) = rest.rsplit_once(':').ok_or("expected host:port (the port is missing)")?;
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return Err("the port is not a number from 1 to 65535"),
+    }
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.strip_suffix(']').ok_or("unclosed [ in an IPv6 address")?,
+        None if host.contains(':') => return Err("an IPv6 address must be in brackets ([::1]:8081)"),
+        None => host,
+    };
+    if host.is_empty() {
+        return Err("the host is empty");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod transport_tests {
+    use super::check_address;
+
+    #[test]
+    fn addresses() {
+        for ok in ["spire-server.spire-server.svc:8081", "127.0.0.1:8081", "[::1]:8081", "tcp://h:1", "dns:///h:443"] {
+            assert_eq!(check_address(ok), Ok(()), "{ok}");
+        }
+        for bad in ["h", "h:0", "h:x", ":8081", "::1:8081", "unix:///x.sock", "/x.sock", "http://h:1/p", "[::1:8081"] {
+            assert!(check_address(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -69,6 +69,12 @@ pub struct Config {
     /// `spireServerSocketPath`, else the deprecated `--spire-api-socket` flag, else the default.
     /// See [`Config::spire_server_socket_uri`].
     pub spire_server_socket_path: String,
+    /// `spireServerAddress` (extension): `host:port` of the SPIRE Server API over TCP with
+    /// SPIFFE mTLS. When set, `spire_server_socket_path` is unused.
+    pub spire_server_address: Option<String>,
+    /// `workloadAPISocketPath` (extension): the SPIRE agent's Workload API socket that gives
+    /// the X.509-SVID and bundle for `spireServerAddress`. Set iff that is.
+    pub workload_api_socket_path: Option<String>,
     /// `logLevel` (case-insensitive in the file). The zap command-line flags, when given, win
     /// over it: that is the caller's business.
     pub log_level: LogLevel,
@@ -315,6 +321,11 @@ impl Config {
         if p.starts_with('/') { format!("unix://{p}") } else { format!("unix:{p}") }
     }
 
+    /// The SPIFFE ID the SPIRE server presents over mTLS: `spiffe://<trustDomain>/spire/server`.
+    pub fn spire_server_id(&self) -> String {
+        format!("spiffe://{}/spire/server", self.trust_domain.name())
+    }
+
     /// Whether the parent ID template is the default one (`parentIDTemplate` empty/unset).
     pub fn uses_default_parent_id_template(&self) -> bool {
         self.parent_id_template == DEFAULT_PARENT_ID_TEMPLATE
@@ -351,7 +362,14 @@ impl Config {
         y.kv(0, "podObserverWebhookConfigurationName", &q(&self.pod_observer_webhook_configuration_name));
         y.comment(0, "upstream only accepts integer nanoseconds here; this loader also takes a Go duration");
         y.kv(0, "gcInterval", &qd(self.gc_interval));
-        y.kv(0, "spireServerSocketPath", &q(&self.spire_server_socket_path));
+        match (&self.spire_server_address, &self.workload_api_socket_path) {
+            (Some(address), workload) => {
+                y.comment(0, "extensions: the SPIRE Server API over TCP + SPIFFE mTLS (standalone)");
+                y.kv(0, "spireServerAddress", &q(address));
+                y.kv(0, "workloadAPISocketPath", &q(workload.as_deref().unwrap_or("")));
+            }
+            (None, _) => y.kv(0, "spireServerSocketPath", &q(&self.spire_server_socket_path)),
+        }
         y.kv(0, "logLevel", &q(self.log_level.as_str()));
         y.kv(0, "logEncoding", &q(self.log_encoding.as_str()));
         match self.grpc_max_call_recv_msg_size {

@@ -412,3 +412,43 @@ fn helm_chart_float_gc_interval() {
     // The SPIRE helm chart renders 10s as a YAML float.
     assert_eq!(cfg("gcInterval: 1e+10\n").gc_interval, Duration::from_secs(10));
 }
+
+#[test]
+fn standalone_transport_keys() {
+    // The sidecar default: the socket, no address.
+    let c = cfg("");
+    assert_eq!(c.spire_server_address, None);
+    assert_eq!(c.workload_api_socket_path, None);
+
+    let c = cfg(
+        "spireServerAddress: spire-server.spire-server.svc:8081\nworkloadAPISocketPath: /spiffe-workload-api/spire-agent.sock\n",
+    );
+    assert_eq!(c.spire_server_address.as_deref(), Some("spire-server.spire-server.svc:8081"));
+    assert_eq!(c.workload_api_socket_path.as_deref(), Some("/spiffe-workload-api/spire-agent.sock"));
+    assert_eq!(c.spire_server_id(), "spiffe://example.org/spire/server");
+    // check-config prints the extension keys instead of the socket, and loads again the same.
+    let y = c.effective_yaml();
+    assert!(y.contains("spireServerAddress: \"spire-server.spire-server.svc:8081\""), "{y}");
+    assert!(y.contains("workloadAPISocketPath: \"/spiffe-workload-api/spire-agent.sock\""), "{y}");
+    assert!(!y.contains("spireServerSocketPath"), "{y}");
+    let again = from_str(&y, "effective.yaml", &LoadOptions::default(), no_env).unwrap().config;
+    assert_eq!(again.spire_server_address, c.spire_server_address);
+    assert_eq!(again.workload_api_socket_path, c.workload_api_socket_path);
+
+    let e = err("spireServerAddress: h:8081\n");
+    assert!(e.contains("workloadAPISocketPath") && e.contains("required with spireServerAddress"), "{e}");
+    let e = err("workloadAPISocketPath: /a.sock\n");
+    assert!(e.contains("workloadAPISocketPath") && e.contains("only used with spireServerAddress"), "{e}");
+    let e = err("spireServerAddress: h:8081\nworkloadAPISocketPath: /a.sock\nspireServerSocketPath: /s.sock\n");
+    assert!(e.contains("spireServerAddress") && e.contains("not both"), "{e}");
+    let e = err("spireServerAddress: unix:///s.sock\nworkloadAPISocketPath: /a.sock\n");
+    assert!(e.contains("spireServerAddress") && e.contains("spireServerSocketPath"), "{e}");
+    let e = err("spireServerAddress: h\nworkloadAPISocketPath: /a.sock\n");
+    assert!(e.contains("spireServerAddress") && e.contains("port is missing"), "{e}");
+
+    // The deprecated flag and an address exclude each other too.
+    let text = format!("{BASE}spireServerAddress: h:8081\nworkloadAPISocketPath: /a.sock\n");
+    let opts = LoadOptions { spire_api_socket_flag: Some("/flag.sock".into()), ..Default::default() };
+    let e = from_str(&text, "config.yaml", &opts, no_env).unwrap_err().to_string();
+    assert!(e.contains("--spire-api-socket") && e.contains("spireServerAddress"), "{e}");
+}

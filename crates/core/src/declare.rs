@@ -80,6 +80,10 @@ pub struct Protection {
     /// When set, every entry without a `k8s:pod-uid` selector is kept (a
     /// ClusterStaticEntry failed to parse).
     pub non_pod_entries: Option<Arc<str>>,
+    /// SPIFFE IDs whose entries are never deleted, like join-token entries (the
+    /// controller's own identity when it reaches SPIRE over mTLS: deleting its entry would
+    /// lock the controller out). Not "kept" entries: they are simply not this pass's.
+    pub spiffe_ids: std::collections::HashSet<String>,
 }
 
 impl Protection {
@@ -92,7 +96,17 @@ impl Protection {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pods.is_empty() && self.non_pod_entries.is_none()
+        self.pods.is_empty() && self.non_pod_entries.is_none() && self.spiffe_ids.is_empty()
+    }
+
+    /// Never deletes an entry whose SPIFFE ID is `spiffe_id` (see [`Protection::spiffe_ids`]).
+    pub fn protect_spiffe_id(&mut self, spiffe_id: impl Into<String>) {
+        self.spiffe_ids.insert(spiffe_id.into());
+    }
+
+    /// Whether `e` is never deleted because of its SPIFFE ID.
+    pub fn is_untouchable(&self, e: &Entry) -> bool {
+        !self.spiffe_ids.is_empty() && self.spiffe_ids.contains(e.spiffe_id.as_str())
     }
 
     fn protect_pod(&mut self, uid: &str, reason: &Arc<str>) {

@@ -196,12 +196,12 @@ pub fn plan<E: std::borrow::Borrow<Entry>>(
     for (i, key) in &managed {
         let e: &Entry = current[*i].borrow();
         if declared_keys.contains(key) {
-            if first_by_key.get(key) != Some(i) && !is_join_token_entry(e) {
+            if first_by_key.get(key) != Some(i) && !is_join_token_entry(e) && !protect.is_untouchable(e) {
                 plan.deletes.push(e.clone()); // duplicate of a declared entry
             }
             continue;
         }
-        if is_join_token_entry(e) {
+        if is_join_token_entry(e) || protect.is_untouchable(e) {
             continue;
         }
         match protect.reason_for(e) {
@@ -210,7 +210,7 @@ pub fn plan<E: std::borrow::Borrow<Entry>>(
         }
     }
 
-    for e in cleanup {
+    for e in cleanup.into_iter().filter(|e| !protect.is_untouchable(e)) {
         match protect.reason_for(e) {
             Some(reason) => plan.kept.push((e.clone(), reason.to_owned())),
             None => plan.deletes.push(e.clone()),

@@ -853,6 +853,22 @@ fn protection_static_failure_keeps_non_pod_entries() {
     assert_eq!(ids(&plan_simple(&d, &current).deletes), vec!["1", "2"]);
 }
 
+#[test]
+fn protection_keeps_the_controllers_own_identity() {
+    let world = small_world();
+    let mut d = declare(&world);
+    let current = [
+        existing("spiffe://x.org/controller", "spiffe://x.org/spire/agent/join_token/t", &[("unix", "uid:0")], "1"),
+        existing("spiffe://x.org/manual", "spiffe://x.org/p", &[("unix", "uid:0")], "2"),
+    ];
+    assert_eq!(ids(&plan_simple(&d, &current).deletes), vec!["1", "2"]);
+    d.protect.protect_spiffe_id("spiffe://x.org/controller");
+    let p = plan_simple(&d, &current);
+    assert_eq!(ids(&p.deletes), vec!["2"]);
+    assert!(p.kept.is_empty(), "not held back: never ours to delete, like join-token entries");
+    assert!(!d.protect.is_empty());
+}
+
 // ---------------------------------------------------------------- diff
 
 fn declared(spiffe: &str, name: &str) -> DeclaredEntry {

@@ -1,4 +1,5 @@
-//! The typed SPIRE Server API client over the server's admin Unix socket.
+//! The typed SPIRE Server API client over the server's admin Unix socket, or over TCP with
+//! SPIFFE mTLS (`Client::connect_mtls`, see `tls.rs` and `workload.rs`).
 
 use std::borrow::Borrow;
 use std::future::Future;
@@ -224,6 +225,8 @@ pub struct Client {
     socket_path: Arc<PathBuf>,
     calls: Arc<std::sync::Mutex<CallLog>>,
     fields: FieldSupport,
+    /// `Some` over TCP + mTLS (see [`Client::connect_mtls`]): the SVID the client presents.
+    identity: Option<crate::workload::SvidSource>,
 }
 
 impl Client {
@@ -242,6 +245,29 @@ impl Client {
         Ok(Self::from_channel(channel, socket_path, options))
     }
 
+    /// A client for the server at `address` (`host:port`, e.g.
+    /// `spire-server.spire-server.svc:8081`) over TCP with SPIFFE mTLS: the client presents
+    /// the current X.509-SVID of `source`, and accepts only a server whose certificate chains
+    /// to the source's current bundle with the SPIFFE ID `server_id`
+    /// (`spiffe://<td>/spire/server`). Lazy like [`Client::connect_lazy`]; SVID and bundle
+    /// rotations need no new client (see `tls.rs`).
+    pub fn connect_mtls(
+        address: &str,
+        source: crate::workload::SvidSource,
+        server_id: &str,
+        options: ClientOptions,
+    ) -> Result<Self, SpireError> {
+        let channel = crate::tls::lazy_channel(address, source.clone(), server_id.to_owned())?;
+        let mut client = Self::from_channel(channel, Arc::new(PathBuf::from(address)), options);
+        client.identity = Some(source);
+        Ok(client)
+    }
+
+    /// The Workload API source of a client made by [`Client::connect_mtls`].
+    pub fn identity(&self) -> Option<&crate::workload::SvidSource> {
+        self.identity.as_ref()
+    }
+
     fn from_channel(channel: Channel, socket_path: Arc<PathBuf>, options: ClientOptions) -> Self {
         let limit = options.max_recv_message_size.unwrap_or(4 * 1024 * 1024);
         Self {
@@ -253,6 +279,7 @@ impl Client {
             socket_path,
             calls: Arc::default(),
             fields: FieldSupport::default(),
+            identity: None,
         }
     }
 
@@ -284,7 +311,7 @@ impl Client {
         let started = std::time::Instant::now();
         let outcome = match tokio::time::timeout(timeout, rpc).await {
             Err(_) => Err(SpireError::DeadlineExceeded { method, timeout }),
-            Ok(Err(status)) => Err(SpireError::from_status(method, status, timeout)),
+            Ok(Err(status)) => Err(self.explain(SpireError::from_status(method, status, timeout))),
             Ok(Ok(response)) => Ok(response.into_inner()),
         };
         {
@@ -324,6 +351,21 @@ impl Client {
             }
         }
         outcome
+    }
+
+    /// Over mTLS, a PermissionDenied names the SVID and says that its entry needs `admin`.
+    fn explain(&self, error: SpireError) -> SpireError {
+        match (error, &self.identity) {
+            (SpireError::Rpc { method, code: Code::PermissionDenied, message }, Some(source)) => {
+                let id = source.current().map(|m| m.spiffe_id.clone()).unwrap_or_else(|| "(none yet)".to_owned());
+                SpireError::Rpc {
+                    method,
+                    code: Code::PermissionDenied,
+                    message: format!("{message}; {}", crate::tls::admin_hint(&id)),
+                }
+            }
+            (error, _) => error,
+        }
     }
 
     // ------------------------------------------------------------ readiness

@@ -1,5 +1,7 @@
 //! SPIRE Server API client (entry, trustdomain, bundle and svid services) over the
-//! server's admin Unix socket, as spire-controller-manager uses it.
+//! server's admin Unix socket (or TCP + SPIFFE mTLS with an X.509-SVID from a SPIRE agent's
+//! Workload API: [`Client::connect_mtls`], [`workload`], [`tls`]), as spire-controller-manager
+//! uses it.
 //!
 //! - [`Client`]: typed calls with a per-call deadline, paged lists (never a partial
 //!   view), and batched writes that report one outcome per item in input order.
@@ -10,12 +12,15 @@
 mod client;
 pub mod convert;
 mod error;
+pub mod tls;
+pub mod workload;
 
 pub use client::{
     Client, ClientOptions, FederatedBundle, FieldSupport, MintedSvid, Reachability, UNSUPPORTED_FIELDS_PROBE_PATH,
     UnsupportedFields, socket_path_from_address,
 };
 pub use error::{BatchError, BatchResult, ItemError, ItemErrorKind, SpireError, code_label, item_code_label};
+pub use workload::{SvidSource, WorkloadError, X509Material};
 
 /// Generated from `proto/` by `build.rs` (prost + tonic). Servers are generated too, for
 /// in-process fakes in tests.
@@ -50,7 +55,13 @@ pub mod proto {
             }
         }
     }
+    /// The SPIFFE Workload API subset (`FetchX509SVID`), see `workload.rs`.
+    pub mod workload {
+        tonic::include_proto!("_");
+    }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
