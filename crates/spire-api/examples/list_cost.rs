@@ -33,6 +33,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => client.list_entry_revisions().await?.len(),
         };
     }
-    println!("{mode} page {page}: {n} entries, {:.1} ms per list", t.elapsed().as_secs_f64() * 1000.0 / f64::from(times));
+    println!(
+        "{mode} page {page}: {n} entries, {:.1} ms per list",
+        t.elapsed().as_secs_f64() * 1000.0 / f64::from(times)
+    );
     Ok(())
 }
