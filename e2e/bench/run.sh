@@ -22,7 +22,8 @@
 # load average to drop below BENCH_MAX_LOAD (default 1.5); the load is recorded either way.
 #
 # environment: BENCH_DIR (default target/bench), BENCH_REPS, BENCH_PODS (10000),
-#   BENCH_NODES (50), BENCH_NAMESPACES (20), BENCH_POD_SHAPE (full: 2 containers with env,
+#   BENCH_DATASTORE (sqlite; postgres: an HA pair of spire-servers on the peers' PostgreSQL, the
+#   controller on server A), BENCH_NODES (50), BENCH_NAMESPACES (20), BENCH_POD_SHAPE (full: 2 containers with env,
 #   probes, resources, a CSI volume, ~5.4 kB as JSON; minimal: 1 bare container), BENCH_ONE_POD (20), BENCH_IDLE_SECONDS (60),
 #   BENCH_ADMISSION_RUNS (3), BENCH_ADMISSION_SECONDS (10), BENCH_MAX_LOAD, BENCH_LOAD_WAIT.
 #

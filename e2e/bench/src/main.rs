@@ -662,22 +662,28 @@ async fn controller(f: Flags) -> Result<()> {
     let say = |s: String| eprintln!("[{label} rep {rep}] {s}");
 
     // A fresh spire-server for this repetition.
+    // BENCH_DATASTORE=postgres: an HA pair on the peers' PostgreSQL (`peers.sh
+    // spire-ha-up`); the controller talks to server A, whose CPU is the one measured.
+    let postgres = std::env::var("BENCH_DATASTORE").is_ok_and(|d| d == "postgres");
+    let (up, down) = if postgres { ("spire-ha-up", "spire-ha-down") } else { ("spire-up", "spire-down") };
+    result.insert("datastore".into(), json!(if postgres { "postgres" } else { "sqlite" }));
     let inst_name = format!("bench-{label}-r{rep}");
-    let st = Command::new(&peers_sh).arg("spire-up").arg(&peers_dir).arg(&inst_name).arg(TD).stdout(Stdio::null()).status()?;
+    let st = Command::new(&peers_sh).arg(up).arg(&peers_dir).arg(&inst_name).arg(TD).stdout(Stdio::null()).status()?;
     if !st.success() {
-        bail!("peers.sh spire-up {inst_name} failed");
+        bail!("peers.sh {up} {inst_name} failed");
     }
-    struct SpireGuard(PathBuf, PathBuf, String);
+    struct SpireGuard(PathBuf, PathBuf, String, &'static str);
     impl Drop for SpireGuard {
         fn drop(&mut self) {
-            let _ = Command::new(&self.0).arg("spire-down").arg(&self.1).arg(&self.2).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            let _ = Command::new(&self.0).arg(self.3).arg(&self.1).arg(&self.2).stdout(Stdio::null()).stderr(Stdio::null()).status();
         }
     }
-    let _spire_guard = SpireGuard(peers_sh.clone(), peers_dir.clone(), inst_name.clone());
+    let _spire_guard = SpireGuard(peers_sh.clone(), peers_dir.clone(), inst_name.clone(), down);
     let inst = peers_dir.join(&inst_name);
     let spire_env = read_env(&inst.join("env"))?;
     let socket = env_get(&spire_env, "SPIRE_SERVER_SOCKET")?.to_owned();
-    let spire_pid: u32 = std::fs::read_to_string(inst.join("spire-server.pid"))?.trim().parse()?;
+    let pid_file = if postgres { inst.join("a").join("spire-server.pid") } else { inst.join("spire-server.pid") };
+    let spire_pid: u32 = std::fs::read_to_string(pid_file)?.trim().parse()?;
     let spire = scm_spire_api::Client::connect_lazy(&socket, Default::default())?;
     spire.wait_ready(Duration::from_secs(30)).await?;
     if spire.count_entries().await? != 0 {
