@@ -667,7 +667,8 @@ async fn controller(f: Flags) -> Result<()> {
     let postgres = std::env::var("BENCH_DATASTORE").is_ok_and(|d| d == "postgres");
     let (up, down) = if postgres { ("spire-ha-up", "spire-ha-down") } else { ("spire-up", "spire-down") };
     result.insert("datastore".into(), json!(if postgres { "postgres" } else { "sqlite" }));
-    let inst_name = format!("bench-{label}-r{rep}");
+    // (`_`, not `-`: an HA pair's name is also its PostgreSQL database's.)
+    let inst_name = format!("bench_{label}_r{rep}");
     let st = Command::new(&peers_sh).arg(up).arg(&peers_dir).arg(&inst_name).arg(TD).stdout(Stdio::null()).status()?;
     if !st.success() {
         bail!("peers.sh {up} {inst_name} failed");
