@@ -28,6 +28,35 @@ async fn ready_condition(name: &str) -> Value {
     v["status"]["conditions"][0].clone()
 }
 
+/// Two ClusterFederatedTrustDomains of `class`: `<class>-partner`, https_spiffe to the
+/// partner's bundle endpoint bootstrapped with its bundle, and `<class>-web`, https_web to
+/// an address where nothing listens. Returns their names.
+async fn apply_partner_and_web(client: &kube::Client, class: &str, partner: &Spire) -> (String, String) {
+    let partner_url = partner.env.get("SPIRE_BUNDLE_ENDPOINT_URL").to_owned();
+    let partner_bundle = partner.cli_ok(&["bundle", "show", "-format", "spiffe"]);
+    let (a, web) = (format!("{class}-partner"), format!("{class}-web"));
+    apply_json(
+        client,
+        "clusterfederatedtrustdomains",
+        cftd(&a, class, json!({"trustDomain": "partner.example", "bundleEndpointURL": partner_url,
+            "bundleEndpointProfile": {"type": "https_spiffe", "endpointSPIFFEID": "spiffe://partner.example/spire/server"},
+            "trustDomainBundle": partner_bundle})),
+    )
+    .await;
+    apply_json(
+        client,
+        "clusterfederatedtrustdomains",
+        cftd(
+            &web,
+            class,
+            json!({"trustDomain": "web.example", "bundleEndpointURL": "https://127.0.0.1:1/bundle",
+            "bundleEndpointProfile": {"type": "https_web"}}),
+        ),
+    )
+    .await;
+    (a, web)
+}
+
 #[tokio::test]
 async fn federated_trust_domains_end_to_end() {
     let client = kube().await;
@@ -35,34 +64,12 @@ async fn federated_trust_domains_end_to_end() {
     let partner_name = unique("partner");
     let partner = Spire::start_with(&partner_name, "partner.example", &["--bundle-endpoint"]);
     let partner_url = partner.env.get("SPIRE_BUNDLE_ENDPOINT_URL").to_owned();
-    let partner_bundle =
-        String::from_utf8_lossy(&partner.cli(&["bundle", "show", "-format", "spiffe"]).stdout).into_owned();
     let class = unique("fed");
     let mut ctl = Controller::start(&class, &base_config(&spire, &class, ""));
     let sc = spire.client().await;
 
     // https_spiffe to the partner, bootstrapped with its bundle; and an https_web one.
-    let a = format!("{class}-partner");
-    apply_json(
-        &client,
-        "clusterfederatedtrustdomains",
-        cftd(&a, &class, json!({"trustDomain": "partner.example", "bundleEndpointURL": partner_url,
-            "bundleEndpointProfile": {"type": "https_spiffe", "endpointSPIFFEID": "spiffe://partner.example/spire/server"},
-            "trustDomainBundle": partner_bundle})),
-    )
-    .await;
-    let web = format!("{class}-web");
-    apply_json(
-        &client,
-        "clusterfederatedtrustdomains",
-        cftd(
-            &web,
-            &class,
-            json!({"trustDomain": "web.example", "bundleEndpointURL": "https://127.0.0.1:1/bundle",
-            "bundleEndpointProfile": {"type": "https_web"}}),
-        ),
-    )
-    .await;
+    let (a, web) = apply_partner_and_web(&client, &class, &partner).await;
     let rels = eventually(WAIT, "two relationships", || async {
         let r = sc.list_federation_relationships().await.ok()?;
         (r.len() == 2).then_some(r)
@@ -193,30 +200,9 @@ async fn bundle_status_and_refresh_on_request() {
     let client = kube().await;
     let spire = Spire::start(&unique("fedst"), "example.org");
     let partner = Spire::start_with(&unique("partner"), "partner.example", &["--bundle-endpoint"]);
-    let partner_url = partner.env.get("SPIRE_BUNDLE_ENDPOINT_URL").to_owned();
-    let partner_bundle = partner.cli_ok(&["bundle", "show", "-format", "spiffe"]);
     let class = unique("fedst");
     let _ctl = Controller::start(&class, &base_config(&spire, &class, "gcInterval: 1h\n"));
-    let (a, web) = (format!("{class}-partner"), format!("{class}-web"));
-    apply_json(
-        &client,
-        "clusterfederatedtrustdomains",
-        cftd(&a, &class, json!({"trustDomain": "partner.example", "bundleEndpointURL": partner_url,
-            "bundleEndpointProfile": {"type": "https_spiffe", "endpointSPIFFEID": "spiffe://partner.example/spire/server"},
-            "trustDomainBundle": partner_bundle})),
-    )
-    .await;
-    apply_json(
-        &client,
-        "clusterfederatedtrustdomains",
-        cftd(
-            &web,
-            &class,
-            json!({"trustDomain": "web.example", "bundleEndpointURL": "https://127.0.0.1:1/bundle",
-            "bundleEndpointProfile": {"type": "https_web"}}),
-        ),
-    )
-    .await;
+    let (a, web) = apply_partner_and_web(&client, &class, &partner).await;
     let before = eventually(WAIT, "the partner's bundle in the status", || async {
         let s = cftd_status(&a);
         (s["bundle"]["present"] == true).then_some(s["bundle"].clone())

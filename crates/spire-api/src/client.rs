@@ -172,23 +172,26 @@ pub const UNSUPPORTED_FIELDS_PROBE_PATH: &str = "/spire-controller-manager/unsup
 /// (absolute, or relative to the working directory), `unix:///abs/path`, or
 /// `unix:path` (relative or absolute).
 pub fn socket_path_from_address(address: &str) -> Result<PathBuf, SpireError> {
-    let invalid = |reason| SpireError::InvalidAddress { address: address.to_owned(), reason };
+    unix_socket_path(address).map_err(|reason| SpireError::InvalidAddress { address: address.to_owned(), reason })
+}
+
+/// A Unix socket address as upstream (and the Workload API's clients) accept it: a path,
+/// `unix:///abs/path` or `unix:path`; the reason when it is not one.
+pub(crate) fn unix_socket_path(address: &str) -> Result<PathBuf, &'static str> {
     let path = if let Some(rest) = address.strip_prefix("unix://") {
         if !rest.starts_with('/') {
-            return Err(invalid(
-                "unix:// must be followed by an absolute path (use unix:relative/path for a relative one)",
-            ));
+            return Err("unix:// must be followed by an absolute path (use unix:relative/path for a relative one)");
         }
         rest
     } else if let Some(rest) = address.strip_prefix("unix:") {
         rest
     } else if address.contains("://") {
-        return Err(invalid("only Unix domain socket addresses are supported"));
+        return Err("only Unix domain socket addresses are supported");
     } else {
         address
     };
     if path.is_empty() {
-        return Err(invalid("socket path is empty"));
+        return Err("socket path is empty");
     }
     Ok(PathBuf::from(path))
 }

@@ -122,23 +122,8 @@ pub fn material_from_response(response: &X509svidResponse) -> Result<X509Materia
 
 /// The Unix socket path of a Workload API address: a path, `unix:///abs/path` or `unix:path`.
 pub fn workload_socket_path(address: &str) -> Result<PathBuf, WorkloadError> {
-    let invalid = |reason| WorkloadError::InvalidAddress { address: address.to_owned(), reason };
-    let path = if let Some(rest) = address.strip_prefix("unix://") {
-        if !rest.starts_with('/') {
-            return Err(invalid("unix:// must be followed by an absolute path"));
-        }
-        rest
-    } else if let Some(rest) = address.strip_prefix("unix:") {
-        rest
-    } else if address.contains("://") {
-        return Err(invalid("only Unix domain socket addresses are supported"));
-    } else {
-        address
-    };
-    if path.is_empty() {
-        return Err(invalid("socket path is empty"));
-    }
-    Ok(PathBuf::from(path))
+    crate::client::unix_socket_path(address)
+        .map_err(|reason| WorkloadError::InvalidAddress { address: address.to_owned(), reason })
 }
 
 #[derive(Debug)]
