@@ -147,22 +147,9 @@ mod tests {
     use super::*;
 
     fn entry(id: &str, hint: &str) -> Entry {
-        Entry {
-            id: id.into(),
-            spiffe_id: scm_spiffe::SpiffeId::parse("spiffe://td/w").unwrap(),
-            parent_id: scm_spiffe::SpiffeId::parse("spiffe://td/p").unwrap(),
-            selectors: vec![],
-            x509_svid_ttl: Default::default(),
-            jwt_svid_ttl: Default::default(),
-            federates_with: vec![],
-            admin: false,
-            downstream: false,
-            dns_names: vec![],
-            hint: hint.into(),
-            store_svid: false,
-            additional_attributes: None,
-            revision: 0,
-        }
+        let spiffe_id = scm_spiffe::SpiffeId::parse("spiffe://td/w").unwrap();
+        let parent_id = scm_spiffe::SpiffeId::parse("spiffe://td/p").unwrap();
+        Entry { id: id.into(), hint: hint.into(), ..Entry::new(spiffe_id, parent_id, vec![]) }
     }
 
     fn ids(m: &Mirror) -> Vec<String> {

@@ -199,20 +199,8 @@ mod tests {
     #[test]
     fn deterministic_ids_follow_the_identity_only() {
         let e = |sid: &str, sels_: &[(&str, &str)], hint: &str| Entry {
-            id: String::new(),
-            spiffe_id: id(sid),
-            parent_id: id("spiffe://td/node"),
-            selectors: sels(sels_),
-            x509_svid_ttl: Duration::ZERO,
-            jwt_svid_ttl: Duration::ZERO,
-            federates_with: vec![],
-            admin: false,
-            downstream: false,
-            dns_names: vec![],
             hint: hint.into(),
-            store_svid: false,
-            additional_attributes: None,
-            revision: 0,
+            ..Entry::new(id(sid), id("spiffe://td/node"), sels(sels_))
         };
         let a = deterministic_entry_id("p.", &e("spiffe://td/a", &[("k8s", "ns:x"), ("k8s", "pod-uid:1")], ""));
         // Same identity (selectors in another order, another hint): same ID.
