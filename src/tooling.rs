@@ -143,9 +143,7 @@ pub fn plan(inputs: &Inputs, settings: &scm_core::Settings, json_out: bool) -> (
         None => Default::default(),
     };
     let report = if entries_on {
-        let p = scm_core::plan(&declared.entries, &inputs.entries, &own, &unsupported, &declared.protect, &mut || {
-            "(new)".into()
-        });
+        let p = scm_core::plan(&declared.entries, &inputs.entries, &own, &unsupported, &declared.protect);
         scm_core::describe_plan(&p, &declared.entries, &inputs.entries, &own, &unsupported)
     } else {
         scm_core::PlanReport::default()

@@ -240,30 +240,11 @@ impl EntryReconciler {
         }
         let shortfalls = self.shortfalls(&mut declared, kind).await;
         let current = self.mirror.entries();
-        let prefix = self.ownership.prefix.clone();
-        let mut new_id = move || match &prefix {
-            Some(p) => format!("{p}{}", uuid::Uuid::new_v4()),
-            None => String::new(),
-        };
-        let plan = scm_core::plan(
-            &declared.entries,
-            &current,
-            &self.ownership,
-            &self.unsupported,
-            &declared.protect,
-            &mut new_id,
-        );
+        let plan = scm_core::plan(&declared.entries, &current, &self.ownership, &self.unsupported, &declared.protect);
 
         let owned = scm_core::owned_count(&current, &self.ownership);
         drop(current);
         let mut plan = plan;
-        // faults (#12): with a prefix, a new entry's ID derives from its identity, so a
-        // create retried after an unacknowledged success cannot duplicate it.
-        if let Some(p) = self.ownership.prefix.as_deref().filter(|p| !p.is_empty()) {
-            for (_, e) in plan.creates.iter_mut() {
-                e.id = scm_core::deterministic_entry_id(p, e);
-            }
-        }
         self.check_deletes(&world, owned, &mut plan).await;
 
         let mut report = PassReport { kept: plan.kept.len(), ..Default::default() };

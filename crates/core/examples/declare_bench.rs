@@ -44,7 +44,6 @@ fn main() {
         })
         .collect();
     let t = Instant::now();
-    let p =
-        plan(&d.entries, &current, &Ownership::default(), &UnsupportedFields::default(), &d.protect, &mut String::new);
+    let p = plan(&d.entries, &current, &Ownership::default(), &UnsupportedFields::default(), &d.protect);
     println!("plan (all current): {:?} ({} unchanged)", t.elapsed(), p.unchanged.len());
 }

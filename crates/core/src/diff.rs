@@ -4,7 +4,7 @@ use scm_spiffe::Entry;
 
 use crate::declare::{DeclaredEntry, Protection, SourceRef};
 use crate::fast::{FastMap, FastSet};
-use crate::key::{entry_digest, is_join_token_entry};
+use crate::key::{deterministic_entry_id, entry_digest, is_join_token_entry};
 
 /// Which SPIRE entries this controller owns (`entryIDPrefix`, `entryIDPrefixCleanup`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,7 +63,8 @@ pub struct UnsupportedFields {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub deletes: Vec<Entry>,
-    /// Entry `id` is `new_id()` when a prefix is configured, else empty (SPIRE assigns).
+    /// Entry `id` is [`deterministic_entry_id`] when a prefix is configured, else empty
+    /// (SPIRE assigns).
     pub creates: Vec<(SourceRef, Entry)>,
     /// Full replacements, `id` set to the existing entry's.
     pub updates: Vec<(SourceRef, Entry)>,
@@ -138,6 +139,10 @@ fn same_sorted<T: Ord>(a: &[T], b: &[T]) -> bool {
 /// join-token entries and protected ones (→ `kept`). Delete-only (cleanup) entries are
 /// deleted unless protected; they are not join-token filtered. Ignored entries are untouched.
 ///
+/// With a prefix, a create's ID derives from the entry's identity
+/// ([`deterministic_entry_id`]), so a create retried after an unacknowledged success is
+/// answered AlreadyExists instead of doubling the entry.
+///
 /// `current` may be entries or references to them (the caller's mirror of SPIRE): only
 /// the entries that are written or kept are copied.
 pub fn plan<E: std::borrow::Borrow<Entry>>(
@@ -146,7 +151,6 @@ pub fn plan<E: std::borrow::Borrow<Entry>>(
     own: &Ownership,
     unsupported: &UnsupportedFields,
     protect: &Protection,
-    new_id: &mut dyn FnMut() -> String,
 ) -> Plan {
     let mut plan = Plan::default();
     let mut managed: Vec<(usize, [u8; 32])> = Vec::new();
@@ -175,8 +179,8 @@ pub fn plan<E: std::borrow::Borrow<Entry>>(
         match first_by_key.get(&key) {
             None => {
                 let mut entry = d.entry.clone();
-                if entry.id.is_empty() && own.prefix().is_some() {
-                    entry.id = new_id();
+                if let Some(prefix) = own.prefix().filter(|_| entry.id.is_empty()) {
+                    entry.id = deterministic_entry_id(prefix, &entry);
                 }
                 plan.creates.push((d.source.clone(), entry));
             }

@@ -747,7 +747,7 @@ fn stale_pod_entry(pod_uid: &str, entry_id: &str) -> Entry {
 }
 
 fn plan_simple(d: &Declared, current: &[Entry]) -> Plan {
-    plan(&d.entries, current, &Ownership::default(), &UnsupportedFields::default(), &d.protect, &mut || unreachable!())
+    plan(&d.entries, current, &Ownership::default(), &UnsupportedFields::default(), &d.protect)
 }
 
 fn ids(v: &[Entry]) -> Vec<&str> {
@@ -920,22 +920,17 @@ fn plan_with_prefix_and_cleanup() {
         current("spiffe://td/kept", "5"), // same key, but not ours: ignored/cleanup, never reused
     ];
     let own = Ownership { prefix: Some("scm.".into()), cleanup: Some("".into()) };
-    let mut n = 0;
-    let p = plan(&d, &cur, &own, &UnsupportedFields::default(), &Protection::default(), &mut || {
-        n += 1;
-        format!("scm.uuid-{n}")
-    });
+    let p = plan(&d, &cur, &own, &UnsupportedFields::default(), &Protection::default());
     assert_eq!(p.creates.len(), 1);
-    assert_eq!(p.creates[0].1.id, "scm.uuid-1");
+    assert_eq!(p.creates[0].1.id, crate::deterministic_entry_id("scm.", &p.creates[0].1));
+    assert!(p.creates[0].1.id.starts_with("scm."));
     assert_eq!(p.creates[0].0.name, "n");
     assert_eq!(p.unchanged.len(), 1);
     assert_eq!(p.unchanged[0].1, "scm.1");
     assert_eq!(ids(&p.deletes), vec!["scm.2", "4", "5"]);
 
     // Without a prefix SPIRE assigns the ID and every entry is managed.
-    let p = plan(&d, &cur, &Ownership::default(), &UnsupportedFields::default(), &Protection::default(), &mut || {
-        panic!("no prefix, no client-side IDs")
-    });
+    let p = plan(&d, &cur, &Ownership::default(), &UnsupportedFields::default(), &Protection::default());
     assert_eq!(p.creates[0].1.id, "");
     assert_eq!(p.unchanged[0].1, "scm.1");
     assert_eq!(ids(&p.deletes), vec!["scm.2", "other.3", "4", "5"]);
@@ -959,19 +954,12 @@ fn plan_duplicates_and_join_tokens() {
     assert_eq!(ids(&p.deletes), vec!["2", "4"]);
     // Join-token entries in cleanup are deleted (upstream does not filter them there).
     let own = Ownership { prefix: Some("scm.".into()), cleanup: Some("".into()) };
-    let p = plan(
-        &[],
-        &[jt("3", "spiffe://td/node")],
-        &own,
-        &UnsupportedFields::default(),
-        &Protection::default(),
-        &mut || unreachable!(),
-    );
+    let p = plan(&[], &[jt("3", "spiffe://td/node")], &own, &UnsupportedFields::default(), &Protection::default());
     assert_eq!(ids(&p.deletes), vec!["3"]);
 }
 
 fn plan_simple_entries(d: &[DeclaredEntry], cur: &[Entry]) -> Plan {
-    plan(d, cur, &Ownership::default(), &UnsupportedFields::default(), &Protection::default(), &mut || unreachable!())
+    plan(d, cur, &Ownership::default(), &UnsupportedFields::default(), &Protection::default())
 }
 
 #[test]
@@ -980,7 +968,7 @@ fn plan_protection_on_cleanup_entries() {
     protect.pods.insert("p1".into(), "because".into());
     let pod_entry = existing("spiffe://td/x", "spiffe://td/parent", &[("k8s", "pod-uid:p1")], "legacy");
     let own = Ownership { prefix: Some("scm.".into()), cleanup: Some("".into()) };
-    let p = plan(&[], &[pod_entry], &own, &UnsupportedFields::default(), &protect, &mut || unreachable!());
+    let p = plan(&[], &[pod_entry], &own, &UnsupportedFields::default(), &protect);
     assert!(p.deletes.is_empty());
     assert_eq!(p.kept[0].1, "because");
 }
@@ -1049,14 +1037,7 @@ fn outdated_fields_each() {
             source: declared("spiffe://td/a", "s").source,
             pod_uid: None,
         };
-        let p = plan(
-            &[d],
-            std::slice::from_ref(&base),
-            &Ownership::default(),
-            &none,
-            &Protection::default(),
-            &mut || unreachable!(),
-        );
+        let p = plan(&[d], std::slice::from_ref(&base), &Ownership::default(), &none, &Protection::default());
         assert_eq!((p.updates.len(), p.unchanged.len()), (1, 0), "{field}");
         assert_eq!(p.updates[0].1.id, "1");
     }
@@ -1182,14 +1163,7 @@ fn declare_timing() {
         assert_eq!(d.entries.len(), 30_000);
     }
     let t = std::time::Instant::now();
-    let p = plan::<Entry>(
-        &d.entries,
-        &[],
-        &Ownership::default(),
-        &UnsupportedFields::default(),
-        &d.protect,
-        &mut String::new,
-    );
+    let p = plan::<Entry>(&d.entries, &[], &Ownership::default(), &UnsupportedFields::default(), &d.protect);
     let plan_t = t.elapsed();
     println!(
         "10k pods x 3 CRs: cold {cold:?}, warm {warm:?}, plan(empty current) {plan_t:?}, creates {}",

@@ -268,7 +268,7 @@ fn describe_plan_groups_writes_and_says_what_it_leaves_alone() {
         with_id(&stray, "other.x"),
         with_id(&join, "scm.join"),
     ];
-    let p = plan(&d.entries, &current, &own, &none, &d.protect, &mut || "scm.new".into());
+    let p = plan(&d.entries, &current, &own, &none, &d.protect);
     let r = describe_plan(&p, &d.entries, &current, &own, &none);
     assert!(r.has_drift());
     let sa = &r.by_source[&d.entries[0].source];
@@ -288,7 +288,7 @@ fn describe_plan_groups_writes_and_says_what_it_leaves_alone() {
     // In sync: nothing to write.
     let synced: Vec<Entry> =
         d.entries.iter().enumerate().map(|(i, e)| with_id(&e.entry, &format!("scm.{i}"))).collect();
-    let p = plan(&d.entries, &synced, &own, &none, &d.protect, &mut || unreachable!());
+    let p = plan(&d.entries, &synced, &own, &none, &d.protect);
     assert!(!describe_plan(&p, &d.entries, &synced, &own, &none).has_drift());
 }
 
@@ -303,7 +303,7 @@ fn describe_plan_reports_protected_entries() {
     );
     let current = vec![Entry { id: "e1".into(), ..old }];
     let none = UnsupportedFields::default();
-    let p = plan(&d.entries, &current, &Ownership::default(), &none, &d.protect, &mut || unreachable!());
+    let p = plan(&d.entries, &current, &Ownership::default(), &none, &d.protect);
     let r = describe_plan(&p, &d.entries, &current, &Ownership::default(), &none);
     assert!(r.deletes.is_empty());
     assert!(matches!(&r.left_alone[0].1, LeftAlone::Protected(why) if why.contains("failed to render")));
