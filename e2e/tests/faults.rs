@@ -302,6 +302,15 @@ async fn spire_unreachable_two_minutes() {
     assert!(rpc_calls <= 80.0, "a burst of SPIRE calls: {rpc_calls} failures in 120 s");
 }
 
+/// The config of one of two controllers (one per spire-server of the HA pair) that elect a
+/// leader on a Lease in `lease_ns`, with `entryIDPrefix: scm.` and gcInterval 2 s.
+fn leader_config(class: &str, lease_ns: &str, lease: &str, renew: &str, sock: &str) -> String {
+    format!(
+        "trustDomain: {TD}\nclusterName: e2e\nclusterDomain: cluster.local\nspireServerSocketPath: {sock}\nclassName: {class}\nwatchClassless: false\nentryIDPrefix: scm.\ngcInterval: 2s\n\
+         leaderElection:\n  leaderElect: true\n  resourceName: {class}.spiffe.io\n  resourceNamespace: {lease_ns}\n  leaseDuration: {lease}\n  renewDeadline: {renew}\n  retryPeriod: 1s\n"
+    )
+}
+
 /// One controller per spire-server of the HA pair, Lease election: the leader's
 /// spire-server dies, leadership moves to the controller whose SPIRE works within
 /// leaseDuration + a pass, and that one writes.
@@ -315,14 +324,7 @@ async fn leader_spire_dies_leadership_moves() {
     let a = ha.client('a');
     let b = ha.client('b');
     let foreign = foreign_entry(|args| ha.cli('a', args), &a, "fho").await;
-    let le = format!(
-        "leaderElection:\n  leaderElect: true\n  resourceName: {class}.spiffe.io\n  resourceNamespace: {lease_ns}\n  leaseDuration: 4s\n  renewDeadline: 3s\n  retryPeriod: 1s\n"
-    );
-    let config = |sock: &str| {
-        format!(
-            "trustDomain: {TD}\nclusterName: e2e\nclusterDomain: cluster.local\nspireServerSocketPath: {sock}\nclassName: {class}\nwatchClassless: false\nentryIDPrefix: scm.\ngcInterval: 2s\n{le}"
-        )
-    };
+    let config = |sock: &str| leader_config(&class, &lease_ns, "4s", "3s", sock);
     let cse = |i: usize| {
         json!({"apiVersion": "spire.spiffe.io/v1alpha1", "kind": "ClusterStaticEntry", "metadata": {"name": format!("{class}-{i}")},
             "spec": {"className": class, "spiffeID": format!("spiffe://{TD}/{class}/w{i}"), "parentID": PARENT, "selectors": [format!("unix:uid:{i}")]}})
@@ -458,14 +460,7 @@ async fn leader_apiserver_stall_no_overlapping_writers() {
     create_namespace(&client, &lease_ns, &[]).await;
     let b = ha.client('b');
     let foreign = foreign_entry(|args| ha.cli('b', args), &b, "stall").await;
-    let le = format!(
-        "leaderElection:\n  leaderElect: true\n  resourceName: {class}.spiffe.io\n  resourceNamespace: {lease_ns}\n  leaseDuration: 6s\n  renewDeadline: 4s\n  retryPeriod: 1s\n"
-    );
-    let config = |sock: &str| {
-        format!(
-            "trustDomain: {TD}\nclusterName: e2e\nclusterDomain: cluster.local\nspireServerSocketPath: {sock}\nclassName: {class}\nwatchClassless: false\nentryIDPrefix: scm.\ngcInterval: 2s\n{le}"
-        )
-    };
+    let config = |sock: &str| leader_config(&class, &lease_ns, "6s", "4s", sock);
     let api = peers().env.get("KUBE_APISERVER_URL").trim_start_matches("https://").to_owned();
     let proxy = StallProxy::start(api);
     let ca = Controller::start(&format!("{class}-a"), &config(ha.socket('a')));

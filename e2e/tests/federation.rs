@@ -250,14 +250,5 @@ async fn bundle_status_and_refresh_on_request() {
     .await;
     assert_eq!(failed["result"], "Failed", "{failed}");
     assert!(failed["message"].as_str().unwrap().contains("web.example"), "{failed}");
-    let events = kubectl(&["get", "events.events.k8s.io", "-A", "-o", "json"]);
-    let events: Value = serde_json::from_slice(&events.stdout).unwrap();
-    assert!(
-        events["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["regarding"]["name"] == web.as_str() && e["reason"] == "RefreshFailed"),
-        "a RefreshFailed Event"
-    );
+    assert!(events_regarding(None, &web).iter().any(|e| e["reason"] == "RefreshFailed"), "a RefreshFailed Event");
 }

@@ -44,6 +44,20 @@ pub fn kubectl(args: &[&str]) -> std::process::Output {
     peers().env.kubectl(args)
 }
 
+/// The Events (events.k8s.io) regarding the object named `name`, in `namespace` (`None`:
+/// every namespace).
+pub fn events_regarding(namespace: Option<&str>, name: &str) -> Vec<serde_json::Value> {
+    let mut args = vec!["get", "events.events.k8s.io", "-o", "json"];
+    match namespace {
+        Some(ns) => args.extend(["-n", ns]),
+        None => args.push("-A"),
+    }
+    let out = kubectl(&args);
+    assert!(out.status.success(), "kubectl get events: {}", String::from_utf8_lossy(&out.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("an event list");
+    list["items"].as_array().into_iter().flatten().filter(|e| e["regarding"]["name"] == name).cloned().collect()
+}
+
 /// `kubectl apply -f -` with the given YAML/JSON; returns (success, stdout+stderr).
 pub fn kubectl_apply(doc: &str) -> (bool, String) {
     use std::io::Write;

@@ -343,13 +343,8 @@ async fn multibyte_annotations_in_a_failing_render_cannot_stop_registration() {
     })
     .await;
     // The Events were written, each note cut on a character boundary.
-    let out = kubectl(&["-n", "default", "get", "events.events.k8s.io", "-o", "json"]);
-    let events: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let notes: Vec<String> = events["items"]
-        .as_array()
-        .unwrap()
+    let notes: Vec<String> = events_regarding(Some("default"), &format!("{name}-notes"))
         .iter()
-        .filter(|e| e["regarding"]["name"] == format!("{name}-notes").as_str())
         .filter_map(|e| e["note"].as_str().map(str::to_owned))
         .collect();
     assert!(!notes.is_empty(), "RenderFailed events were written");
@@ -403,15 +398,10 @@ async fn an_empty_pod_view_cannot_delete_every_entry() {
     assert!(passes >= 1.0);
     assert_eq!(owned(&spire), 30, "nothing deleted while held");
     assert!(ctl.logs().contains("mass deletion held"), "{}", ctl.logs());
-    let events = kubectl(&["-n", &home, "get", "events.events.k8s.io", "-o", "json"]);
-    let events: Value = serde_json::from_slice(&events.stdout).unwrap();
+    let events = events_regarding(Some(&home), &name);
     assert!(
-        events["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["reason"] == "DeletesHeld" && e["regarding"]["name"] == name.as_str()),
-        "a DeletesHeld Event on the controller's Pod: {events}"
+        events.iter().any(|e| e["reason"] == "DeletesHeld"),
+        "a DeletesHeld Event on the controller's Pod: {events:?}"
     );
 
     // The operator acknowledges that exact plan: the deletes go ahead.

@@ -72,13 +72,9 @@ fn degraded(status: &serde_json::Value) -> Option<(String, String)> {
 
 /// The notes of the Warning Events about object `name` with `reason`.
 fn event_notes(name: &str, reason: &str) -> Vec<String> {
-    let out = kubectl(&["get", "events.events.k8s.io", "-A", "-o", "json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["regarding"]["name"] == name && e["reason"] == reason)
+    events_regarding(None, name)
+        .iter()
+        .filter(|e| e["reason"] == reason)
         .filter_map(|e| e["note"].as_str().map(str::to_owned))
         .collect()
 }
