@@ -169,12 +169,20 @@ pub fn plan(inputs: &Inputs, settings: &scm_core::Settings, json_out: bool) -> (
     }
     let held = guard_hold(inputs, &report, &own);
     notes.extend(held.clone());
+    let shown = PlanShown {
+        report: &report,
+        fed: fed.as_ref(),
+        failures: &declared.failures,
+        current: &inputs.entries,
+        drift,
+        notes: &notes,
+    };
     let text = if json_out {
-        let mut v = plan_json(&report, fed.as_ref(), &declared.failures, &inputs.entries, drift, &notes);
+        let mut v = plan_json(&shown);
         v["deletionGuard"] = json!({"wouldHold": held.is_some(), "message": held});
         format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
     } else {
-        plan_text(&report, fed.as_ref(), &declared.failures, &inputs.entries, drift, &notes)
+        plan_text(&shown)
     };
     (text, code)
 }
@@ -207,14 +215,18 @@ fn guard_hold(inputs: &Inputs, report: &scm_core::PlanReport, own: &Ownership) -
     }
 }
 
-fn plan_text(
-    r: &scm_core::PlanReport,
-    fed: Option<&scm_federation::Plan>,
-    failures: &[RenderFailure],
-    current: &[Entry],
+/// What `plan` prints, as text or JSON.
+struct PlanShown<'a> {
+    report: &'a scm_core::PlanReport,
+    fed: Option<&'a scm_federation::Plan>,
+    failures: &'a [RenderFailure],
+    current: &'a [Entry],
     drift: bool,
-    notes: &[String],
-) -> String {
+    notes: &'a [String],
+}
+
+fn plan_text(shown: &PlanShown<'_>) -> String {
+    let &PlanShown { report: r, fed, failures, current, drift, notes } = shown;
     let mut o = String::new();
     let (c, u, d) = r.counts();
     let unchanged: usize = r.by_source.values().map(|w| w.unchanged).sum();
@@ -292,14 +304,8 @@ fn plan_text(
     o
 }
 
-fn plan_json(
-    r: &scm_core::PlanReport,
-    fed: Option<&scm_federation::Plan>,
-    failures: &[RenderFailure],
-    current: &[Entry],
-    drift: bool,
-    notes: &[String],
-) -> Value {
+fn plan_json(shown: &PlanShown<'_>) -> Value {
+    let &PlanShown { report: r, fed, failures, current, drift, notes } = shown;
     let by_source: Vec<Value> = r
         .by_source
         .iter()
