@@ -298,16 +298,18 @@ impl EntryReconciler {
             out.insert(src, Shortfall { reason: "BundleMissing", message });
         }
         if self.unsupported.additional_attributes {
-            for d in declared.entries.iter().filter(|d| d.entry.additional_attributes.is_some()) {
-                let note = "disableX509SVIDPrefetch and jwtSVIDIncludeJTI need SPIRE Server 1.15 or later; this server does not store them";
-                match out.get_mut(&d.source) {
-                    Some(s) if !s.message.contains(note) => s.message = format!("{}; {note}", s.message),
-                    Some(_) => {}
+            let note = "disableX509SVIDPrefetch and jwtSVIDIncludeJTI need SPIRE Server 1.15 or later; this server does not store them";
+            let sources: BTreeSet<&SourceRef> = declared
+                .entries
+                .iter()
+                .filter(|d| d.entry.additional_attributes.is_some())
+                .map(|d| &d.source)
+                .collect();
+            for src in sources {
+                match out.get_mut(src) {
+                    Some(s) => s.message = format!("{}; {note}", s.message),
                     None => {
-                        out.insert(
-                            d.source.clone(),
-                            Shortfall { reason: "FieldUnsupported", message: note.to_owned() },
-                        );
+                        out.insert(src.clone(), Shortfall { reason: "FieldUnsupported", message: note.to_owned() });
                     }
                 }
             }
