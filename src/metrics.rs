@@ -38,6 +38,11 @@ pub struct Metrics {
     pub mirror_checks: IntCounterVec,
     /// Entries fetched by those checks (changed behind the controller's back).
     pub mirror_entries_fetched: IntCounter,
+    /// Entry passes by how much they declared: `whole` or `incremental`.
+    pub declarations: IntCounterVec,
+    /// Entries, stats and protections where the incrementally kept declaration differed
+    /// from a whole one of the same world (must stay 0).
+    pub declaration_disagreements: IntCounter,
     pub render_failures: IntGaugeVec,
     /// Federation relationships by outcome.
     pub federation_relationships: IntGaugeVec,
@@ -124,6 +129,20 @@ impl Metrics {
                 &["result"],
             )
             .unwrap(),
+            declarations: IntCounterVec::new(
+                Opts::new("entry_declarations_total", "Entry passes by scope of declaration (whole, incremental)")
+                    .namespace(NS),
+                &["scope"],
+            )
+            .unwrap(),
+            declaration_disagreements: IntCounter::with_opts(
+                Opts::new(
+                    "declaration_disagreements_total",
+                    "Differences found between the incrementally kept declaration and a whole one (must stay 0)",
+                )
+                .namespace(NS),
+            )
+            .unwrap(),
             mirror_entries_fetched: IntCounter::with_opts(
                 Opts::new("mirror_entries_fetched_total", "Entries fetched because their revision changed")
                     .namespace(NS),
@@ -173,6 +192,8 @@ impl Metrics {
         r.register(Box::new(m.entry_deletes_held.clone())).unwrap();
         r.register(Box::new(m.mirror_checks.clone())).unwrap();
         r.register(Box::new(m.mirror_entries_fetched.clone())).unwrap();
+        r.register(Box::new(m.declarations.clone())).unwrap();
+        r.register(Box::new(m.declaration_disagreements.clone())).unwrap();
         r.register(Box::new(m.render_failures.clone())).unwrap();
         r.register(Box::new(m.federation_relationships.clone())).unwrap();
         r.register(Box::new(m.federation_writes.clone())).unwrap();

@@ -1,9 +1,13 @@
 //! A coalescing trigger. Upstream drops a trigger that arrives during a pass (a
 //! non-blocking send on an unbuffered channel); here any number of notifications
 //! while a pass runs collapse into exactly one more pass.
+//!
+//! A notification also says what changed (`scm_core::Changes`: a pod, a namespace, a
+//! node, or everything), gathered until the pass takes them, so that the pass declares
+//! again only what the changes touch. A plain [`Trigger::notify`] means everything.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::Notify;
@@ -19,6 +23,7 @@ struct Inner {
     /// Monotonic nanoseconds (since `epoch`) of the oldest notification not yet consumed; 0 = none.
     pending_since: AtomicU64,
     epoch: std::sync::OnceLock<Instant>,
+    changes: Mutex<scm_core::Changes>,
 }
 
 impl Trigger {
@@ -26,8 +31,31 @@ impl Trigger {
         Self::default()
     }
 
-    /// Asks for a pass. Never blocks, never lost.
+    /// Asks for a pass over everything. Never blocks, never lost.
     pub fn notify(&self) {
+        self.notify_change(|c| c.set_everything());
+    }
+
+    /// Asks for a pass over what `mark` records (e.g. `|c| c.pod(ns, name)`).
+    pub fn notify_change(&self, mark: impl FnOnce(&mut scm_core::Changes)) {
+        // Recorded before the wake-up: the pass that wakes takes it.
+        mark(&mut self.inner.changes.lock().unwrap_or_else(|e| e.into_inner()));
+        self.wake();
+    }
+
+    /// What changed since the last call (taken by a starting pass, before its snapshot:
+    /// a change recorded after that is seen by the next pass).
+    pub fn take_changes(&self) -> scm_core::Changes {
+        std::mem::take(&mut *self.inner.changes.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Gives back changes a pass took but did not use (no wake-up: whoever deferred
+    /// them asks for the pass that uses them).
+    pub fn restore_changes(&self, changes: scm_core::Changes) {
+        self.inner.changes.lock().unwrap_or_else(|e| e.into_inner()).merge(changes);
+    }
+
+    fn wake(&self) {
         let now = self.now_nanos().max(1);
         // Only the first notification since the last pass started wakes anyone: the others
         // are covered by the same pass. `notify_one` stores a permit when nobody waits, so
@@ -88,5 +116,20 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_millis(50), t.notified()).await.is_err(), "nothing left");
         t.notify();
         tokio::time::timeout(Duration::from_millis(100), t.notified()).await.expect("a new change is seen");
+    }
+
+    #[tokio::test]
+    async fn changes_gather_until_taken_and_a_plain_notify_means_everything() {
+        let t = Trigger::new();
+        t.notify_change(|c| c.pod("ns", "a"));
+        t.notify_change(|c| c.node("n1"));
+        t.notified().await;
+        let c = t.take_changes();
+        assert!(!c.everything);
+        assert_eq!((c.pods.len(), c.nodes.len()), (1, 1));
+        assert!(t.take_changes().is_empty(), "taken once");
+        t.restore_changes(c);
+        t.notify();
+        assert!(t.take_changes().everything);
     }
 }

@@ -107,7 +107,19 @@ impl EarlyPods {
     /// Merges confirmed pods into the pod list of a snapshot.
     pub fn overlay(&self, pods: &mut Vec<Arc<PodInfo>>) {
         let mut st = self.state.lock().unwrap();
+        // A hint that expires leaves the snapshot without an event from the watch: the
+        // next pass declares that pod again.
+        let expired: Vec<Arc<PodInfo>> =
+            st.confirmed.values().filter(|(_, at)| at.elapsed() >= TTL).map(|(p, _)| p.clone()).collect();
         st.confirmed.retain(|_, (_, at)| at.elapsed() < TTL);
+        for pod in expired {
+            self.trigger.notify_change(|c| {
+                c.pod(
+                    pod.metadata.namespace.as_deref().unwrap_or_default(),
+                    pod.metadata.name.as_deref().unwrap_or_default(),
+                )
+            });
+        }
         st.created.retain(|_, (_, at)| at.elapsed() < TTL);
         if st.confirmed.is_empty() {
             return;
@@ -170,7 +182,7 @@ impl EarlyPods {
                             .confirmed
                             .insert(key.clone(), (Arc::new(PodInfo::from(pod)), Instant::now()));
                         outcome = "confirmed";
-                        this.trigger.notify();
+                        this.trigger.notify_change(|c| c.pod(&namespace, &name));
                         break;
                     }
                     // Not stored yet (admission runs first), or a passing error: try again.

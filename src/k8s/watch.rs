@@ -125,6 +125,21 @@ impl<K: Storable + DeserializeOwned + std::fmt::Debug> Watchable for K {}
 /// Turns a watched object into what its store keeps, given the watch's parameters.
 pub(crate) type Convert<K, S, T> = Arc<dyn Fn(K, &T) -> S + Send + Sync>;
 
+/// What a change to an object of a kind touches (recorded with the trigger, so that the
+/// pass declares again only that).
+pub(crate) type Mark<S> = fn(&S, &mut scm_core::Changes);
+
+/// A change to this kind can touch anything (custom resources).
+pub(crate) fn touches_everything<S>(_: &S, c: &mut scm_core::Changes) {
+    c.set_everything();
+}
+
+/// A change to a namespaced object touches the pods of its namespace (Endpoints and
+/// EndpointSlices: the Service names of `autoPopulateDNSNames`).
+pub(crate) fn touches_its_namespace<S: Resource>(obj: &S, c: &mut scm_core::Changes) {
+    c.namespace(obj.meta().namespace.as_deref().unwrap_or_default());
+}
+
 impl Watches<'_> {
     /// A watch that stores its objects trimmed by `trim`, which never changes.
     pub(crate) fn fixed<K: Watchable>(
@@ -133,6 +148,7 @@ impl Watches<'_> {
         apis: Vec<ApiAndConfig<K>>,
         trim: fn(&mut K),
         changed: fn(&K, &K) -> bool,
+        mark: Mark<K>,
         optional: Option<Optional>,
     ) -> Watched<K> {
         let (params, rx) = watch::channel(Some(()));
@@ -143,7 +159,7 @@ impl Watches<'_> {
             trim(&mut obj);
             obj
         });
-        self.spawn(name, apis, convert, rx, applied, changed, optional)
+        self.spawn(name, apis, convert, rx, applied, changed, mark, optional)
     }
 
     /// Watches of `K` stored as `S` by `convert` with parameters `T`, one per entry of
@@ -159,6 +175,7 @@ impl Watches<'_> {
         params: watch::Receiver<Option<T>>,
         applied: Vec<Arc<Mutex<Option<T>>>>,
         changed: fn(&S, &S) -> bool,
+        mark: Mark<S>,
         optional: Option<Optional>,
     ) -> Watched<S> {
         let mut parts = Vec::with_capacity(apis.len());
@@ -177,6 +194,7 @@ impl Watches<'_> {
                 convert: convert.clone(),
                 applied,
                 changed,
+                mark,
                 optional: optional.map(|o| (o, self.degradations.clone())),
             };
             tokio::spawn(w.run(params.clone(), self.cancel.clone()));
@@ -202,6 +220,7 @@ where
     convert: Convert<K, S, T>,
     applied: Arc<Mutex<Option<T>>>,
     changed: fn(&S, &S) -> bool,
+    mark: Mark<S>,
     optional: Option<(Optional, Degradations)>,
 }
 
@@ -300,12 +319,12 @@ impl<K: Watchable, S: Storable, T: Clone + Send + Sync + 'static> WatchTask<K, S
                 let old = self.store.get(&reflector::ObjectRef::from_obj(obj));
                 self.writer.apply_watcher_event(&event);
                 if old.is_none_or(|old| (self.changed)(&old, obj)) {
-                    self.trigger.notify();
+                    self.trigger.notify_change(|c| (self.mark)(obj, c));
                 }
             }
-            watcher::Event::Delete(_) => {
+            watcher::Event::Delete(obj) => {
                 self.writer.apply_watcher_event(&event);
-                self.trigger.notify();
+                self.trigger.notify_change(|c| (self.mark)(obj, c));
             }
         }
     }

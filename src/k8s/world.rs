@@ -21,7 +21,8 @@ pub use super::pods::PodFieldsKept;
 use super::pods::{SpecInterner, pod_changed};
 pub use super::watch::Watched;
 use super::watch::{
-    Convert, Optional, Watches, cluster_api, content_changed, namespaced_apis, spec_changed, trim_meta,
+    Convert, Optional, Watches, cluster_api, content_changed, namespaced_apis, spec_changed, touches_everything,
+    touches_its_namespace, trim_meta,
 };
 use crate::scope::NamespaceScope;
 use crate::trigger::Trigger;
@@ -106,7 +107,7 @@ impl Stores {
         let pod_applied: Vec<_> = pod_apis.iter().map(|_| Arc::new(Mutex::new(None))).collect();
         let specs = SpecInterner::default();
         let convert: Convert<Pod, PodInfo, PodFields> = Arc::new(move |pod, keep| specs.pod_info(pod, keep));
-        let pods = w.spawn("pods", pod_apis, convert, pod_rx, pod_applied.clone(), pod_changed, None);
+        let pods = w.spawn("pods", pod_apis, convert, pod_rx, pod_applied.clone(), pod_changed, touches_pod, None);
         let pod_fields = PodFieldsKept {
             requested: pod_params,
             applied: pod_applied,
@@ -124,13 +125,28 @@ impl Stores {
         };
         let s = Stores {
             pods,
-            nodes: w.fixed("nodes", cluster_api(client, for_pods(&all)), trim_node, content_changed, None),
-            namespaces: w.fixed("namespaces", cluster_api(client, for_pods(&all)), trim_meta, content_changed, None),
+            nodes: w.fixed(
+                "nodes",
+                cluster_api(client, for_pods(&all)),
+                trim_node,
+                content_changed,
+                touches_node,
+                None,
+            ),
+            namespaces: w.fixed(
+                "namespaces",
+                cluster_api(client, for_pods(&all)),
+                trim_meta,
+                content_changed,
+                touches_namespace,
+                None,
+            ),
             endpoints: w.fixed(
                 "endpoints",
                 namespaced_apis(client, &set.namespaces, pods_needed),
                 trim_meta,
                 content_changed,
+                touches_its_namespace,
                 Some(ENDPOINTS),
             ),
             endpoint_slices: w.fixed(
@@ -138,6 +154,7 @@ impl Stores {
                 namespaced_apis(client, &set.namespaces, pods_needed),
                 trim_meta,
                 content_changed,
+                touches_its_namespace,
                 Some(ENDPOINT_SLICES),
             ),
             cluster_spiffe_ids: w.fixed(
@@ -145,6 +162,7 @@ impl Stores {
                 cluster_api(client, for_crs(set.cluster_spiffe_ids, &cspiffeid_config)),
                 trim_meta,
                 spec_changed,
+                touches_everything,
                 None,
             ),
             cluster_static_entries: w.fixed(
@@ -152,6 +170,7 @@ impl Stores {
                 cluster_api(client, for_crs(set.cluster_static_entries, &all)),
                 trim_meta,
                 spec_changed,
+                touches_everything,
                 None,
             ),
             cluster_federated_trust_domains: Watches { trigger: federation, ..w }.fixed(
@@ -159,6 +178,7 @@ impl Stores {
                 cluster_api(client, for_crs(set.cluster_federated_trust_domains, &all)),
                 trim_meta,
                 spec_or_refresh_changed,
+                touches_everything,
                 None,
             ),
             pod_fields,
@@ -219,6 +239,19 @@ async fn start_pod_watch(stores: std::sync::Weak<Stores>, cancel: CancellationTo
             _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
         }
     }
+}
+
+/// A pod's change touches that pod; a node's, the pods on it; a namespace's, its pods.
+fn touches_pod(pod: &PodInfo, c: &mut scm_core::Changes) {
+    c.pod(pod.metadata.namespace.as_deref().unwrap_or_default(), pod.metadata.name.as_deref().unwrap_or_default());
+}
+
+fn touches_node(node: &Node, c: &mut scm_core::Changes) {
+    c.node(node.metadata.name.as_deref().unwrap_or_default());
+}
+
+fn touches_namespace(ns: &Namespace, c: &mut scm_core::Changes) {
+    c.namespace(ns.metadata.name.as_deref().unwrap_or_default());
 }
 
 fn trim_node(node: &mut Node) {

@@ -1,8 +1,16 @@
 //! The entry reconciler: ClusterSPIFFEIDs × pods and ClusterStaticEntries → SPIRE entries.
 //!
-//! A pass is: sources synced? → snapshot → `scm_core::declare_entries` (pure) → refresh
-//! the SPIRE mirror if stale → `scm_core::plan` (pure) → delete, create, update in
-//! upstream's batch sizes → statuses, events, metrics. Nothing is deleted on a partial
+//! A pass is: sources synced? → snapshot → declare (pure, `scm_core::Declaration`) →
+//! refresh the SPIRE mirror if stale → `scm_core::plan` (pure) → delete, create, update in
+//! upstream's batch sizes → statuses, events, metrics.
+//!
+//! How much a pass declares: a pass triggered by pods, namespaces, nodes or Endpoints
+//! declares again only the pods they touch and plans only those pods' entries
+//! (`Declaration::update`); the gcInterval pass, the pass after any read of SPIRE, a
+//! retry, a change to a ClusterSPIFFEID or ClusterStaticEntry, a held deletion and the
+//! first pass after an error or regained leadership declare the whole world and plan every
+//! entry. A whole pass first brings the kept declaration up to date and compares it with
+//! the whole one (`declaration_disagreements_total`, which must stay 0). Nothing is deleted on a partial
 //! view: an unsynced cache or a failed list skips the pass; sources that fail to parse
 //! or render protect their entries (see `scm_core::Protection`); and a plan that would
 //! delete most of what this controller owns holds those deletes (the circuit breaker,
@@ -14,7 +22,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use scm_api::ClusterSPIFFEIDStats;
-use scm_core::{Declared, Ownership, Plan, RenderCache, Settings, SourceKind, SourceRef, UnsupportedFields, World};
+use scm_core::{
+    Changes, Declaration, DeclaredEntry, Ownership, Plan, RenderCache, Settings, SourceKind, SourceRef,
+    UnsupportedFields, World,
+};
 use scm_spiffe::{Entry, TrustDomain};
 
 use super::PassGuard;
@@ -70,8 +81,16 @@ pub struct EntryReconciler {
     unsupported: UnsupportedFields,
     last_probe: Option<Instant>,
     reported_failures: HashSet<String>,
-    /// When set, gcInterval lists run in the background and poke this trigger when done.
+    /// The entry trigger: what changed is taken from it, gcInterval lists run in the
+    /// background and poke it when done. Without it every pass is whole and lists inline.
     relisted: Option<Trigger>,
+    /// The declaration kept between passes.
+    declaration: Option<Declaration>,
+    /// The next pass declares the whole world (see the module docs).
+    whole_due: bool,
+    /// Changes were lost (a failed or abandoned pass): the kept declaration is not
+    /// compared with the next whole one.
+    declaration_stale: bool,
     background_list: Option<tokio::task::JoinHandle<Result<Listed, String>>>,
     /// When SPIRE's entries were last read in full (the gcInterval checks read only IDs
     /// and revisions in between).
@@ -85,6 +104,8 @@ pub struct EntryReconciler {
     /// The pass that looks again for missing bundles, and its current delay.
     bundle_poll: Option<(tokio::task::JoinHandle<()>, Duration, BTreeSet<TrustDomain>)>,
     reported_shortfalls: BTreeMap<SourceRef, Shortfall>,
+    /// Shortfalls as of the last whole pass, plus those incremental passes found since.
+    shortfalls: BTreeMap<SourceRef, Shortfall>,
 }
 
 /// What one pass did, for logs and tests.
@@ -119,6 +140,9 @@ impl EntryReconciler {
             last_probe: None,
             reported_failures: HashSet::new(),
             relisted: None,
+            declaration: None,
+            whole_due: true,
+            declaration_stale: true,
             background_list: None,
             last_full_read: None,
             guard: Guard { settings: scm_core::DeletionGuard::default(), namespace: None, held: Arc::default() },
@@ -128,6 +152,7 @@ impl EntryReconciler {
             bundles: None,
             bundle_poll: None,
             reported_shortfalls: BTreeMap::new(),
+            shortfalls: BTreeMap::new(),
         }
     }
 
@@ -149,6 +174,8 @@ impl EntryReconciler {
     /// Leadership moved or a write failed elsewhere: re-list before the next diff.
     pub fn invalidate(&mut self) {
         self.mirror.invalidate();
+        self.whole_due = true;
+        self.declaration_stale = true;
         if let Some(h) = self.background_list.take() {
             h.abort();
         }
@@ -158,7 +185,13 @@ impl EntryReconciler {
         let lists_before = self.mirror.lists_installed();
         let outcome = {
             let mut pass = PassGuard::start(&self.metrics, "entry", kind);
-            match self.try_pass(kind).await {
+            let outcome = self.try_pass(kind).await;
+            if outcome.is_err() {
+                // The changes this pass took are gone: the next pass declares everything.
+                self.whole_due = true;
+                self.declaration_stale = true;
+            }
+            match outcome {
                 Ok(report) => {
                     let r = &report;
                     log_writes("entry", r.created, r.updated, r.deleted, r.failed, r.kept, pass.elapsed());
@@ -192,6 +225,9 @@ impl EntryReconciler {
     }
 
     async fn try_pass(&mut self, kind: PassKind) -> Result<PassReport, PassError> {
+        // What changed, taken before the snapshot: a change recorded after it is in the
+        // next pass's.
+        let changes = self.relisted.as_ref().map_or_else(Changes::everything, Trigger::take_changes);
         let world = self.source.snapshot().map_err(PassError::NotReady)?;
 
         if self.last_probe.is_none_or(|t| t.elapsed() >= PROBE_INTERVAL) {
@@ -207,13 +243,19 @@ impl EntryReconciler {
             }
         }
 
-        self.install_background_list().await;
+        if self.install_background_list().await {
+            // What SPIRE holds was read again: the pass that uses it plans everything.
+            self.whole_due = true;
+        }
         let background = self.relisted.is_some() && self.mirror.is_fresh();
         if background && matches!(kind, PassKind::Full) {
             if self.background_list.is_none() {
                 self.start_background_list();
             }
-            // The pass that follows the list does the work.
+            // The pass that follows the list does the work (and these changes with it).
+            if let Some(t) = &self.relisted {
+                t.restore_changes(changes);
+            }
             return Ok(PassReport::default());
         }
         if !self.mirror.is_fresh() || (matches!(kind, PassKind::Full) && !background) {
@@ -231,19 +273,28 @@ impl EntryReconciler {
             );
             self.mirror.replace(listed);
             self.last_full_read = Some(Instant::now());
+            self.whole_due = true;
         }
 
-        let mut declared = scm_core::declare_entries(&world, &self.settings, &mut self.cache);
+        let mut delta = self.declare(&world, kind, &changes);
+        let whole = delta.pods.is_none();
         if let Some(own) = self.spire.own_spiffe_id() {
             // Standalone: the entry of our own SVID is what lets us in (it is admin).
-            declared.protect.protect_spiffe_id(own);
+            delta.protect.protect_spiffe_id(own);
         }
-        let shortfalls = self.shortfalls(&mut declared, kind).await;
-        let current = self.mirror.entries();
-        let plan = scm_core::plan(&declared.entries, &current, &self.ownership, &self.unsupported, &declared.protect);
+        let found = self.shortfalls(&mut delta.entries, kind, whole).await;
+        if whole {
+            self.shortfalls = found;
+        } else {
+            self.shortfalls.extend(found);
+        }
+        let all = self.mirror.entries();
+        let current: Vec<&Entry> =
+            if whole { all.clone() } else { all.iter().copied().filter(|e| delta.covers(e)).collect() };
+        let plan = scm_core::plan(&delta.entries, &current, &self.ownership, &self.unsupported, &delta.protect);
 
-        let owned = scm_core::owned_count(&current, &self.ownership);
-        drop(current);
+        let owned = scm_core::owned_count(&all, &self.ownership);
+        drop((all, current));
         let mut plan = plan;
         self.check_deletes(&world, owned, &mut plan).await;
 
@@ -253,20 +304,65 @@ impl EntryReconciler {
         }
         let failures = self.apply(&plan, &mut report).await;
 
-        self.record_metrics(&declared, &plan);
-        self.report_render_failures(&declared).await;
+        let Some(declaration) = self.declaration.take() else {
+            return Ok(report);
+        };
+        self.record_metrics(&declaration, &plan, whole);
+        self.report_render_failures(&declaration).await;
+        let shortfalls = std::mem::take(&mut self.shortfalls);
         self.report_shortfalls(&shortfalls).await;
-        self.write_statuses(&world, &declared, &failures, &shortfalls).await;
+        self.write_statuses(&world, &declaration, &failures, &shortfalls, whole).await;
+        self.shortfalls = shortfalls;
+        self.declaration = Some(declaration);
         Ok(report)
+    }
+
+    /// The entries this pass plans: those of the pods `changes` touches when the kept
+    /// declaration can answer for them, else the whole world's (see the module docs).
+    fn declare(&mut self, world: &World, kind: PassKind, changes: &Changes) -> scm_core::Delta {
+        let incremental = !self.whole_due && matches!(kind, PassKind::Triggered(_)) && self.reported_hold.is_none();
+        if incremental
+            && let Some(kept) = self.declaration.as_mut()
+            && let Some(delta) = kept.update(world, &self.settings, &mut self.cache, changes)
+        {
+            self.metrics.declarations.with_label_values(&["incremental"]).inc();
+            return delta;
+        }
+        let whole = Declaration::build(world, &self.settings, &mut self.cache);
+        if let Some(mut kept) = self.declaration.take()
+            && !self.declaration_stale
+            && kept.update(world, &self.settings, &mut self.cache, changes).is_some()
+        {
+            let n = kept.disagreements(&whole);
+            if n > 0 {
+                tracing::warn!(
+                    disagreements = n,
+                    "the incrementally kept declaration differed from a whole one; the whole one is used"
+                );
+                self.metrics.declaration_disagreements.inc_by(n as u64);
+            }
+        }
+        self.metrics.declarations.with_label_values(&["whole"]).inc();
+        let delta = whole.everything();
+        self.declaration = Some(whole);
+        self.whole_due = false;
+        self.declaration_stale = false;
+        delta
     }
 
     /// What the declared entries cannot have: federatesWith trust domains SPIRE holds no
     /// bundle for are dropped from the entries (`scm_core::restrict_federation`; a pass
     /// is armed to look again, so the entries are completed when the bundle arrives), and
     /// additional attributes an old server does not store are named.
-    async fn shortfalls(&mut self, declared: &mut Declared, kind: PassKind) -> BTreeMap<SourceRef, Shortfall> {
+    /// An incremental pass (`whole` false) only adds to what the last whole pass found.
+    async fn shortfalls(
+        &mut self,
+        entries: &mut [DeclaredEntry],
+        kind: PassKind,
+        whole: bool,
+    ) -> BTreeMap<SourceRef, Shortfall> {
         let own = self.settings.trust_domain.clone();
-        let wanted = scm_core::federated_trust_domains(&declared.entries, &own);
+        let wanted = scm_core::federated_trust_domains(entries, &own);
         let mut missing = BTreeMap::new();
         if !wanted.is_empty() {
             let stale = match &self.bundles {
@@ -283,10 +379,12 @@ impl EntryReconciler {
                 }
             }
             if let Some(held) = &self.bundles {
-                missing = scm_core::restrict_federation(&mut declared.entries, &own, |td| held.contains(td));
+                missing = scm_core::restrict_federation(entries, &own, |td| held.contains(td));
             }
         }
-        self.arm_bundle_poll(&missing);
+        if whole || !missing.is_empty() {
+            self.arm_bundle_poll(&missing);
+        }
 
         let mut out = BTreeMap::new();
         for (src, tds) in missing {
@@ -299,12 +397,8 @@ impl EntryReconciler {
         }
         if self.unsupported.additional_attributes {
             let note = "disableX509SVIDPrefetch and jwtSVIDIncludeJTI need SPIRE Server 1.15 or later; this server does not store them";
-            let sources: BTreeSet<&SourceRef> = declared
-                .entries
-                .iter()
-                .filter(|d| d.entry.additional_attributes.is_some())
-                .map(|d| &d.source)
-                .collect();
+            let sources: BTreeSet<&SourceRef> =
+                entries.iter().filter(|d| d.entry.additional_attributes.is_some()).map(|d| &d.source).collect();
             for src in sources {
                 match out.get_mut(src) {
                     Some(s) => s.message = format!("{}; {note}", s.message),
@@ -435,11 +529,13 @@ impl EntryReconciler {
     /// Installs a finished background read: a full list with our writes since it started
     /// on top, or a revision check (entries gone dropped, changed ones fetched; many
     /// changed, or any doubt: the next step reads everything).
-    async fn install_background_list(&mut self) {
+    /// `true` when a read finished (whatever it found): the gcInterval check is done, and
+    /// the pass that follows it is the whole, authoritative one.
+    async fn install_background_list(&mut self) -> bool {
         if !self.background_list.as_ref().is_some_and(|h| h.is_finished()) {
-            return;
+            return false;
         }
-        let Some(h) = self.background_list.take() else { return };
+        let Some(h) = self.background_list.take() else { return false };
         let checks = &self.metrics.mirror_checks;
         match h.await {
             Ok(Ok(Listed::Full(listed))) => {
@@ -465,7 +561,7 @@ impl EntryReconciler {
                             Err(err) => {
                                 tracing::warn!(entry_id = %id, error = %err, "GetEntry failed; the next pass lists again");
                                 self.mirror.invalidate();
-                                return;
+                                return true;
                             }
                         }
                     }
@@ -482,6 +578,7 @@ impl EntryReconciler {
                 self.mirror.invalidate();
             }
         }
+        true
     }
 
     /// Applies the plan: deletes, then creates, then updates (upstream's order).
@@ -579,32 +676,36 @@ impl EntryReconciler {
         applied
     }
 
-    fn record_metrics(&self, declared: &Declared, plan: &Plan) {
+    fn record_metrics(&self, declared: &Declaration, plan: &Plan, whole: bool) {
         let m = &self.metrics;
-        m.entries_declared.set(declared.entries.len() as i64);
+        m.entries_declared.set(declared.len() as i64);
         // Entries in SPIRE this controller owns (not every entry of the server).
         m.entries_current.set(scm_core::owned_count(&self.mirror.entries(), &self.ownership) as i64);
-        m.entries_kept.set(plan.kept.len() as i64);
-        let masked: i64 = declared.spiffe_id_stats.values().map(|s| s.entries_masked).sum::<i64>()
-            + declared.static_entries.values().filter(|s| s.masked).count() as i64;
+        if whole {
+            // Entries kept although undeclared are only known to a whole plan.
+            m.entries_kept.set(plan.kept.len() as i64);
+        }
+        let masked: i64 = declared.spiffe_id_stats().values().map(|s| s.entries_masked).sum::<i64>()
+            + declared.static_entries().values().filter(|s| s.masked).count() as i64;
         m.entries_masked.set(masked);
+        let failures = declared.failures();
         let mut by_kind: BTreeMap<&str, i64> = BTreeMap::from([("ClusterSPIFFEID", 0), ("ClusterStaticEntry", 0)]);
-        for f in &declared.failures {
+        for f in &failures {
             *by_kind.entry(kind_name(f.source.kind)).or_default() += 1;
         }
         for (kind, n) in by_kind {
             m.render_failures.with_label_values(&[kind]).set(n);
         }
-        let cse_failures = declared.static_entries.values().filter(|s| !s.rendered).count();
+        let cse_failures = declared.static_entries().values().filter(|s| !s.rendered).count();
         if cse_failures > 0 {
             m.cluster_static_entry_failures.add(cse_failures as f64);
         }
     }
 
     /// Logs each render failure once (until it goes away) and emits an Event for it.
-    async fn report_render_failures(&mut self, declared: &Declared) {
+    async fn report_render_failures(&mut self, declared: &Declaration) {
         let mut now = HashSet::new();
-        for f in &declared.failures {
+        for f in declared.failures() {
             let pod = f.pod.as_ref().map(|(ns, n)| format!("{ns}/{n}"));
             let key = format!("{}|{}|{:?}|{}|{}", kind_name(f.source.kind), f.source.name, pod, f.field, f.message);
             if !self.reported_failures.contains(&key) {
@@ -616,32 +717,39 @@ impl EntryReconciler {
         self.reported_failures = now;
     }
 
+    /// ClusterStaticEntries only after a whole pass (an incremental one does not plan
+    /// their entries).
     async fn write_statuses(
         &self,
         world: &World,
-        declared: &Declared,
+        declared: &Declaration,
         applied: &Applied,
         shortfalls: &BTreeMap<SourceRef, Shortfall>,
+        whole: bool,
     ) {
+        let all_failures = declared.failures();
         for cr in &world.cluster_spiffe_ids {
             let name = cr.metadata.name.clone().unwrap_or_default();
-            let Some(stats) = declared.spiffe_id_stats.get(&name) else {
+            let Some(stats) = declared.spiffe_id_stats().get(&name) else {
                 continue;
             };
             let mut stats: ClusterSPIFFEIDStats = stats.clone();
             let uid = cr.metadata.uid.clone().unwrap_or_default();
             let src = SourceRef { kind: SourceKind::ClusterSPIFFEID, name: name.clone(), uid };
             stats.entry_failures = applied.failures.get(&src).copied().unwrap_or(0);
-            let failures: Vec<&scm_core::RenderFailure> = declared
-                .failures
+            let failures: Vec<&scm_core::RenderFailure> = all_failures
                 .iter()
+                .copied()
                 .filter(|f| f.source.name == name && f.source.kind == SourceKind::ClusterSPIFFEID)
                 .collect();
             self.status.cluster_spiffe_id(cr, stats, &failures, shortfalls.get(&src)).await;
         }
+        if !whole {
+            return;
+        }
         for cr in &world.cluster_static_entries {
             let name = cr.metadata.name.clone().unwrap_or_default();
-            let Some(outcome) = declared.static_entries.get(&name) else {
+            let Some(outcome) = declared.static_entries().get(&name) else {
                 continue;
             };
             let uid = cr.metadata.uid.clone().unwrap_or_default();

@@ -29,7 +29,7 @@ pub fn restrict_federation(
             continue;
         }
         let mut lost = BTreeSet::new();
-        d.entry.federates_with.retain(|td| {
+        std::sync::Arc::make_mut(&mut d.entry).federates_with.retain(|td| {
             let keep = td == own || has_bundle(td);
             if !keep {
                 lost.insert(td.clone());
@@ -62,7 +62,7 @@ mod tests {
         entry.federates_with = federates.iter().map(|s| td(s)).collect();
         DeclaredEntry {
             key: entry_key(&entry),
-            entry,
+            entry: std::sync::Arc::new(entry),
             source: SourceRef { kind: SourceKind::ClusterSPIFFEID, name: source.into(), uid: String::new() },
             pod_uid: None,
         }

@@ -11,13 +11,11 @@ use k8s_openapi::jiff::Timestamp;
 use scm_api::{ClusterSPIFFEID, ClusterSPIFFEIDSpec, ClusterSPIFFEIDStats};
 use scm_spiffe::{Entry, SpiffeId};
 
-use crate::fast::{FastMap, FastSet};
+use crate::fast::FastMap;
 use crate::key::{EntryKey, entry_key, pod_uid_of};
 use crate::labels::LabelSelectorMatcher;
-use crate::parse::{
-    FieldError, ParsedClusterSPIFFEID, class_matches, parse_cluster_spiffe_id, parse_selectors, parse_static_entry,
-};
-use crate::render::{RenderError, ServiceIndex, render_parent_id, render_pod_entry};
+use crate::parse::{FieldError, ParsedClusterSPIFFEID, class_matches, parse_cluster_spiffe_id};
+use crate::render::{RenderError, render_parent_id, render_pod_entry};
 use crate::settings::Settings;
 use crate::world::{PodInfo, World};
 
@@ -41,8 +39,8 @@ pub struct SourceRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeclaredEntry {
     pub key: EntryKey,
-    /// `id` is empty; `plan` fills it.
-    pub entry: Entry,
+    /// `id` is empty; `plan` fills it. Shared with the render cache (one copy).
+    pub entry: Arc<Entry>,
     pub source: SourceRef,
     /// Set for ClusterSPIFFEID entries.
     pub pod_uid: Option<String>,
@@ -108,12 +106,6 @@ impl Protection {
     pub fn is_untouchable(&self, e: &Entry) -> bool {
         !self.spiffe_ids.is_empty() && self.spiffe_ids.contains(e.spiffe_id.as_str())
     }
-
-    fn protect_pod(&mut self, uid: &str, reason: &Arc<str>) {
-        if !uid.is_empty() && !self.pods.contains_key(uid) {
-            self.pods.insert(uid.to_owned(), reason.clone());
-        }
-    }
 }
 
 /// The result of one declare pass.
@@ -131,10 +123,12 @@ pub struct Declared {
 }
 
 /// Render results kept across passes (BETTER than upstream's one slot per pod): one slot per
-/// (ClusterSPIFFEID, pod), valid while the pod's and node's resourceVersions, the CR's spec
+/// (pod, ClusterSPIFFEID), valid while the pod's and node's resourceVersions, the CR's spec
 /// and the set of Services referencing the pod are unchanged. Objects without a
-/// resourceVersion are never cached. Slots not used in a pass are evicted at its end, so
-/// the cache never outgrows the live (CR × selected pod) set.
+/// resourceVersion are never cached. A whole declaration evicts the slots it did not use,
+/// and an incremental one those of the pods it declared again, so the cache never outgrows
+/// the live (CR × selected pod) set for long. The rendered entries are shared with the
+/// declaration (`Arc`): one copy of each.
 ///
 /// The cache resets itself when the trust domain, cluster name, cluster domain or parent
 /// ID template (source) change.
@@ -144,7 +138,8 @@ pub struct RenderCache {
     pass: u64,
     next_epoch: u64,
     specs: FastMap<String, SpecSlot>,
-    renders: FastMap<String, FastMap<String, RenderSlot>>,
+    /// Pod UID → a slot per ClusterSPIFFEID (by cache key) that rendered for it.
+    renders: FastMap<String, Vec<(Arc<str>, RenderSlot)>>,
     parents: FastMap<String, ParentSlot>,
     stats: CacheStats,
 }
@@ -172,7 +167,7 @@ struct RenderSlot {
     node_rv: String,
     spec_epoch: u64,
     services: Vec<String>,
-    result: Result<(EntryKey, Entry), RenderError>,
+    result: Result<(EntryKey, Arc<Entry>), RenderError>,
     pass: u64,
 }
 
@@ -196,34 +191,61 @@ impl RenderCache {
         self.stats
     }
 
-    fn begin_pass(&mut self, settings: &Settings) {
+    /// Starts a pass; `false` when the settings that every render depends on changed
+    /// (the cache is then cleared).
+    fn start(&mut self, settings: &Settings) -> bool {
         let identity = [
             settings.trust_domain.name().to_owned(),
             settings.cluster_name.clone(),
             settings.cluster_domain.clone(),
             settings.parent_id_template.source().to_owned(),
         ];
-        if self.identity.as_ref() != Some(&identity) {
+        let same = self.identity.as_ref() == Some(&identity);
+        if !same {
             self.clear();
             self.identity = Some(identity);
         }
         self.pass += 1;
         self.stats = CacheStats::default();
+        same
     }
 
-    fn end_pass(&mut self) {
+    pub(crate) fn begin_pass(&mut self, settings: &Settings) {
+        self.start(settings);
+    }
+
+    /// An incremental declaration starts: `false` when it cannot (the settings changed).
+    pub(crate) fn begin_update(&mut self, settings: &Settings) -> bool {
+        self.start(settings)
+    }
+
+    /// Evicts what this pass did not use.
+    pub(crate) fn end_pass(&mut self) {
         let pass = self.pass;
         self.specs.retain(|_, s| s.pass == pass);
         self.parents.retain(|_, s| s.pass == pass);
         self.renders.retain(|_, m| {
-            m.retain(|_, s| s.pass == pass);
+            m.retain(|(_, s)| s.pass == pass);
             !m.is_empty()
         });
-        self.stats.size = self.renders.values().map(FastMap::len).sum();
+        self.stats.size = self.renders.values().map(Vec::len).sum();
+    }
+
+    /// Evicts the slots of `pods` (UIDs) this incremental pass did not use.
+    pub(crate) fn end_update(&mut self, pods: &std::collections::HashSet<String>) {
+        let pass = self.pass;
+        for uid in pods {
+            if let Some(m) = self.renders.get_mut(uid) {
+                m.retain(|(_, s)| s.pass == pass);
+                if m.is_empty() {
+                    self.renders.remove(uid);
+                }
+            }
+        }
     }
 
     /// The parsed spec and its epoch (changes whenever the spec does).
-    fn parsed(
+    pub(crate) fn parsed(
         &mut self,
         key: &str,
         spec: &ClusterSPIFFEIDSpec,
@@ -257,19 +279,74 @@ impl RenderCache {
         self.parents.insert(node_name.to_owned(), ParentSlot { node_rv: rv.to_owned(), result: result.clone(), pass });
         result
     }
+
+    /// The entry ClusterSPIFFEID `cr` (cache key, parsed spec and its epoch) declares for
+    /// `pod` on `node`, from the cache when nothing it depends on changed.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn render(
+        &mut self,
+        settings: &Settings,
+        cr: &Arc<str>,
+        spec: &ParsedClusterSPIFFEID,
+        epoch: u64,
+        pod: &PodInfo,
+        node: &Node,
+        node_name: &str,
+        services: &[&str],
+    ) -> Result<(EntryKey, Arc<Entry>), RenderError> {
+        let pass = self.pass;
+        let pod_uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let pod_rv = pod.metadata.resource_version.as_deref().unwrap_or_default();
+        let node_rv = node.metadata.resource_version.as_deref().unwrap_or_default();
+        let cacheable = !pod_rv.is_empty() && !node_rv.is_empty() && !pod_uid.is_empty();
+        if cacheable
+            && let Some(slots) = self.renders.get_mut(pod_uid)
+            && let Some((_, slot)) = slots.iter_mut().find(|(k, _)| k == cr)
+            && slot.pod_rv == pod_rv
+            && slot.node_rv == node_rv
+            && slot.spec_epoch == epoch
+            && slot.services.len() == services.len()
+            && slot.services.iter().zip(services).all(|(a, b)| a == b)
+        {
+            slot.pass = pass;
+            self.stats.hits += 1;
+            return slot.result.clone();
+        }
+        self.stats.misses += 1;
+        let result = self
+            .parent_id(settings, node_name, node)
+            .and_then(|parent| render_pod_entry(spec, settings, pod, node, &parent, services))
+            .map(|entry| (entry_key(&entry), Arc::new(entry)));
+        if cacheable {
+            let slot = RenderSlot {
+                pod_rv: pod_rv.to_owned(),
+                node_rv: node_rv.to_owned(),
+                spec_epoch: epoch,
+                services: services.iter().map(|s| (*s).to_owned()).collect(),
+                result: result.clone(),
+                pass,
+            };
+            let slots = self.renders.entry(pod_uid.to_owned()).or_default();
+            match slots.iter_mut().find(|(k, _)| k == cr) {
+                Some((_, s)) => *s = slot,
+                None => slots.push((cr.clone(), slot)),
+            }
+        }
+        result
+    }
 }
 
 /// Precedence data of a declaring object (ARCHITECTURE.md §4).
-struct Prec<'w> {
-    created: Option<&'w Timestamp>,
-    deleted: Option<&'w Timestamp>,
-    uid: &'w str,
-    kind: SourceKind,
-    name: &'w str,
+pub(crate) struct Prec<'w> {
+    pub(crate) created: Option<&'w Timestamp>,
+    pub(crate) deleted: Option<&'w Timestamp>,
+    pub(crate) uid: &'w str,
+    pub(crate) kind: SourceKind,
+    pub(crate) name: &'w str,
 }
 
 impl<'w> Prec<'w> {
-    fn of(meta: &'w ObjectMeta, kind: SourceKind) -> Self {
+    pub(crate) fn of(meta: &'w ObjectMeta, kind: SourceKind) -> Self {
         Prec {
             created: meta.creation_timestamp.as_ref().map(|t| &t.0),
             deleted: meta.deletion_timestamp.as_ref().map(|t| &t.0),
@@ -283,7 +360,7 @@ impl<'w> Prec<'w> {
 /// Upstream `objectCmp` (Less = preferred): older creationTimestamp; not being deleted
 /// before being deleted; of two being deleted the later deletionTimestamp; smaller UID.
 /// Then, deterministic where upstream is arbitrary: kind, name, pod UID.
-fn prec_cmp(a: &Prec<'_>, b: &Prec<'_>) -> Ordering {
+pub(crate) fn prec_cmp(a: &Prec<'_>, b: &Prec<'_>) -> Ordering {
     a.created
         .cmp(&b.created)
         .then_with(|| match (a.deleted, b.deleted) {
@@ -297,33 +374,11 @@ fn prec_cmp(a: &Prec<'_>, b: &Prec<'_>) -> Ordering {
         .then_with(|| a.name.cmp(b.name))
 }
 
-enum Origin {
-    /// Index into the class-matched ClusterSPIFFEID list.
-    SpiffeId(usize),
-    /// Name of the ClusterStaticEntry.
-    Static,
-}
-
-struct Candidate<'w> {
-    key: EntryKey,
-    entry: Entry,
-    prec: Prec<'w>,
-    origin: Origin,
-    source: SourceRef,
-    pod_uid: Option<&'w str>,
-}
-
-/// The first 16 hex digits of a key as a number; ordering agrees with the string order
-/// (lowercase hex, same length).
-fn key_prefix(k: &EntryKey) -> u64 {
-    k.0.get(..16).and_then(|p| u64::from_str_radix(p, 16).ok()).unwrap_or(0)
-}
-
-fn source_of(meta: &ObjectMeta, kind: SourceKind) -> SourceRef {
+pub(crate) fn source_of(meta: &ObjectMeta, kind: SourceKind) -> SourceRef {
     SourceRef { kind, name: meta.name.clone().unwrap_or_default(), uid: meta.uid.clone().unwrap_or_default() }
 }
 
-fn cache_key(meta: &ObjectMeta) -> String {
+pub(crate) fn cache_key(meta: &ObjectMeta) -> String {
     match meta.uid.as_deref() {
         Some(uid) if !uid.is_empty() => uid.to_owned(),
         _ => format!("name/{}", meta.name.as_deref().unwrap_or_default()),
@@ -355,306 +410,9 @@ pub(crate) fn node_missing(node_name: &str) -> RenderError {
     RenderError { field: "spec.nodeName".into(), message: format!("node {node_name:?} not found") }
 }
 
-/// Computes the declared entries for one pass. Pure apart from updating `cache`.
+/// Computes the declared entries for one pass (the whole world; see
+/// [`Declaration`](crate::Declaration) for declarations kept between passes). Pure apart
+/// from updating `cache`.
 pub fn declare_entries(world: &World, settings: &Settings, cache: &mut RenderCache) -> Declared {
-    cache.begin_pass(settings);
-    let mut out = Declared::default();
-    let mut candidates: Vec<Candidate<'_>> = Vec::new();
-
-    if settings.reconcile_cluster_static_entries {
-        declare_static_entries(world, settings, &mut out, &mut candidates);
-    }
-    let spiffe_ids = spiffe_id_sources(world, settings);
-    let mut stats = vec![ClusterSPIFFEIDStats::default(); spiffe_ids.len()];
-    if !spiffe_ids.is_empty() {
-        declare_spiffe_id_entries(world, settings, cache, &spiffe_ids, &mut stats, &mut out, &mut candidates);
-    }
-
-    // Masking: per key, the preferred candidate wins; the others are masked.
-    // Sorted by (key, precedence); a numeric key prefix keeps most comparisons cheap.
-    let mut order: Vec<(u64, usize)> = candidates.iter().enumerate().map(|(i, c)| (key_prefix(&c.key), i)).collect();
-    order.sort_unstable_by(|&(pa, a), &(pb, b)| {
-        pa.cmp(&pb).then_with(|| {
-            let (ca, cb) = (&candidates[a], &candidates[b]);
-            ca.key.cmp(&cb.key).then_with(|| prec_cmp(&ca.prec, &cb.prec)).then_with(|| ca.pod_uid.cmp(&cb.pod_uid))
-        })
-    });
-    let mut slots: Vec<Option<Candidate<'_>>> = candidates.into_iter().map(Some).collect();
-    for (_, i) in order {
-        let c = slots[i].take().expect("each candidate is visited once");
-        // The first of each key group wins; winners are pushed, so the last output entry
-        // holds the current group's key.
-        let winner = out.entries.last().map(|e| &e.key) != Some(&c.key);
-        match (&c.origin, winner) {
-            (Origin::SpiffeId(idx), true) => stats[*idx].entries_to_set += 1,
-            (Origin::SpiffeId(idx), false) => stats[*idx].entries_masked += 1,
-            (Origin::Static, false) => {
-                if let Some(o) = out.static_entries.get_mut(&c.source.name) {
-                    o.masked = true;
-                }
-            }
-            (Origin::Static, true) => {}
-        }
-        if winner {
-            out.entries.push(DeclaredEntry {
-                key: c.key,
-                entry: c.entry,
-                source: c.source,
-                pod_uid: c.pod_uid.map(str::to_owned),
-            });
-        }
-    }
-
-    for (cr, s) in spiffe_ids.iter().zip(stats) {
-        out.spiffe_id_stats.insert(cr.metadata.name.clone().unwrap_or_default(), s);
-    }
-    cache.end_pass();
-    out
-}
-
-fn declare_static_entries<'w>(
-    world: &'w World,
-    settings: &Settings,
-    out: &mut Declared,
-    candidates: &mut Vec<Candidate<'w>>,
-) {
-    for cse in &world.cluster_static_entries {
-        if !class_matches(cse.spec.class_name.as_deref(), &settings.class_name, settings.watch_classless) {
-            continue;
-        }
-        let source = source_of(&cse.metadata, SourceKind::ClusterStaticEntry);
-        match parse_static_entry(&cse.spec) {
-            Ok(entry) => {
-                let key = entry_key(&entry);
-                out.static_entries.insert(
-                    source.name.clone(),
-                    StaticEntryOutcome { rendered: true, masked: false, key: Some(key.clone()), error: None },
-                );
-                candidates.push(Candidate {
-                    key,
-                    entry,
-                    prec: Prec::of(&cse.metadata, SourceKind::ClusterStaticEntry),
-                    origin: Origin::Static,
-                    source,
-                    pod_uid: None,
-                });
-            }
-            Err(e) => {
-                let reason: Arc<str> = format!(
-                    "ClusterStaticEntry {:?} failed to parse ({e}); entries without a pod-uid selector are kept",
-                    source.name
-                )
-                .into();
-                if out.protect.non_pod_entries.is_none() {
-                    out.protect.non_pod_entries = Some(reason);
-                }
-                out.static_entries.insert(
-                    source.name.clone(),
-                    StaticEntryOutcome { rendered: false, masked: false, key: None, error: Some(e.to_string()) },
-                );
-                out.failures.push(RenderFailure { source, pod: None, field: e.field, message: e.message });
-            }
-        }
-    }
-}
-
-fn declare_spiffe_id_entries<'w>(
-    world: &'w World,
-    settings: &Settings,
-    cache: &mut RenderCache,
-    crs: &[&'w Arc<ClusterSPIFFEID>],
-    stats: &mut [ClusterSPIFFEIDStats],
-    out: &mut Declared,
-    candidates: &mut Vec<Candidate<'w>>,
-) {
-    let nodes: FastMap<&str, &Node> =
-        world.nodes.iter().filter_map(|n| Some((n.metadata.name.as_deref()?, &**n))).collect();
-    let mut pods_by_ns: FastMap<&str, Vec<&PodInfo>> = FastMap::default();
-    for p in &world.pods {
-        pods_by_ns.entry(p.metadata.namespace.as_deref().unwrap_or_default()).or_default().push(p);
-    }
-    let mut services: Option<ServiceIndex<'w>> = None;
-    let mut non_fallback_applied: FastSet<&str> = FastSet::default();
-    let pass = cache.pass;
-
-    for (idx, cr) in crs.iter().enumerate() {
-        let source = source_of(&cr.metadata, SourceKind::ClusterSPIFFEID);
-        let cr_key = cache_key(&cr.metadata);
-        let (epoch, parsed) = cache.parsed(&cr_key, &cr.spec);
-        let spec = match parsed {
-            Ok(spec) => spec,
-            Err(e) => {
-                protect_selected_pods(world, settings, cr, &source, &e, &mut out.protect);
-                out.failures.push(RenderFailure { source, pod: None, field: e.field, message: e.message });
-                continue;
-            }
-        };
-        if spec.auto_populate_dns_names && services.is_none() {
-            services = Some(ServiceIndex::build(world));
-        }
-        let fallback = spec.fallback;
-        let st = &mut stats[idx];
-        let mut slots = cache.renders.remove(&cr_key).unwrap_or_default();
-
-        for ns in &world.namespaces {
-            if !labels_match(spec.namespace_selector.as_ref(), &ns.metadata) {
-                continue;
-            }
-            st.namespaces_selected += 1;
-            let ns_name = ns.metadata.name.as_deref().unwrap_or_default();
-            if settings.is_namespace_ignored(ns_name) {
-                st.namespaces_ignored += 1;
-                continue;
-            }
-            let Some(pods) = pods_by_ns.get(ns_name) else {
-                continue;
-            };
-            for pod in pods {
-                if !labels_match(spec.pod_selector.as_ref(), &pod.metadata) {
-                    continue;
-                }
-                st.pods_selected += 1;
-                let pod_uid = pod.metadata.uid.as_deref().unwrap_or_default();
-                if fallback && non_fallback_applied.contains(pod_uid) {
-                    continue;
-                }
-                // BETTER (#741): unscheduled pods are skipped silently.
-                let node_name = pod.node_name();
-                if node_name.is_empty() {
-                    continue;
-                }
-                let svc: Vec<&str> = match (&services, spec.auto_populate_dns_names) {
-                    (Some(index), true) => index.services(pod_uid, ns_name),
-                    _ => Vec::new(),
-                };
-                let result = match nodes.get(node_name) {
-                    None => Err(node_missing(node_name)),
-                    Some(node) => {
-                        render_cached(cache, &mut slots, settings, &spec, epoch, pod, node, node_name, &svc, pass)
-                    }
-                };
-                match result {
-                    Ok((key, entry)) => {
-                        if !fallback {
-                            non_fallback_applied.insert(pod_uid);
-                        }
-                        candidates.push(Candidate {
-                            key,
-                            entry,
-                            prec: Prec::of(&cr.metadata, SourceKind::ClusterSPIFFEID),
-                            origin: Origin::SpiffeId(idx),
-                            source: source.clone(),
-                            pod_uid: Some(pod_uid),
-                        });
-                    }
-                    Err(e) => {
-                        st.pod_entry_render_failures += 1;
-                        let pod_ns = ns_name.to_owned();
-                        let pod_name = pod.metadata.name.clone().unwrap_or_default();
-                        let reason: Arc<str> = format!(
-                            "entry for pod {pod_ns}/{pod_name} from ClusterSPIFFEID {:?} failed to render: {}: {}",
-                            source.name, e.field, e.message
-                        )
-                        .into();
-                        out.protect.protect_pod(pod_uid, &reason);
-                        out.failures.push(RenderFailure {
-                            source: source.clone(),
-                            pod: Some((pod_ns, pod_name)),
-                            field: e.field,
-                            message: e.message,
-                        });
-                    }
-                }
-            }
-        }
-        if !slots.is_empty() {
-            cache.renders.insert(cr_key, slots);
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn render_cached(
-    cache: &mut RenderCache,
-    slots: &mut FastMap<String, RenderSlot>,
-    settings: &Settings,
-    spec: &ParsedClusterSPIFFEID,
-    epoch: u64,
-    pod: &PodInfo,
-    node: &Node,
-    node_name: &str,
-    services: &[&str],
-    pass: u64,
-) -> Result<(EntryKey, Entry), RenderError> {
-    let pod_uid = pod.metadata.uid.as_deref().unwrap_or_default();
-    let pod_rv = pod.metadata.resource_version.as_deref().unwrap_or_default();
-    let node_rv = node.metadata.resource_version.as_deref().unwrap_or_default();
-    let cacheable = !pod_rv.is_empty() && !node_rv.is_empty() && !pod_uid.is_empty();
-    if cacheable
-        && let Some(slot) = slots.get_mut(pod_uid)
-        && slot.pod_rv == pod_rv
-        && slot.node_rv == node_rv
-        && slot.spec_epoch == epoch
-        && slot.services.len() == services.len()
-        && slot.services.iter().zip(services).all(|(a, b)| a == b)
-    {
-        slot.pass = pass;
-        cache.stats.hits += 1;
-        return slot.result.clone();
-    }
-    cache.stats.misses += 1;
-    let result = cache
-        .parent_id(settings, node_name, node)
-        .and_then(|parent| render_pod_entry(spec, settings, pod, node, &parent, services))
-        .map(|entry| (entry_key(&entry), entry));
-    if cacheable {
-        slots.insert(
-            pod_uid.to_owned(),
-            RenderSlot {
-                pod_rv: pod_rv.to_owned(),
-                node_rv: node_rv.to_owned(),
-                spec_epoch: epoch,
-                services: services.iter().map(|s| (*s).to_owned()).collect(),
-                result: result.clone(),
-                pass,
-            },
-        );
-    }
-    result
-}
-
-/// A ClusterSPIFFEID that fails to parse: protect the pods it selects if its selectors
-/// parse, else every pod.
-fn protect_selected_pods(
-    world: &World,
-    settings: &Settings,
-    cr: &ClusterSPIFFEID,
-    source: &SourceRef,
-    err: &FieldError,
-    protect: &mut Protection,
-) {
-    let reason: Arc<str> =
-        format!("ClusterSPIFFEID {:?} failed to parse ({err}); its pods' entries are kept", source.name).into();
-    match parse_selectors(&cr.spec) {
-        Ok((ns_sel, pod_sel)) => {
-            let selected_ns: FastSet<&str> = world
-                .namespaces
-                .iter()
-                .filter(|ns| labels_match(ns_sel.as_ref(), &ns.metadata))
-                .filter_map(|ns| ns.metadata.name.as_deref())
-                .filter(|name| !settings.is_namespace_ignored(name))
-                .collect();
-            for pod in &world.pods {
-                let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-                if selected_ns.contains(ns) && labels_match(pod_sel.as_ref(), &pod.metadata) {
-                    protect.protect_pod(pod.metadata.uid.as_deref().unwrap_or_default(), &reason);
-                }
-            }
-        }
-        Err(_) => {
-            for pod in &world.pods {
-                protect.protect_pod(pod.metadata.uid.as_deref().unwrap_or_default(), &reason);
-            }
-        }
-    }
+    crate::declaration::Declaration::build(world, settings, cache).declared()
 }

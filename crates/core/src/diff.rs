@@ -178,7 +178,7 @@ pub fn plan<E: std::borrow::Borrow<Entry>>(
         }
         match first_by_key.get(&key) {
             None => {
-                let mut entry = d.entry.clone();
+                let mut entry = Entry::clone(&d.entry);
                 if let Some(prefix) = own.prefix().filter(|_| entry.id.is_empty()) {
                     entry.id = deterministic_entry_id(prefix, &entry);
                 }
@@ -189,7 +189,7 @@ pub fn plan<E: std::borrow::Borrow<Entry>>(
                 if outdated_fields(&d.entry, old, unsupported).is_empty() {
                     plan.unchanged.push((d.source.clone(), old.id.clone()));
                 } else {
-                    let mut entry = d.entry.clone();
+                    let mut entry = Entry::clone(&d.entry);
                     entry.id = old.id.clone();
                     plan.updates.push((d.source.clone(), entry));
                 }

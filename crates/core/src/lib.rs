@@ -5,6 +5,8 @@
 //!
 //! - [`declare_entries`]: ClusterSPIFFEID × pods and ClusterStaticEntries → winning entries
 //!   (masking), stats, render failures, [`Protection`].
+//! - [`Declaration`]: the same, kept between passes and updated for the pods a set of
+//!   [`Changes`] touches ([`Delta`]), checked against a whole declaration at every full pass.
 //! - [`plan`]: declared vs current SPIRE entries under an [`Ownership`] → deletes, creates,
 //!   updates (protected would-be deletes are kept).
 //! - [`restrict_federation`]: federatesWith without the trust domains SPIRE has no bundle
@@ -18,6 +20,7 @@
 #[doc(hidden)]
 pub mod bench;
 mod bundles;
+mod declaration;
 mod declare;
 mod diff;
 mod duration;
@@ -35,6 +38,7 @@ mod tmpl;
 mod world;
 
 pub use bundles::{federated_trust_domains, restrict_federation};
+pub use declaration::{Changes, Declaration, Delta};
 pub use declare::{
     CacheStats, Declared, DeclaredEntry, Protection, RenderCache, RenderFailure, SourceKind, SourceRef,
     StaticEntryOutcome, declare_entries,

@@ -875,7 +875,7 @@ fn declared(spiffe: &str, name: &str) -> DeclaredEntry {
     let entry = existing(spiffe, "spiffe://td/parent", &[("a", "1")], "");
     DeclaredEntry {
         key: entry_key(&entry),
-        entry,
+        entry: Arc::new(entry),
         source: SourceRef { kind: SourceKind::ClusterStaticEntry, name: name.into(), uid: format!("uid-{name}") },
         pod_uid: None,
     }
@@ -1029,11 +1029,11 @@ fn outdated_fields_each() {
         // plan: update iff outdated
         let d = DeclaredEntry {
             key: entry_key(&new),
-            entry: {
+            entry: Arc::new({
                 let mut n = new.clone();
                 n.id.clear();
                 n
-            },
+            }),
             source: declared("spiffe://td/a", "s").source,
             pod_uid: None,
         };
@@ -1171,4 +1171,5 @@ fn declare_timing() {
     );
 }
 
+mod declaration;
 mod explain;

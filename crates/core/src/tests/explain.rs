@@ -38,7 +38,7 @@ fn a_selected_pod_gets_the_entries_declare_gives_it() {
     let Verdict::Applies(e) = verdict_of(&x, "sa") else { panic!("{x:?}") };
     assert_eq!(e.spiffe_id.to_string(), "spiffe://example.org/ns/shop/sa/sa-web");
     assert_eq!(x.entries.len(), 1);
-    assert_eq!(x.entries[0].entry, **e);
+    assert_eq!(*x.entries[0].entry, **e);
 }
 
 #[test]
@@ -176,7 +176,7 @@ fn explain_agrees_with_declare_for_every_pod() {
             })
             .collect();
         let mut want: Vec<Entry> =
-            by_pod(&d, p.metadata.uid.as_deref().unwrap()).iter().map(|e| e.entry.clone()).collect();
+            by_pod(&d, p.metadata.uid.as_deref().unwrap()).iter().map(|e| Entry::clone(&e.entry)).collect();
         applied.sort_by(|a, b| a.spiffe_id.cmp(&b.spiffe_id));
         want.sort_by(|a, b| a.spiffe_id.cmp(&b.spiffe_id));
         assert_eq!(applied, want, "{ns}/{name}");
@@ -219,10 +219,10 @@ fn check_in_spire_states_and_missing_bundles() {
     assert!(check(&[], Some(&[td("partner.org")])).missing_bundles.is_empty());
     assert!(check(&[], None).missing_bundles.is_empty());
 
-    let mut foreign = want.entry.clone();
+    let mut foreign = Entry::clone(&want.entry);
     foreign.id = "hand-made".into();
     assert_eq!(check(&[foreign], None).state, SpireState::Missing { foreign: vec!["hand-made".into()] });
-    let mut ours = want.entry.clone();
+    let mut ours = Entry::clone(&want.entry);
     ours.id = "scm.1".into();
     assert_eq!(check(std::slice::from_ref(&ours), None).state, SpireState::InSync { id: "scm.1".into() });
     // Without the bundle a pass writes the entry without that trust domain.
