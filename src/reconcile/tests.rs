@@ -405,3 +405,112 @@ async fn gc_check(r: &mut EntryReconciler, trigger: &Trigger) {
     tokio::time::timeout(Duration::from_secs(5), trigger.notified()).await.expect("the read finished");
     r.pass(PassKind::Triggered(Duration::ZERO)).await;
 }
+
+/// A whole world (pods, namespaces, nodes, ClusterSPIFFEIDs), editable by the test.
+struct Cluster(Mutex<World>);
+
+impl WorldSource for Cluster {
+    fn snapshot(&self) -> Result<World, String> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+}
+
+fn pod(name: &str) -> Arc<scm_core::PodInfo> {
+    use k8s_openapi::api::core::v1::{Pod, PodSpec};
+    let mut p = Pod::default();
+    p.metadata.namespace = Some("default".into());
+    p.metadata.name = Some(name.into());
+    p.metadata.uid = Some(format!("uid-{name}"));
+    p.metadata.resource_version = Some("1".into());
+    p.spec =
+        Some(PodSpec { service_account_name: Some(name.into()), node_name: Some("n1".into()), ..Default::default() });
+    Arc::new(p.into())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_change_declares_and_plans_only_that_pod_and_the_gc_pass_checks_the_rest() {
+    use k8s_openapi::api::core::v1::{Namespace, Node};
+    let mut cr = scm_api::ClusterSPIFFEID::new(
+        "sa",
+        scm_api::ClusterSPIFFEIDSpec {
+            spiffe_id_template: "spiffe://{{ .TrustDomain }}/sa/{{ .PodSpec.ServiceAccountName }}".into(),
+            ..Default::default()
+        },
+    );
+    cr.metadata.uid = Some("cr-uid".into());
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some("default".into());
+    let mut node = Node::default();
+    node.metadata.name = Some("n1".into());
+    node.metadata.uid = Some("node-uid".into());
+    node.metadata.resource_version = Some("1".into());
+    let world = World {
+        namespaces: vec![Arc::new(ns)],
+        nodes: vec![Arc::new(node)],
+        pods: vec![pod("a"), pod("b")],
+        cluster_spiffe_ids: vec![Arc::new(cr)],
+        ..Default::default()
+    };
+    let cluster = Arc::new(Cluster(Mutex::new(world)));
+    let spire = Arc::new(Spire::default());
+    let trigger = Trigger::new();
+    let mut r = EntryReconciler::new(
+        cluster.clone(),
+        spire.clone(),
+        reconciler(&spire, &Arc::new(Static(Mutex::new(vec![])))).settings.clone(),
+        Ownership::default(),
+        Metrics::new(),
+        Arc::new(NoStatus),
+    )
+    .with_background_lists(trigger.clone());
+    let scope = |r: &EntryReconciler, s: &str| r.metrics.declarations.with_label_values(&[s]).get();
+    let spiffe_ids = || -> Vec<String> {
+        let mut v: Vec<String> = spire.entries.lock().unwrap().values().map(|e| e.spiffe_id.to_string()).collect();
+        v.sort();
+        v
+    };
+    r.pass(PassKind::Full).await;
+    assert_eq!(spiffe_ids(), ["spiffe://example.org/sa/a", "spiffe://example.org/sa/b"]);
+    assert_eq!(scope(&r, "whole"), 1);
+
+    // b's entry is deleted behind the controller's back, then pod c is created: the pass
+    // the watch triggers declares and plans c alone, so it does not notice b.
+    spire.entries.lock().unwrap().retain(|_, e| !e.spiffe_id.to_string().ends_with("/b"));
+    cluster.0.lock().unwrap().pods.push(pod("c"));
+    trigger.notify_change(|c| c.pod("default", "c"));
+    triggered(&mut r, &trigger).await;
+    assert_eq!(spiffe_ids(), ["spiffe://example.org/sa/a", "spiffe://example.org/sa/c"]);
+    assert_eq!((scope(&r, "whole"), scope(&r, "incremental")), (1, 1));
+
+    // Pod a deleted: its entry goes, in another incremental pass.
+    cluster.0.lock().unwrap().pods.retain(|p| p.metadata.name.as_deref() != Some("a"));
+    trigger.notify_change(|c| c.pod("default", "a"));
+    triggered(&mut r, &trigger).await;
+    assert_eq!(spiffe_ids(), ["spiffe://example.org/sa/c"]);
+    assert_eq!(scope(&r, "incremental"), 2);
+
+    // The gcInterval check reads SPIRE and the pass after it is whole: b comes back, and
+    // the kept declaration agreed with the whole one.
+    gc_check(&mut r, &trigger).await;
+    assert_eq!(spiffe_ids(), ["spiffe://example.org/sa/b", "spiffe://example.org/sa/c"]);
+    assert_eq!(scope(&r, "whole"), 2);
+    assert_eq!(r.metrics.declaration_disagreements.get(), 0);
+
+    // A change the watches cannot name (a custom resource: a plain notify) is whole.
+    trigger.notify();
+    triggered(&mut r, &trigger).await;
+    assert_eq!(scope(&r, "whole"), 3);
+
+    // A change the trigger was never told about is what the disagreement counter catches:
+    // the kept declaration lacks pod d's entry and counts it in the ClusterSPIFFEID's stats.
+    cluster.0.lock().unwrap().pods.push(pod("d"));
+    gc_check(&mut r, &trigger).await;
+    assert_eq!(r.metrics.declaration_disagreements.get(), 2, "the entry and the stats");
+    assert_eq!(spiffe_ids().len(), 3, "the whole pass wrote d's entry");
+}
+
+/// A pass as the loop runs it on a notification (which it consumes).
+async fn triggered(r: &mut EntryReconciler, trigger: &Trigger) {
+    let lag = tokio::time::timeout(Duration::from_secs(5), trigger.notified()).await.expect("notified");
+    r.pass(PassKind::Triggered(lag)).await;
+}
