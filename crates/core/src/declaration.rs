@@ -718,9 +718,10 @@ impl Declaration {
         self.statics.winners.iter().chain(self.pods.values().flat_map(|r| &r.entries))
     }
 
-    /// Namespace counts from `ctx`; pod counts from the records.
+    /// Namespace counts and parse failures from `ctx` (the pods' counts are added and
+    /// taken away with their records).
     fn set_cr_stats(&mut self, ctx: &Ctx<'_, '_>) {
-        let mut stats: BTreeMap<String, ClusterSPIFFEIDStats> = BTreeMap::new();
+        let stats = &mut self.stats;
         self.cr_failures.clear();
         for c in &ctx.crs {
             let s = stats.entry(c.source.name.clone()).or_default();
@@ -735,10 +736,6 @@ impl Declaration {
                 });
             }
         }
-        for r in self.pods.values() {
-            add_stats(&mut stats, r, 1);
-        }
-        self.stats = stats;
     }
 
     fn insert(&mut self, key: String, record: PodRecord) {
