@@ -1,4 +1,5 @@
-//! The loops: a coalescing trigger plus a gcInterval timer drive whole-world passes.
+//! The loops: a coalescing trigger plus a gcInterval timer drive passes (the entry pass
+//! declares only what a trigger names when it can; see `entries`).
 //! Each pass: snapshot → declare (pure) → diff against the SPIRE mirror (pure) → apply.
 
 pub mod entries;
@@ -22,7 +23,7 @@ pub enum PassOutcome {
     Retry(Duration),
 }
 
-/// A reconciler the loop drives: one whole-world pass at a time.
+/// A reconciler the loop drives: one pass at a time.
 pub trait Reconciler: Send {
     fn pass(&mut self, kind: PassKind) -> futures::future::BoxFuture<'_, PassOutcome>;
 
