@@ -2,6 +2,7 @@
 //! the Go module proxy (see e2e/peers.sh), and the controller binary.
 
 mod chart;
+mod early;
 pub mod entries;
 mod faults;
 mod federation;
