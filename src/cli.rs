@@ -601,6 +601,7 @@ fn spawn_reconcilers(config: &Config, sh: &Shared, sources: &Sources) -> anyhow:
             status,
         )
         .with_background_lists(sh.entry_trigger.clone())
+        .with_spire_checks(config.gc_interval, config.spire_check_max_interval)
         .with_guard(guard);
         cx.spawn(&mut loops, "entry", sh.entry_trigger.clone(), r);
     }

@@ -21,9 +21,13 @@ pub struct Fixture {
     pub class: String,
 }
 
-/// `gcInterval` is 2 s unless `extra` sets it.
+/// `gcInterval` is 2 s unless `extra` sets it; SPIRE is read every gcInterval (as
+/// upstream) unless `extra` sets `spireCheckMaxInterval`.
 pub fn base_config(spire: &Spire, class: &str, extra: &str) -> String {
-    let gc = if extra.contains("gcInterval:") { "" } else { "gcInterval: 2s\n" };
+    let mut gc = if extra.contains("gcInterval:") { String::new() } else { "gcInterval: 2s\n".to_owned() };
+    if !extra.contains("spireCheckMaxInterval:") {
+        gc.push_str("spireCheckMaxInterval: 0s\n");
+    }
     format!(
         "trustDomain: {TD}\nclusterName: e2e\nclusterDomain: cluster.local\n{server}className: {class}\nwatchClassless: false\n{gc}{extra}",
         // spireServerSocketPath, or spireServerAddress + workloadAPISocketPath (SCM_E2E_TRANSPORT=mtls)
@@ -416,6 +420,35 @@ async fn restart_and_idle_make_zero_writes() {
     assert_eq!(fx.writes().await, 0.0, "restart writes nothing:\n{}", fx.ctl.logs());
     let after = fx.entries().await;
     assert_eq!(before.iter().map(|e| &e.id).collect::<Vec<_>>(), after.iter().map(|e| &e.id).collect::<Vec<_>>());
+}
+
+/// Idle reads of SPIRE stretch from gcInterval up to `spireCheckMaxInterval` while they
+/// find nothing changed, and a change made behind the controller's back is still put back
+/// within that bound.
+#[tokio::test]
+async fn idle_reads_stretch_up_to_the_check_max_interval() {
+    let fx = Fixture::new("stretch", "gcInterval: 1s\nspireCheckMaxInterval: 4s\n").await;
+    fx.apply_cspiffeid(&fx.class, json!({"spiffeIDTemplate": SA_TEMPLATE})).await;
+    create_pod(&fx.client, &fx.ns, "p", &fx.node, "sa", &[]).await;
+    let before = fx.wait_entries("one entry", |e| e.len() == 1).await;
+    let revs = || async {
+        fx.ctl
+            .metric("spire_controller_manager_spire_rpc_duration_seconds_count", &["method=\"ListEntries(revisions)\""])
+            .await
+    };
+    // Let the interval grow to its bound, then count the reads of 12 idle seconds: one
+    // every 4 s (3, give or take one), not one a second.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let r0 = revs().await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let reads = revs().await - r0;
+    assert!((2.0..=4.0).contains(&reads), "{reads} reads in 12 s at most 4 s apart");
+    // An entry deleted with the CLI comes back within the bound (plus a pass).
+    let out = fx.spire.cli(&["entry", "delete", "-entryID", &before[0].id]);
+    assert!(out.status.success(), "{out:?}");
+    let t = std::time::Instant::now();
+    fx.wait_entries("the entry is back", |e| e.len() == 1).await;
+    assert!(t.elapsed() < Duration::from_secs(7), "back after {:?}", t.elapsed());
 }
 
 /// The idle gcInterval checks read IDs and revision numbers only (a masked ListEntries),

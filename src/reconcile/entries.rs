@@ -95,6 +95,8 @@ pub struct EntryReconciler {
     /// When SPIRE's entries were last read in full (the gcInterval checks read only IDs
     /// and revisions in between).
     last_full_read: Option<Instant>,
+    /// How far apart the gcInterval reads of SPIRE may grow (see [`Checks`]).
+    checks: Checks,
     guard: Guard,
     guard_state: scm_core::GuardState,
     epoch: Instant,
@@ -145,6 +147,7 @@ impl EntryReconciler {
             declaration_stale: true,
             background_list: None,
             last_full_read: None,
+            checks: Checks::default(),
             guard: Guard { settings: scm_core::DeletionGuard::default(), namespace: None, held: Arc::default() },
             guard_state: scm_core::GuardState::default(),
             epoch: Instant::now(),
@@ -171,8 +174,16 @@ impl EntryReconciler {
         self
     }
 
+    /// The gcInterval reads of SPIRE start `gc_interval` apart and double, up to `max`,
+    /// while each finds SPIRE as this controller left it (`spireCheckMaxInterval`).
+    pub fn with_spire_checks(mut self, gc_interval: Duration, max: Duration) -> Self {
+        self.checks = Checks { base: gc_interval, max: max.max(gc_interval), every: gc_interval, last: None };
+        self
+    }
+
     /// Leadership moved or a write failed elsewhere: re-list before the next diff.
     pub fn invalidate(&mut self) {
+        self.checks.changed();
         self.mirror.invalidate();
         self.whole_due = true;
         self.declaration_stale = true;
@@ -248,8 +259,9 @@ impl EntryReconciler {
             self.whole_due = true;
         }
         let background = self.relisted.is_some() && self.mirror.is_fresh();
-        if background && matches!(kind, PassKind::Full) {
+        if background && matches!(kind, PassKind::Full) && self.checks.due() {
             if self.background_list.is_none() {
+                self.checks.started();
                 self.start_background_list();
             }
             // The pass that follows the list does the work (and these changes with it).
@@ -257,6 +269,10 @@ impl EntryReconciler {
                 t.restore_changes(changes);
             }
             return Ok(PassReport::default());
+        }
+        if matches!(kind, PassKind::Full) {
+            // A gcInterval pass whose read of SPIRE is not due yet is whole all the same.
+            self.whole_due = true;
         }
         if !self.mirror.is_fresh() || (matches!(kind, PassKind::Full) && !background) {
             if let Some(h) = self.background_list.take() {
@@ -274,6 +290,8 @@ impl EntryReconciler {
             self.mirror.replace(listed);
             self.last_full_read = Some(Instant::now());
             self.whole_due = true;
+            // Read because of a doubt (start, error, new leader): read often again.
+            self.checks.changed();
         }
 
         let mut delta = self.declare(&world, kind, &changes);
@@ -551,12 +569,17 @@ impl EntryReconciler {
             }
             Ok(Ok(Listed::Revisions(listed))) => match self.mirror.finish_revisions(listed) {
                 None => tracing::debug!("revision check discarded: the mirror was invalidated meanwhile"),
-                Some(changed) if changed.is_empty() => checks.with_label_values(&["in_sync"]).inc(),
+                Some(changed) if changed.is_empty() => {
+                    checks.with_label_values(&["in_sync"]).inc();
+                    self.checks.in_sync();
+                }
                 Some(changed) if changed.len() > FETCH_LIMIT => {
+                    self.checks.changed();
                     tracing::info!(changed = changed.len(), "many SPIRE entries changed behind our back; reading all");
                     self.mirror.invalidate();
                 }
                 Some(changed) => {
+                    self.checks.changed();
                     tracing::info!(changed = changed.len(), "SPIRE entries changed behind our back; fetching them");
                     for id in &changed {
                         match observe(&self.metrics, "GetEntry", self.spire.get_entry(id)).await {
@@ -763,6 +786,38 @@ impl EntryReconciler {
                 && !applied.failures.contains_key(&src);
             self.status.cluster_static_entry(cr, outcome, set, shortfalls.get(&src)).await;
         }
+    }
+}
+
+/// How far apart the gcInterval reads of SPIRE are: from `base` (gcInterval), doubling
+/// after each read that found nothing changed, up to `max`; back to `base` on any change
+/// found, write error or leadership change. With `max == base`, every gcInterval.
+#[derive(Debug, Default)]
+struct Checks {
+    base: Duration,
+    max: Duration,
+    every: Duration,
+    /// Tokio's clock, so that tests can move it.
+    last: Option<tokio::time::Instant>,
+}
+
+impl Checks {
+    /// Whether this gcInterval pass reads SPIRE (with half a gcInterval of slack: passes
+    /// are gcInterval apart plus their own duration).
+    fn due(&self) -> bool {
+        self.last.is_none_or(|t| t.elapsed() + self.base / 2 >= self.every)
+    }
+
+    fn started(&mut self) {
+        self.last = Some(tokio::time::Instant::now());
+    }
+
+    fn in_sync(&mut self) {
+        self.every = (self.every * 2).min(self.max).max(self.base);
+    }
+
+    fn changed(&mut self) {
+        self.every = self.base;
     }
 }
 

@@ -514,3 +514,46 @@ async fn triggered(r: &mut EntryReconciler, trigger: &Trigger) {
     let lag = tokio::time::timeout(Duration::from_secs(5), trigger.notified()).await.expect("notified");
     r.pass(PassKind::Triggered(lag)).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn idle_reads_of_spire_stretch_while_nothing_changes_and_snap_back_on_a_change() {
+    let spire = Arc::new(Spire::default());
+    let world = Arc::new(Static(Mutex::new((0..3).map(cse).collect())));
+    let trigger = Trigger::new();
+    let mut r = reconciler(&spire, &world)
+        .with_background_lists(trigger.clone())
+        .with_spire_checks(Duration::from_secs(10), Duration::from_secs(60));
+    r.pass(PassKind::Full).await;
+    let reads = gc_ticks(&mut r, &spire, &trigger, 10, 300).await;
+    assert_eq!(reads, [10, 30, 70, 130, 190, 250], "doubling from gcInterval up to 60 s");
+    assert_eq!(*spire.lists.lock().unwrap(), 1, "no full read");
+
+    // Another tool edits an entry: the next read finds it, and reads are gcInterval apart again.
+    {
+        let mut entries = spire.entries.lock().unwrap();
+        let e = entries.values_mut().next().unwrap();
+        e.hint = "tampered".into();
+        e.revision += 1;
+    }
+    let reads = gc_ticks(&mut r, &spire, &trigger, 310, 400).await;
+    assert_eq!(reads, [310, 320, 340, 380], "found at the next read; then 10, 20, 40 s apart");
+    assert!(spire.entries.lock().unwrap().values().all(|e| e.hint.is_empty()), "put back");
+}
+
+/// The loop's timer from second `from` to `to`: a gcInterval (10 s) pass, then the pass a
+/// finished read wakes. Returns the seconds at which SPIRE was read.
+async fn gc_ticks(r: &mut EntryReconciler, spire: &Spire, trigger: &Trigger, from: u64, to: u64) -> Vec<u64> {
+    let mut reads = Vec::new();
+    for t in (from..=to).step_by(10) {
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let before = *spire.revision_lists.lock().unwrap();
+        r.pass(PassKind::Full).await;
+        if let Ok(lag) = tokio::time::timeout(Duration::from_millis(1), trigger.notified()).await {
+            r.pass(PassKind::Triggered(lag)).await;
+        }
+        if *spire.revision_lists.lock().unwrap() > before {
+            reads.push(t);
+        }
+    }
+    reads
+}

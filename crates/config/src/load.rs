@@ -431,6 +431,7 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
     let mutating_name = o.string("mutatingWebhookConfigurationName", cx);
     let pod_observer_name = o.string("podObserverWebhookConfigurationName", cx);
     let gc_interval_nanos = o.nanos("gcInterval", cx);
+    let spire_check_max_nanos = o.nanos("spireCheckMaxInterval", cx);
     let socket_from_file = o.string("spireServerSocketPath", cx).filter(|s| !s.is_empty());
     let address_from_file = o.string("spireServerAddress", cx).filter(|s| !s.is_empty());
     let workload_from_file = o.string("workloadAPISocketPath", cx).filter(|s| !s.is_empty());
@@ -635,6 +636,14 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
             DEFAULT_GC_INTERVAL
         }
         None => DEFAULT_GC_INTERVAL,
+    };
+    let spire_check_max_interval = match spire_check_max_nanos {
+        Some(n) if n < 0 => {
+            cx.problem("spireCheckMaxInterval", format!("{} is negative", crate::format_go_duration(n)));
+            gc_interval
+        }
+        Some(n) => nanos_to_std(n).max(gc_interval),
+        None => DEFAULT_SPIRE_CHECK_MAX_INTERVAL.max(gc_interval),
     };
 
     // Compiling a pattern costs time in proportion to its compiled size (`\w{1000}` takes
@@ -864,6 +873,7 @@ fn decode(root: &Node, opts: &LoadOptions, cx: &mut Cx) -> Option<Config> {
         mutating_webhook_configuration_name,
         pod_observer_webhook_configuration_name,
         gc_interval,
+        spire_check_max_interval,
         spire_server_socket_path,
         spire_server_address,
         workload_api_socket_path,

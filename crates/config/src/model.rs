@@ -21,6 +21,8 @@ pub const DEFAULT_MUTATING_WEBHOOK_CONFIGURATION_NAME: &str = "spire-controller-
 /// ValidatingWebhookConfiguration, `webhooks/pod-observer.yaml`; not an upstream key).
 pub const DEFAULT_POD_OBSERVER_WEBHOOK_CONFIGURATION_NAME: &str = "spire-controller-manager-pod-observer";
 pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(10);
+/// `spireCheckMaxInterval`'s default (never below `gcInterval`).
+pub const DEFAULT_SPIRE_CHECK_MAX_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_SPIRE_SERVER_SOCKET_PATH: &str = "/spire-server/api.sock";
 /// controller-runtime's cache resync default.
 pub const DEFAULT_SYNC_PERIOD: Duration = Duration::from_secs(10 * 60 * 60);
@@ -66,6 +68,12 @@ pub struct Config {
     pub pod_observer_webhook_configuration_name: String,
     /// `gcInterval`: always positive (≤ 0 in the file means the 10 s default).
     pub gc_interval: Duration,
+    /// `spireCheckMaxInterval` (extension): how far apart the gcInterval reads of SPIRE's
+    /// entries may grow while each finds SPIRE as the controller left it (the interval
+    /// doubles from `gcInterval` up to this; a change found, a write error or a new leader
+    /// returns it to `gcInterval`). Never less than `gcInterval`; equal to it, SPIRE is read
+    /// every `gcInterval` as upstream does. Default 1 minute.
+    pub spire_check_max_interval: Duration,
     /// `spireServerSocketPath`, else the deprecated `--spire-api-socket` flag, else the default.
     /// See [`Config::spire_server_socket_uri`].
     pub spire_server_socket_path: String,
@@ -362,6 +370,8 @@ impl Config {
         y.kv(0, "podObserverWebhookConfigurationName", &q(&self.pod_observer_webhook_configuration_name));
         y.comment(0, "upstream only accepts integer nanoseconds here; this loader also takes a Go duration");
         y.kv(0, "gcInterval", &qd(self.gc_interval));
+        y.comment(0, "extension: how far apart idle reads of SPIRE may grow (never below gcInterval)");
+        y.kv(0, "spireCheckMaxInterval", &qd(self.spire_check_max_interval));
         match (&self.spire_server_address, &self.workload_api_socket_path) {
             (Some(address), workload) => {
                 y.comment(0, "extensions: the SPIRE Server API over TCP + SPIFFE mTLS (standalone)");

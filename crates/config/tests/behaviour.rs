@@ -452,3 +452,16 @@ fn standalone_transport_keys() {
     let e = from_str(&text, "config.yaml", &opts, no_env).unwrap_err().to_string();
     assert!(e.contains("--spire-api-socket") && e.contains("spireServerAddress"), "{e}");
 }
+
+#[test]
+fn spire_check_max_interval() {
+    let s = std::time::Duration::from_secs;
+    assert_eq!(cfg("").spire_check_max_interval, s(60));
+    assert_eq!(cfg("spireCheckMaxInterval: 5m\n").spire_check_max_interval, s(300));
+    // Never below gcInterval: 0s (or anything shorter) means every gcInterval, as upstream.
+    assert_eq!(cfg("spireCheckMaxInterval: 0s\n").spire_check_max_interval, s(10));
+    assert_eq!(cfg("gcInterval: 2m\nspireCheckMaxInterval: 30s\n").spire_check_max_interval, s(120));
+    assert_eq!(cfg("gcInterval: 1h\n").spire_check_max_interval, s(3600));
+    assert!(err("spireCheckMaxInterval: -1s\n").contains("spireCheckMaxInterval"));
+    assert!(err("spireCheckMaxInterval: soon\n").contains("spireCheckMaxInterval"));
+}
