@@ -204,28 +204,9 @@ async fn early_registration_writes_the_entry_before_the_pod_watch_delivers_the_p
     // labels) and keeps the pod observer's caBundle; the observer sees one namespace.
     let port = free_port();
     let (validating_config, pods_config) = (format!("{name}-validating"), format!("{name}-pods"));
-    let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
-        "metadata": {"name": validating_config},
-        "webhooks": [{
-            "name": "vclusterspiffeid.kb.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
-            "failurePolicy": "Fail", "timeoutSeconds": 5,
-            "clientConfig": {"url": format!("https://localhost:{port}/validate-spire-spiffe-io-v1alpha1-clusterspiffeid")},
-            "objectSelector": {"matchLabels": {"e2e-early": name}},
-            "rules": [{"apiGroups": ["spire.spiffe.io"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"], "resources": ["clusterspiffeids"]}]
-        }]
-    }))
-    .unwrap();
-    let observer: ValidatingWebhookConfiguration = serde_json::from_value(json!({
-        "metadata": {"name": pods_config},
-        "webhooks": [{
-            "name": "observe-pods.spire.spiffe.io", "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
-            "failurePolicy": "Ignore", "timeoutSeconds": 2,
-            "clientConfig": {"url": format!("https://localhost:{port}/observe-v1-pod")},
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": observed}},
-            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods", "pods/binding"], "scope": "Namespaced"}]
-        }]
-    }))
-    .unwrap();
+    let base = format!("https://localhost:{port}");
+    let validating = cluster_spiffe_id_validating_config(&validating_config, &base, "e2e-early", &name);
+    let observer = pod_observer_config(&pods_config, &base, &observed);
     let vapi: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     let _configs = WebhookConfigs(vec![validating_config.clone(), pods_config.clone()]);
     for c in [&validating, &observer] {

@@ -119,6 +119,12 @@ impl Fixture {
         self.ctl.metric("spire_controller_manager_entry_writes_total", &[]).await
     }
 
+    /// How many calls of SPIRE API `method` (as the metrics name it) the controller made.
+    pub async fn rpc_calls(&self, method: &str) -> f64 {
+        let filter = format!("method=\"{method}\"");
+        self.ctl.metric("spire_controller_manager_spire_rpc_duration_seconds_count", &[&filter]).await
+    }
+
     pub async fn status(&self, plural: &str, name: &str) -> Value {
         let out = kubectl(&["get", plural, name, "-o", "json"]);
         let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
@@ -431,11 +437,7 @@ async fn idle_reads_stretch_up_to_the_check_max_interval() {
     fx.apply_cspiffeid(&fx.class, json!({"spiffeIDTemplate": SA_TEMPLATE})).await;
     create_pod(&fx.client, &fx.ns, "p", &fx.node, "sa", &[]).await;
     let before = fx.wait_entries("one entry", |e| e.len() == 1).await;
-    let revs = || async {
-        fx.ctl
-            .metric("spire_controller_manager_spire_rpc_duration_seconds_count", &["method=\"ListEntries(revisions)\""])
-            .await
-    };
+    let revs = || fx.rpc_calls("ListEntries(revisions)");
     // Let the interval grow to its bound, then count the reads of 12 idle seconds: one
     // every 4 s (3, give or take one), not one a second.
     tokio::time::sleep(Duration::from_secs(8)).await;
@@ -462,13 +464,7 @@ async fn idle_checks_read_revisions_only_and_catch_changes() {
         create_pod(&fx.client, &fx.ns, &format!("p{i}"), &fx.node, &format!("sa{i}"), &[]).await;
     }
     let before = fx.wait_entries("five entries", |e| e.len() == 5).await;
-    let rpc = |method: &'static str| {
-        let ctl = &fx.ctl;
-        async move {
-            ctl.metric("spire_controller_manager_spire_rpc_duration_seconds_count", &[&format!("method=\"{method}\"")])
-                .await
-        }
-    };
+    let rpc = |method: &'static str| fx.rpc_calls(method);
     let checks = |result: &'static str| {
         let ctl = &fx.ctl;
         async move { ctl.metric("spire_controller_manager_mirror_checks_total", &[&format!("result=\"{result}\"")]).await }

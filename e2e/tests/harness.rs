@@ -363,3 +363,43 @@ pub async fn delete_cr(client: &Client, kind: &str, kind_plural: &str, name: &st
     let api = cr_api(client, kind, kind_plural);
     let _ = api.delete(name, &DeleteParams::default()).await;
 }
+
+/// The pod observer's configuration `name`: pod CREATEs (and bindings) in namespace `ns`,
+/// sent to `base` (`https://localhost:<port>`), never blocking a pod.
+pub fn pod_observer_config(
+    name: &str,
+    base: &str,
+    ns: &str,
+) -> k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "observe-pods.spire.spiffe.io", "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
+            "failurePolicy": "Ignore", "timeoutSeconds": 2, "clientConfig": {"url": format!("{base}/observe-v1-pod")},
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods", "pods/binding"], "scope": "Namespaced"}]
+        }]
+    }))
+    .expect("a pod observer configuration")
+}
+
+/// A validating configuration `name` for the ClusterSPIFFEIDs labelled `label: value`
+/// only (the controller requires one; this keeps it from judging other tests' objects).
+pub fn cluster_spiffe_id_validating_config(
+    name: &str,
+    base: &str,
+    label: &str,
+    value: &str,
+) -> k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "vclusterspiffeid.kb.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "failurePolicy": "Fail", "timeoutSeconds": 5,
+            "clientConfig": {"url": format!("{base}/validate-spire-spiffe-io-v1alpha1-clusterspiffeid")},
+            "objectSelector": {"matchLabels": {label: value}},
+            "rules": [{"apiGroups": ["spire.spiffe.io"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"], "resources": ["clusterspiffeids"]}]
+        }]
+    }))
+    .expect("a validating configuration")
+}

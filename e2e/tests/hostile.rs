@@ -91,26 +91,8 @@ pub(crate) async fn webhook_controller(name: &str, ns: &str, spire: &Spire, extr
     let port = free_port();
     let base = format!("https://localhost:{port}");
     let (vwc, pods) = (format!("{name}-validating"), format!("{name}-pods"));
-    let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
-        "metadata": {"name": vwc},
-        "webhooks": [{
-            "name": "vclusterspiffeid.kb.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
-            "failurePolicy": "Fail", "timeoutSeconds": 5, "clientConfig": {"url": format!("{base}/validate-spire-spiffe-io-v1alpha1-clusterspiffeid")},
-            "objectSelector": {"matchLabels": {"e2e-hostile": name}},
-            "rules": [{"apiGroups": ["spire.spiffe.io"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"], "resources": ["clusterspiffeids"]}]
-        }]
-    }))
-    .unwrap();
-    let observer: ValidatingWebhookConfiguration = serde_json::from_value(json!({
-        "metadata": {"name": pods},
-        "webhooks": [{
-            "name": "observe-pods.spire.spiffe.io", "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
-            "failurePolicy": "Ignore", "timeoutSeconds": 2, "clientConfig": {"url": format!("{base}/observe-v1-pod")},
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
-            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods", "pods/binding"], "scope": "Namespaced"}]
-        }]
-    }))
-    .unwrap();
+    let validating = cluster_spiffe_id_validating_config(&vwc, &base, "e2e-hostile", name);
+    let observer = pod_observer_config(&pods, &base, ns);
     let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     api.create(&PostParams::default(), &validating).await.unwrap();
     api.create(&PostParams::default(), &observer).await.unwrap();

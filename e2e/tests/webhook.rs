@@ -68,17 +68,7 @@ async fn install_configs(client: &kube::Client, port: u16, label: &str, ns: &str
         ]
     }))
     .unwrap();
-    let observer: ValidatingWebhookConfiguration = serde_json::from_value(json!({
-        "metadata": {"name": pods},
-        "webhooks": [{
-            "name": "observe-pods.spire.spiffe.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
-            "failurePolicy": "Ignore", "timeoutSeconds": 2,
-            "clientConfig": {"url": format!("{base}/observe-v1-pod")},
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
-            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods", "pods/binding"], "scope": "Namespaced"}]
-        }]
-    }))
-    .unwrap();
+    let observer = pod_observer_config(&pods, &base, ns);
     let v: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     let m: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     v.create(&PostParams::default(), &validating).await.expect("create validating configuration");

@@ -738,7 +738,12 @@ impl Declaration {
         }
     }
 
+    /// Keeps `record` (a pod that no ClusterSPIFFEID selects or protects is not kept: it
+    /// has nothing to take back when it changes).
     fn insert(&mut self, key: String, record: PodRecord) {
+        if record.stats.is_empty() && record.protect.is_none() {
+            return;
+        }
         add_stats(&mut self.stats, &record, 1);
         self.pod_entries += record.entries.len();
         if !record.failures.is_empty() {
