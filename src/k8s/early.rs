@@ -124,9 +124,20 @@ impl EarlyPods {
         if st.confirmed.is_empty() {
             return;
         }
-        let index: HashMap<String, usize> = pods.iter().enumerate().map(|(i, p)| (key_of(p), i)).collect();
+        // Where each confirmed pod's name is in the snapshot: one pass over the pods without
+        // an allocation per pod (a pass at 100k pods must not pay for a few hints).
         let confirmed: Vec<(String, Arc<PodInfo>)> =
             st.confirmed.iter().map(|(k, (p, _))| (k.clone(), p.clone())).collect();
+        let mut found: HashMap<(&str, &str), usize> = HashMap::new();
+        let wanted: std::collections::HashSet<(&str, &str)> =
+            confirmed.iter().filter_map(|(k, _)| k.split_once('/')).collect();
+        for (i, p) in pods.iter().enumerate() {
+            let at = (p.metadata.namespace.as_deref().unwrap_or(""), p.metadata.name.as_deref().unwrap_or(""));
+            if let Some(&key) = wanted.get(&at) {
+                found.insert(key, i);
+            }
+        }
+        let index: HashMap<String, usize> = found.into_iter().map(|((ns, n), i)| (format!("{ns}/{n}"), i)).collect();
         for (key, pod) in confirmed {
             match index.get(&key) {
                 // The store caught up (same pod, bound): the hint has served its purpose.
@@ -222,10 +233,6 @@ impl EarlyPods {
             self.confirm(key, namespace, name);
         }
     }
-}
-
-fn key_of(p: &PodInfo) -> String {
-    format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or(""), p.metadata.name.as_deref().unwrap_or(""))
 }
 
 impl PodSink for EarlyPods {
