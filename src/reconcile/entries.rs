@@ -97,6 +97,8 @@ pub struct EntryReconciler {
     last_full_read: Option<Instant>,
     /// How far apart the gcInterval reads of SPIRE may grow (see [`Checks`]).
     checks: Checks,
+    /// Entries in SPIRE this controller owns (see `try_pass`).
+    owned: usize,
     guard: Guard,
     guard_state: scm_core::GuardState,
     epoch: Instant,
@@ -148,6 +150,7 @@ impl EntryReconciler {
             background_list: None,
             last_full_read: None,
             checks: Checks::default(),
+            owned: 0,
             guard: Guard { settings: scm_core::DeletionGuard::default(), namespace: None, held: Arc::default() },
             guard_state: scm_core::GuardState::default(),
             epoch: Instant::now(),
@@ -194,6 +197,7 @@ impl EntryReconciler {
 
     pub async fn pass(&mut self, kind: PassKind) -> PassOutcome {
         let lists_before = self.mirror.lists_installed();
+        let wholes_before = self.metrics.declarations.with_label_values(&["whole"]).get();
         let outcome = {
             let mut pass = PassGuard::start(&self.metrics, "entry", kind);
             let outcome = self.try_pass(kind).await;
@@ -227,9 +231,11 @@ impl EntryReconciler {
             }
         };
         // A pass that installed a list of SPIRE's entries freed the previous copy of every
-        // entry: hand the freed pages back (off the measured pass; other passes reuse
-        // what they free).
-        if self.mirror.lists_installed() != lists_before {
+        // entry, and a whole declaration the previous declaration and the whole plan: hand
+        // the freed pages back (off the measured pass; incremental passes reuse what they
+        // free).
+        let whole = self.metrics.declarations.with_label_values(&["whole"]).get() != wholes_before;
+        if whole || self.mirror.lists_installed() != lists_before {
             crate::memory::release_free_pages();
         }
         outcome
@@ -306,21 +312,28 @@ impl EntryReconciler {
         } else {
             self.shortfalls.extend(found);
         }
-        let all = self.mirror.entries();
-        let current: Vec<&Entry> =
-            if whole { all.clone() } else { all.iter().copied().filter(|e| delta.covers(e)).collect() };
-        let plan = scm_core::plan(&delta.entries, &current, &self.ownership, &self.unsupported, &delta.protect);
-
-        let owned = scm_core::owned_count(&all, &self.ownership);
-        drop((all, current));
+        let plan = match &delta.pods {
+            None => {
+                let all = self.mirror.entries();
+                self.owned = scm_core::owned_count(&all, &self.ownership);
+                scm_core::plan(&delta.entries, &all, &self.ownership, &self.unsupported, &delta.protect)
+            }
+            Some(uids) => {
+                let current = self.mirror.entries_of_pods(uids.iter().map(String::as_str));
+                scm_core::plan(&delta.entries, &current, &self.ownership, &self.unsupported, &delta.protect)
+            }
+        };
         let mut plan = plan;
-        self.check_deletes(&world, owned, &mut plan).await;
+        self.check_deletes(&world, self.owned, &mut plan).await;
 
         let mut report = PassReport { kept: plan.kept.len(), ..Default::default() };
         for (entry, why) in &plan.kept {
             tracing::debug!(entry_id = %entry.id, spiffe_id = %entry.spiffe_id, reason = %why, "keeping undeclared entry");
         }
         let failures = self.apply(&plan, &mut report).await;
+        // What this controller owns, counted in full by each whole pass and kept by our
+        // own writes in between (a write that failed makes the next pass whole).
+        self.owned = (self.owned + report.created).saturating_sub(report.deleted);
 
         let Some(declaration) = self.declaration.take() else {
             return Ok(report);
@@ -706,7 +719,7 @@ impl EntryReconciler {
         let m = &self.metrics;
         m.entries_declared.set(declared.len() as i64);
         // Entries in SPIRE this controller owns (not every entry of the server).
-        m.entries_current.set(scm_core::owned_count(&self.mirror.entries(), &self.ownership) as i64);
+        m.entries_current.set(self.owned as i64);
         if whole {
             // Entries kept although undeclared are only known to a whole plan.
             m.entries_kept.set(plan.kept.len() as i64);

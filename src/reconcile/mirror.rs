@@ -11,6 +11,9 @@ use scm_spiffe::Entry;
 #[derive(Default)]
 pub struct Mirror {
     entries: HashMap<String, Entry>,
+    /// Pod UID (of a `k8s:pod-uid` selector) → the IDs of its entries: an incremental
+    /// pass looks at the entries of the pods it declared, not at every entry.
+    by_pod: HashMap<Box<str>, Vec<Box<str>>>,
     fresh: bool,
     /// Our own writes since a background list started (see [`Mirror::start_journal`]).
     journal: Option<Vec<Write>>,
@@ -55,12 +58,8 @@ impl Mirror {
         self.replace(entries);
         for w in journal {
             match w {
-                Write::Upserted(e) => {
-                    self.entries.insert(e.id.clone(), *e);
-                }
-                Write::Removed(id) => {
-                    self.entries.remove(&id);
-                }
+                Write::Upserted(e) => self.put(*e),
+                Write::Removed(id) => self.take(&id),
             }
         }
         true
@@ -70,6 +69,7 @@ impl Mirror {
     /// list in progress is void.
     pub fn replace(&mut self, entries: Vec<Entry>) {
         self.entries = entries.into_iter().map(|e| (e.id.clone(), e)).collect();
+        self.index();
         self.fresh = true;
         self.journal = None;
         self.lists += 1;
@@ -94,6 +94,7 @@ impl Mirror {
             .collect();
         let listed: HashMap<String, i64> = listed.into_iter().collect();
         self.entries.retain(|id, _| listed.contains_key(id) || touched.contains(id.as_str()));
+        self.index();
         let mut changed: Vec<String> = listed
             .into_iter()
             .filter(|(id, rev)| {
@@ -108,12 +109,8 @@ impl Mirror {
     /// An entry fetched after [`Mirror::finish_revisions`] (`None`: it is gone).
     pub fn fetched(&mut self, id: &str, entry: Option<Entry>) {
         match entry {
-            Some(e) => {
-                self.entries.insert(e.id.clone(), e);
-            }
-            None => {
-                self.entries.remove(id);
-            }
+            Some(e) => self.put(e),
+            None => self.take(id),
         }
     }
 
@@ -127,8 +124,47 @@ impl Mirror {
         self.entries.values().collect()
     }
 
+    /// The entries of the pods `uids` names (by their `k8s:pod-uid` selector).
+    pub fn entries_of_pods<'a>(&'a self, uids: impl IntoIterator<Item = &'a str>) -> Vec<&'a Entry> {
+        uids.into_iter()
+            .filter_map(|uid| self.by_pod.get(uid))
+            .flatten()
+            .filter_map(|id| self.entries.get(&**id))
+            .collect()
+    }
+
+    fn put(&mut self, e: Entry) {
+        self.take(&e.id);
+        if let Some(uid) = scm_core::pod_uid_of(&e) {
+            self.by_pod.entry(uid.into()).or_default().push(e.id.as_str().into());
+        }
+        self.entries.insert(e.id.clone(), e);
+    }
+
+    fn take(&mut self, id: &str) {
+        let Some(old) = self.entries.remove(id) else { return };
+        if let Some(uid) = scm_core::pod_uid_of(&old)
+            && let Some(ids) = self.by_pod.get_mut(uid)
+        {
+            ids.retain(|i| &**i != id);
+            if ids.is_empty() {
+                self.by_pod.remove(uid);
+            }
+        }
+    }
+
+    /// Rebuilds the pod index after the entries changed wholesale.
+    fn index(&mut self) {
+        self.by_pod.clear();
+        for (id, e) in &self.entries {
+            if let Some(uid) = scm_core::pod_uid_of(e) {
+                self.by_pod.entry(uid.into()).or_default().push(id.as_str().into());
+            }
+        }
+    }
+
     pub fn removed(&mut self, id: &str) {
-        self.entries.remove(id);
+        self.take(id);
         if let Some(j) = self.journal.as_mut() {
             j.push(Write::Removed(id.to_owned()));
         }
@@ -138,7 +174,7 @@ impl Mirror {
         if let Some(j) = self.journal.as_mut() {
             j.push(Write::Upserted(Box::new(entry.clone())));
         }
-        self.entries.insert(entry.id.clone(), entry);
+        self.put(entry);
     }
 }
 
@@ -208,5 +244,44 @@ mod tests {
         m.start_journal();
         m.invalidate();
         assert!(m.finish_revisions(vec![]).is_none());
+    }
+
+    #[test]
+    fn the_pod_index_follows_every_change() {
+        let pod = |id: &str, uid: &str, rev: i64| {
+            let sel = scm_spiffe::Selector::new("k8s", format!("pod-uid:{uid}"));
+            Entry { selectors: vec![sel], revision: rev, ..entry(id, "") }
+        };
+        let of = |m: &Mirror, uid: &str| {
+            let mut v: Vec<String> = m.entries_of_pods([uid]).iter().map(|e| e.id.clone()).collect();
+            v.sort();
+            v
+        };
+        let mut m = Mirror::default();
+        m.replace(vec![pod("a1", "A", 1), pod("a2", "A", 1), pod("b1", "B", 1), entry("static", "")]);
+        assert_eq!(
+            (of(&m, "A"), of(&m, "B"), of(&m, "C")),
+            (vec!["a1".into(), "a2".into()], vec!["b1".into()], vec![])
+        );
+        m.removed("a1");
+        m.upserted(pod("c1", "C", 0));
+        m.upserted(pod("b1", "C", 2)); // the same ID, now another pod's
+        assert_eq!(
+            (of(&m, "A"), of(&m, "B"), of(&m, "C")),
+            (vec!["a2".into()], vec![], vec!["b1".into(), "c1".into()])
+        );
+        m.start_journal();
+        m.upserted(pod("d1", "D", 0));
+        assert!(m.finish_list(vec![pod("a2", "A", 1), pod("x", "B", 0)]));
+        assert_eq!(
+            (of(&m, "A"), of(&m, "B"), of(&m, "C"), of(&m, "D")),
+            (vec!["a2".into()], vec!["x".into()], vec![], vec!["d1".into()])
+        );
+        m.start_journal();
+        assert_eq!(m.finish_revisions(vec![("a2".into(), 1)]), Some(vec![]));
+        assert_eq!((of(&m, "B"), of(&m, "D")), (vec![], vec![]), "dropped with their entries");
+        m.fetched("e1", Some(pod("e1", "A", 0)));
+        m.fetched("a2", None);
+        assert_eq!(of(&m, "A"), ["e1"]);
     }
 }
