@@ -11,6 +11,11 @@
 #   one-pod   in the converged world, one more pod at a time (20 times): from the
 #             apiserver's response to its entries being visible in SPIRE; the
 #             controller's trigger lag and pass duration.
+#   churn     in the converged world, pods created at each of BENCH_CHURN_RATES per second
+#             (default 50,200) for BENCH_CHURN_SECONDS (60), each deleted 5 s after its
+#             creation: from the apiserver's response to its entry's row in SPIRE's sqlite
+#             datastore (created_at, read every 250 ms; no load on SPIRE's API) —
+#             p50/p90/p99/max, entries never seen, controller CPU and RSS. sqlite only.
 #   admission crates/webhook/examples/admission_bench.rs at 1,000 req/s (p50/p99).
 #   upstream  scale + one-pod with the Go upstream binary (e2e/peers.sh build upstream),
 #             repetitions interleaved with ours.
@@ -41,6 +46,8 @@ NAMESPACES=${BENCH_NAMESPACES:-20}
 POD_SHAPE=${BENCH_POD_SHAPE:-full}
 ONE_POD=${BENCH_ONE_POD:-20}
 IDLE=${BENCH_IDLE_SECONDS:-60}
+CHURN_RATES=${BENCH_CHURN_RATES:-50,200}
+CHURN_SECONDS=${BENCH_CHURN_SECONDS:-60}
 ADMISSION_RUNS=${BENCH_ADMISSION_RUNS:-3}
 ADMISSION_SECONDS=${BENCH_ADMISSION_SECONDS:-10}
 MAX_LOAD=${BENCH_MAX_LOAD:-1.5}
@@ -54,12 +61,13 @@ die() {
 	exit 1
 }
 
-want_scale=0 want_one=0 want_adm=0 want_up=0
+want_scale=0 want_one=0 want_adm=0 want_up=0 want_churn=0
 [[ $# -gt 0 ]] || set -- admission scale one-pod
 for s in "$@"; do
 	case "$s" in
 	scale) want_scale=1 ;;
 	one-pod) want_one=1 ;;
+	churn) want_churn=1 ;;
 	admission) want_adm=1 ;;
 	upstream) want_up=1 ;;
 	all) want_scale=1 want_one=1 want_adm=1 want_up=1 ;;
@@ -67,13 +75,13 @@ for s in "$@"; do
 		sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
-	*) die "unknown scenario '$s' (scale one-pod admission upstream all)" ;;
+	*) die "unknown scenario '$s' (scale one-pod churn admission upstream all)" ;;
 	esac
 done
 # upstream alone means: its scale and one-pod numbers.
-if [[ $want_up == 1 && $want_scale == 0 && $want_one == 0 ]]; then up_only=1; else up_only=0; fi
+if [[ $want_up == 1 && $want_scale == 0 && $want_one == 0 && $want_churn == 0 ]]; then up_only=1; else up_only=0; fi
 if [[ $up_only == 1 ]]; then want_scale=1 want_one=1; fi
-need_peers=$((want_scale || want_one))
+need_peers=$((want_scale || want_one || want_churn))
 
 OUT="$BENCH_DIR/results-$(date -u +%Y%m%dT%H%M%SZ)"
 PEERS="$BENCH_DIR/peers"
@@ -176,6 +184,7 @@ if [[ $need_peers == 1 ]]; then
 	phase_args=()
 	[[ $want_scale == 1 ]] || phase_args+=(--no-idle)
 	if [[ $want_one == 1 ]]; then phase_args+=(--one-pod "$ONE_POD"); else phase_args+=(--one-pod 0); fi
+	if [[ $want_churn == 1 ]]; then phase_args+=(--churn-rates "$CHURN_RATES" --churn-seconds "$CHURN_SECONDS"); fi
 	run_rep() { # FLAVOR LABEL BIN REP
 		wait_load
 		log "$2: repetition $4/$REPS (load $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -6,10 +6,10 @@
 //!
 //! How much a pass declares: a pass triggered by pods, namespaces, nodes or Endpoints
 //! declares again only the pods they touch and plans only those pods' entries
-//! (`Declaration::update`); the gcInterval pass, the pass after any read of SPIRE, a
-//! retry, a change to a ClusterSPIFFEID or ClusterStaticEntry, a held deletion and the
-//! first pass after an error or regained leadership declare the whole world and plan every
-//! entry. A whole pass first brings the kept declaration up to date and compares it with
+//! (`Declaration::update`); the pass after each read of SPIRE (every gcInterval, further
+//! apart while idle: `spireCheckMaxInterval`), a retry, a change to a ClusterSPIFFEID or
+//! ClusterStaticEntry, a held deletion and the first pass after an error or regained
+//! leadership declare the whole world and plan every entry. A whole pass first brings the kept declaration up to date and compares it with
 //! the whole one (`declaration_disagreements_total`, which must stay 0). Nothing is deleted on a partial
 //! view: an unsynced cache or a failed list skips the pass; sources that fail to parse
 //! or render protect their entries (see `scm_core::Protection`); and a plan that would
@@ -236,7 +236,12 @@ impl EntryReconciler {
         // free).
         let whole = self.metrics.declarations.with_label_values(&["whole"]).get() != wholes_before;
         if whole || self.mirror.lists_installed() != lists_before {
-            crate::memory::release_free_pages();
+            // On a blocking thread: a trim of a large heap takes milliseconds that the
+            // next pass (a new pod) should not wait for.
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn_blocking(crate::memory::release_free_pages)),
+                Err(_) => crate::memory::release_free_pages(),
+            }
         }
         outcome
     }
@@ -276,10 +281,8 @@ impl EntryReconciler {
             }
             return Ok(PassReport::default());
         }
-        if matches!(kind, PassKind::Full) {
-            // A gcInterval pass whose read of SPIRE is not due yet is whole all the same.
-            self.whole_due = true;
-        }
+        // A gcInterval pass whose read of SPIRE is not due (spireCheckMaxInterval) goes on
+        // like a triggered one: nothing was read, so only what changed is declared.
         if !self.mirror.is_fresh() || (matches!(kind, PassKind::Full) && !background) {
             if let Some(h) = self.background_list.take() {
                 h.abort();
@@ -351,7 +354,7 @@ impl EntryReconciler {
     /// The entries this pass plans: those of the pods `changes` touches when the kept
     /// declaration can answer for them, else the whole world's (see the module docs).
     fn declare(&mut self, world: &World, kind: PassKind, changes: &Changes) -> scm_core::Delta {
-        let incremental = !self.whole_due && matches!(kind, PassKind::Triggered(_)) && self.reported_hold.is_none();
+        let incremental = !self.whole_due && !matches!(kind, PassKind::Retry) && self.reported_hold.is_none();
         if incremental
             && let Some(kept) = self.declaration.as_mut()
             && let Some(delta) = kept.update(world, &self.settings, &mut self.cache, changes)

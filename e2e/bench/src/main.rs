@@ -644,6 +644,11 @@ async fn controller(f: Flags) -> Result<()> {
     let out_dir = PathBuf::from(f.str("out")?);
     let idle_secs = f.num("idle-secs", 60)?;
     let one_pod_n = f.num("one-pod", 20)? as usize;
+    // Churn: pods created at each rate (per second) for `churn-seconds`, each deleted
+    // `churn-life` seconds after its creation (empty: no churn phase).
+    let churn_rates: Vec<u64> = f.0.get("churn-rates").map(|v| v.split([',', ' ']).filter_map(|r| r.parse().ok()).collect()).unwrap_or_default();
+    let churn_secs = f.num("churn-seconds", 60)?;
+    let churn_life = f.num("churn-life", 5)?;
     let do_idle = !f.flag("no-idle");
     let converge_timeout = Duration::from_secs(f.num("converge-timeout", 900)?);
     std::fs::create_dir_all(&out_dir)?;
@@ -933,6 +938,28 @@ async fn controller(f: Flags) -> Result<()> {
         }
     }
 
+    // ---- churn: pods created and deleted at a rate while the world stands.
+    if !churn_rates.is_empty() {
+        let postgres_db = std::env::var("BENCH_DATASTORE").is_ok_and(|d| d == "postgres");
+        if postgres_db {
+            bail!("the churn phase reads SPIRE's sqlite datastore: run it with the sqlite datastore");
+        }
+        let db = inst.join("data").join("datastore.sqlite3");
+        let client = kube_client(&env).await?;
+        let mut runs = serde_json::Map::new();
+        for &rate in &churn_rates {
+            let r = churn(&client, &db, &label, rep, rate, churn_secs, churn_life, pid, tck).await?;
+            say(format!(
+                "churn {rate}/s for {churn_secs} s: {} pods, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} never seen; controller CPU {:.2} s, RSS {} MiB",
+                r["pods"], r["p50_ms"].as_f64().unwrap_or(f64::NAN), r["p99_ms"].as_f64().unwrap_or(f64::NAN),
+                r["max_ms"].as_f64().unwrap_or(f64::NAN), r["missing"], r["controller_cpu_seconds"].as_f64().unwrap_or(f64::NAN),
+                r["rss_kib_end"].as_u64().unwrap_or(0) / 1024
+            ));
+            runs.insert(rate.to_string(), r);
+        }
+        result.insert("churn".into(), Value::Object(runs));
+    }
+
     let final_hwm = status_kib(pid, "VmHWM");
     result.insert("vm_hwm_kib_final".into(), json!(final_hwm));
     result.insert("load_end".into(), json!(loadavg()));
@@ -951,6 +978,118 @@ async fn controller(f: Flags) -> Result<()> {
     std::fs::write(&path, serde_json::to_vec_pretty(&Value::Object(result))?)?;
     say(format!("wrote {}", path.display()));
     Ok(())
+}
+
+// ------------------------------------------------------------------ churn
+
+/// One churn run: `rate` pods a second for `secs` seconds in namespace 0 on node 1, each
+/// with a service account of its own (one entry, `ns/<ns>/sa/<name>`, from `bench-all`),
+/// each deleted `life` seconds after it was created. Latency = the entry's `created_at` in
+/// SPIRE's datastore (the database row, nanosecond timestamps, read every 250 ms while the
+/// pods live: no load on SPIRE's API) minus the time the apiserver answered the create.
+#[allow(clippy::too_many_arguments)]
+async fn churn(client: &kube::Client, db: &Path, label: &str, rep: u64, rate: u64, secs: u64, life: u64, pid: u32, tck: f64) -> Result<Value> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let ns = format!("{NS_PREFIX}0");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let prefix = format!("churn-{label}-r{rep}-{rate}-");
+    let id_prefix = format!("spiffe://{TD}/ns/{ns}/sa/{prefix}");
+    // SPIFFE ID → when the apiserver answered (UNIX seconds).
+    let answered: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
+    let seen: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
+    let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let now_unix = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The reader: new rows of our pods since the last read.
+    let reader = {
+        let (db, seen, stop, id_prefix) = (db.to_path_buf(), seen.clone(), stop.clone(), id_prefix.clone());
+        tokio::spawn(async move {
+            loop {
+                let q = format!("SELECT spiffe_id, created_at FROM registered_entries WHERE spiffe_id LIKE '{id_prefix}%';");
+                if let Ok(out) = tokio::process::Command::new("sqlite3").arg("-readonly").arg(&db).arg(q).output().await {
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    let mut seen = seen.lock().unwrap();
+                    for line in text.lines() {
+                        let Some((id, at)) = line.split_once('|') else { continue };
+                        if seen.contains_key(id) {
+                            continue;
+                        }
+                        if let Some(t) = parse_sqlite_time(at) {
+                            seen.insert(id.to_owned(), t);
+                        }
+                    }
+                }
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+    let cpu0 = cpu_secs(pid, tck).unwrap_or(0.0);
+    let total = rate * secs;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        tick.tick().await;
+        let name = format!("{prefix}{i}");
+        let doc = pod_json(&ns, &name, "bench-node-1", &name, &name, false, &[(ONEPOD_LABEL, "true")]);
+        let (pods, answered, failed) = (pods.clone(), answered.clone(), failed.clone());
+        let id = format!("{id_prefix}{i}");
+        tasks.push(tokio::spawn(async move {
+            let Ok(pod) = serde_json::from_value::<Pod>(doc) else { return };
+            if pods.create(&PostParams::default(), &pod).await.is_err() {
+                failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
+            answered.lock().unwrap().insert(id, now_unix());
+            tokio::time::sleep(Duration::from_secs(life)).await;
+            let _ = pods.delete(&name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await;
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = reader.await;
+    let cpu = cpu_secs(pid, tck).unwrap_or(0.0) - cpu0;
+    let answered = answered.lock().unwrap().clone();
+    let seen = seen.lock().unwrap().clone();
+    let mut lat: Vec<f64> = answered.iter().filter_map(|(id, t)| Some((seen.get(id)? - t) * 1e3)).collect();
+    lat.sort_by(f64::total_cmp);
+    let missing = answered.len() - lat.len();
+    // Let the deletes settle before the next run.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    Ok(json!({
+        "rate_per_second": rate, "seconds": secs, "life_seconds": life, "pods": answered.len(),
+        "create_failures": failed.load(std::sync::atomic::Ordering::Relaxed), "missing": missing,
+        "p50_ms": pct(&lat, 0.5), "p90_ms": pct(&lat, 0.9), "p99_ms": pct(&lat, 0.99), "max_ms": lat.last().copied(),
+        "latency_ms": lat, "controller_cpu_seconds": cpu, "rss_kib_end": status_kib(pid, "VmRSS"),
+        "resolution": "SPIRE's created_at (ns) minus the apiserver's answer (the driver's clock, same machine)",
+    }))
+}
+
+/// `2026-12-05 00:11:03.081777989+00:00` (how SPIRE's sqlite datastore stores times) as
+/// UNIX seconds.
+fn parse_sqlite_time(s: &str) -> Option<f64> {
+    let s = s.trim().trim_end_matches("+00:00");
+    let (date, time) = s.split_once(' ')?;
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let (y, m, day) = (d.first()?, d.get(1)?, d.get(2)?);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if *m <= 2 { (y - 1, m + 9) } else { (*y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + t.first()? * 3600 + t.get(1)? * 60 + t.get(2)?;
+    let frac: f64 = format!("0.{frac}").parse().ok()?;
+    Some(secs as f64 + frac)
 }
 
 // ------------------------------------------------------------------ report
@@ -1083,9 +1222,27 @@ fn report(dir: &Path) -> Result<()> {
         }
         out += "\n";
     }
+    if runs.values().flatten().any(|r| r.get("churn").is_some()) {
+        out += "### churn (pods created and deleted at a rate while the world stands; pod created → its entry's row in SPIRE's datastore, ms)\n\n";
+        out += "| run | rate (pods/s) | pods | p50 | p90 | p99 | max | never seen | controller CPU (s) | RSS at the end (MiB) |\n|---|---|---|---|---|---|---|---|---|---|\n";
+        for (l, rs) in &runs {
+            for r in rs {
+                let Some(c) = r.get("churn").and_then(Value::as_object) else { continue };
+                for c in c.values() {
+                    out += &format!(
+                        "| {l} rep {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                        r["rep"], c["rate_per_second"], c["pods"],
+                        fmt(get(c, "p50_ms"), 1), fmt(get(c, "p90_ms"), 1), fmt(get(c, "p99_ms"), 1), fmt(get(c, "max_ms"), 1),
+                        c["missing"], fmt(get(c, "controller_cpu_seconds"), 2), fmt(get(c, "rss_kib_end") * mib, 1),
+                    );
+                }
+            }
+        }
+        out += "\n";
+    }
     if runs.values().flatten().any(|r| r.get("one_pod").is_some()) {
         out += "### one-pod (pod created → all its entries visible in SPIRE, ms from the apiserver's response)\n\n";
-        out += "| run | n | p50 | p90 | max | create request | trigger lag mean (hist) | trigger lag p90 ≤ | creating pass, median from log |\n|---|---|---|---|---|---|---|---|---|\n";
+        out += "| run | n | p50 | p90 | p99 | max | create request | trigger lag mean (hist) | trigger lag p90 ≤ | creating pass, median from log |\n|---|---|---|---|---|---|---|---|---|---|\n";
         for (l, rs) in &runs {
             let mut pooled = Vec::new();
             for r in rs {
@@ -1096,12 +1253,13 @@ fn report(dir: &Path) -> Result<()> {
                 pooled.extend(lat.iter().copied());
                 lat.sort_by(f64::total_cmp);
                 out += &format!(
-                    "| {l} rep {} | {}{} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    "| {l} rep {} | {}{} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                     r["rep"],
                     lat.len(),
                     if get(r, "one_pod.timeouts") > 0.0 { format!(" ({} timed out)", r["one_pod"]["timeouts"]) } else { String::new() },
                     fmt(pct(&lat, 0.5), 1),
                     fmt(pct(&lat, 0.9), 1),
+                    fmt(pct(&lat, 0.99), 1),
                     fmt(lat.last().copied().unwrap_or(f64::NAN), 1),
                     fmt(median(&mut arr(r, "one_pod.create_request_ms")), 1),
                     fmt(get(r, "one_pod.trigger_lag.mean_ms"), 2),
@@ -1112,10 +1270,11 @@ fn report(dir: &Path) -> Result<()> {
             pooled.sort_by(f64::total_cmp);
             if !pooled.is_empty() {
                 out += &format!(
-                    "| **{l} pooled** | {} | **{}** | **{}** | **{}** | | | | |\n",
+                    "| **{l} pooled** | {} | **{}** | **{}** | **{}** | **{}** | | | | |\n",
                     pooled.len(),
                     fmt(pct(&pooled, 0.5), 1),
                     fmt(pct(&pooled, 0.9), 1),
+                    fmt(pct(&pooled, 0.99), 1),
                     fmt(pooled.last().copied().unwrap_or(f64::NAN), 1)
                 );
             }
