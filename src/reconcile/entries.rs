@@ -61,6 +61,9 @@ enum Listed {
     Revisions(Vec<(String, i64)>),
 }
 
+/// Incremental passes write ClusterSPIFFEID statuses at most this often (see `try_pass`).
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
 /// How often the unsupported-field probe runs (upstream: 10 minutes).
 const PROBE_INTERVAL: Duration = Duration::from_secs(600);
 
@@ -108,6 +111,10 @@ pub struct EntryReconciler {
     /// The pass that looks again for missing bundles, and its current delay.
     bundle_poll: Option<(tokio::task::JoinHandle<()>, Duration, BTreeSet<TrustDomain>)>,
     reported_shortfalls: BTreeMap<SourceRef, Shortfall>,
+    /// When statuses were last written, and the pass armed to write skipped ones.
+    last_statuses: Option<tokio::time::Instant>,
+    status_flush: Option<tokio::task::JoinHandle<()>>,
+    statuses_skipped: bool,
     /// Shortfalls as of the last whole pass, plus those incremental passes found since.
     shortfalls: BTreeMap<SourceRef, Shortfall>,
 }
@@ -159,6 +166,9 @@ impl EntryReconciler {
             bundle_poll: None,
             reported_shortfalls: BTreeMap::new(),
             shortfalls: BTreeMap::new(),
+            last_statuses: None,
+            status_flush: None,
+            statuses_skipped: false,
         }
     }
 
@@ -345,7 +355,31 @@ impl EntryReconciler {
         self.report_render_failures(&declaration).await;
         let shortfalls = std::mem::take(&mut self.shortfalls);
         self.report_shortfalls(&shortfalls).await;
-        self.write_statuses(&world, &declaration, &failures, &shortfalls, whole).await;
+        // ClusterSPIFFEID stats change with every pod: under churn, one status write per
+        // pass would put an apiserver round trip into every pass. An incremental pass
+        // without write failures writes them at most every STATUS_EVERY; a pass then
+        // follows to write what was skipped.
+        let now = tokio::time::Instant::now();
+        let changed = whole || !changes.is_empty() || !failures.failures.is_empty() || self.statuses_skipped;
+        if !changed {
+            // Nothing this pass declared can have moved a status.
+        } else if whole || !failures.failures.is_empty() || self.last_statuses.is_none_or(|t| now - t >= STATUS_EVERY) {
+            self.write_statuses(&world, &declaration, &failures, &shortfalls, whole).await;
+            self.last_statuses = Some(now);
+            self.statuses_skipped = false;
+        } else {
+            // Skipped: a pass writes them once STATUS_EVERY has passed.
+            self.statuses_skipped = true;
+            if let Some(trigger) = self.relisted.clone()
+                && self.status_flush.as_ref().is_none_or(|h| h.is_finished())
+            {
+                let at = self.last_statuses.map_or(now, |t| t + STATUS_EVERY);
+                self.status_flush = Some(tokio::spawn(async move {
+                    tokio::time::sleep_until(at).await;
+                    trigger.notify_change(|_| {});
+                }));
+            }
+        }
         self.shortfalls = shortfalls;
         self.declaration = Some(declaration);
         Ok(report)
@@ -623,16 +657,43 @@ impl EntryReconciler {
         true
     }
 
-    /// Applies the plan: deletes, then creates, then updates (upstream's order).
-    /// Returns per-source counts of failed creates/updates.
+    /// Applies the plan: deletes and creates together (they never touch the same entry:
+    /// their keys differ, and so do their IDs), then updates. Returns per-source counts of
+    /// failed creates/updates.
     async fn apply(&mut self, plan: &Plan, report: &mut PassReport) -> Applied {
         let mut applied = Applied::default();
-        if !plan.deletes.is_empty() {
-            for e in &plan.deletes {
-                tracing::info!(entry_id = %e.id, spiffe_id = %e.spiffe_id, parent_id = %e.parent_id, selectors = %fmt_selectors(e), "deleting entry");
+        for e in &plan.deletes {
+            tracing::info!(entry_id = %e.id, spiffe_id = %e.spiffe_id, parent_id = %e.parent_id, selectors = %fmt_selectors(e), "deleting entry");
+        }
+        for (op, items) in [("create", &plan.creates), ("update", &plan.updates)] {
+            for (src, e) in items.iter() {
+                tracing::info!(
+                    op, source = %src.name, kind = ?src.kind, entry_id = %e.id, spiffe_id = %e.spiffe_id,
+                    parent_id = %e.parent_id, selectors = %fmt_selectors(e), dns_names = ?e.dns_names,
+                    federates_with = ?e.federates_with.iter().map(|t| t.name().to_owned()).collect::<Vec<_>>(),
+                    x509_ttl = e.x509_svid_ttl.as_secs(), jwt_ttl = e.jwt_svid_ttl.as_secs(), admin = e.admin,
+                    downstream = e.downstream, hint = %e.hint, store_svid = e.store_svid,
+                    "{op} entry"
+                );
             }
-            let ids: Vec<String> = plan.deletes.iter().map(|e| e.id.clone()).collect();
-            let outcome = observe_batch(&self.metrics, "BatchDeleteEntry", self.spire.delete_entries(&ids)).await;
+        }
+        let ids: Vec<String> = plan.deletes.iter().map(|e| e.id.clone()).collect();
+        let creates: Vec<&Entry> = plan.creates.iter().map(|(_, e)| e).collect();
+        let (deleted, created) = futures::join!(
+            async {
+                if ids.is_empty() {
+                    return None;
+                }
+                Some(observe_batch(&self.metrics, "BatchDeleteEntry", self.spire.delete_entries(&ids)).await)
+            },
+            async {
+                if creates.is_empty() {
+                    return None;
+                }
+                Some(observe_batch(&self.metrics, "BatchCreateEntry", self.spire.create_entries(&creates)).await)
+            },
+        );
+        if let Some(outcome) = deleted {
             let (results, rpc_error) = scm_spire_api::BatchError::split(outcome);
             if let Some(err) = rpc_error {
                 tracing::warn!(error = %err, "BatchDeleteEntry failed");
@@ -653,69 +714,67 @@ impl EntryReconciler {
                 }
             }
         }
-        for (op, items) in [("create", &plan.creates), ("update", &plan.updates)] {
-            if items.is_empty() {
-                continue;
-            }
-            let entries: Vec<&Entry> = items.iter().map(|(_, e)| e).collect();
-            for (src, e) in items.iter() {
-                tracing::info!(
-                    op, source = %src.name, kind = ?src.kind, entry_id = %e.id, spiffe_id = %e.spiffe_id,
-                    parent_id = %e.parent_id, selectors = %fmt_selectors(e), dns_names = ?e.dns_names,
-                    federates_with = ?e.federates_with.iter().map(|t| t.name().to_owned()).collect::<Vec<_>>(),
-                    x509_ttl = e.x509_svid_ttl.as_secs(), jwt_ttl = e.jwt_svid_ttl.as_secs(), admin = e.admin,
-                    downstream = e.downstream, hint = %e.hint, store_svid = e.store_svid,
-                    "{op} entry"
-                );
-            }
-            let outcome = if op == "create" {
-                observe_batch(&self.metrics, "BatchCreateEntry", self.spire.create_entries(&entries)).await
-            } else {
-                observe_batch(&self.metrics, "BatchUpdateEntry", self.spire.update_entries(&entries)).await
-            };
-            let (results, rpc_error) = scm_spire_api::BatchError::split(outcome);
-            if let Some(err) = rpc_error {
-                tracing::warn!(op, error = %err, "batch {op} failed");
-                self.mirror.invalidate();
-            }
-            for ((src, e), res) in items.iter().zip(results) {
-                match res {
-                    Ok(written) => {
-                        self.mirror.upserted(written);
-                        if op == "create" {
-                            report.created += 1;
-                        } else {
-                            report.updated += 1;
-                        }
-                        self.metrics.entry_writes.with_label_values(&[op, "ok"]).inc();
-                        applied.set.insert(src.clone());
-                    }
-                    // faults (#12): SPIRE holds this entry already (an earlier create it
-                    // applied whose answer we lost): not a failure; the next pass re-lists.
-                    Err(err) if op == "create" && err.code == tonic::Code::AlreadyExists => {
-                        tracing::info!(source = %src.name, entry_id = %e.id, spiffe_id = %e.spiffe_id, error = %err, "entry already in SPIRE; not created again");
-                        self.metrics.entry_writes.with_label_values(&[op, "exists"]).inc();
-                        applied.set.insert(src.clone());
-                        self.mirror.invalidate();
-                    }
-                    Err(err) => {
-                        tracing::warn!(op, source = %src.name, spiffe_id = %e.spiffe_id, error = %err, "entry write failed");
-                        if err.message.contains("federated bundle") {
-                            // A bundle went away since it was listed: list again.
-                            self.bundles = None;
-                        }
-                        report.failed += 1;
-                        self.metrics.entry_writes.with_label_values(&[op, "failed"]).inc();
-                        *applied.failures.entry(src.clone()).or_default() += 1;
-                        self.mirror.invalidate();
-                    }
-                }
-            }
+        if let Some(outcome) = created {
+            self.written("create", &plan.creates, outcome, report, &mut applied);
+        }
+        if !plan.updates.is_empty() {
+            let entries: Vec<&Entry> = plan.updates.iter().map(|(_, e)| e).collect();
+            let outcome = observe_batch(&self.metrics, "BatchUpdateEntry", self.spire.update_entries(&entries)).await;
+            self.written("update", &plan.updates, outcome, report, &mut applied);
         }
         for (src, _) in &plan.unchanged {
             applied.set.insert(src.clone());
         }
         applied
+    }
+
+    /// Records the results of a create or update batch: the mirror, the counts, the metrics.
+    fn written(
+        &mut self,
+        op: &'static str,
+        items: &[(SourceRef, Entry)],
+        outcome: Result<Vec<scm_spire_api::BatchResult<Entry>>, scm_spire_api::BatchError<Entry>>,
+        report: &mut PassReport,
+        applied: &mut Applied,
+    ) {
+        let (results, rpc_error) = scm_spire_api::BatchError::split(outcome);
+        if let Some(err) = rpc_error {
+            tracing::warn!(op, error = %err, "batch {op} failed");
+            self.mirror.invalidate();
+        }
+        for ((src, e), res) in items.iter().zip(results) {
+            match res {
+                Ok(written) => {
+                    self.mirror.upserted(written);
+                    if op == "create" {
+                        report.created += 1;
+                    } else {
+                        report.updated += 1;
+                    }
+                    self.metrics.entry_writes.with_label_values(&[op, "ok"]).inc();
+                    applied.set.insert(src.clone());
+                }
+                // faults (#12): SPIRE holds this entry already (an earlier create it
+                // applied whose answer we lost): not a failure; the next pass re-lists.
+                Err(err) if op == "create" && err.code == tonic::Code::AlreadyExists => {
+                    tracing::info!(source = %src.name, entry_id = %e.id, spiffe_id = %e.spiffe_id, error = %err, "entry already in SPIRE; not created again");
+                    self.metrics.entry_writes.with_label_values(&[op, "exists"]).inc();
+                    applied.set.insert(src.clone());
+                    self.mirror.invalidate();
+                }
+                Err(err) => {
+                    tracing::warn!(op, source = %src.name, spiffe_id = %e.spiffe_id, error = %err, "entry write failed");
+                    if err.message.contains("federated bundle") {
+                        // A bundle went away since it was listed: list again.
+                        self.bundles = None;
+                    }
+                    report.failed += 1;
+                    self.metrics.entry_writes.with_label_values(&[op, "failed"]).inc();
+                    *applied.failures.entry(src.clone()).or_default() += 1;
+                    self.mirror.invalidate();
+                }
+            }
+        }
     }
 
     fn record_metrics(&self, declared: &Declaration, plan: &Plan, whole: bool) {
