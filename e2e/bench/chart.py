@@ -4,9 +4,10 @@
     e2e/bench/chart.py OUT.svg RESULTS_DIR [RESULTS_DIR ...]
 
 Each RESULTS_DIR is one `e2e/bench/run.sh scale [one-pod] upstream` run (any pod count);
-its `ours-rep*.json` and `upstream-rep*.json` give, per controller and pod count: time to
-converge, steady RSS and peak RSS. Two panels (log-scaled pod count on x), this
-controller against the Go one. Standard library only: the SVG is written by hand.
+its `ours-rep*.json`, `upstream-rep*.json` and (if run with BENCH_ALSO=musl=...)
+`musl-rep*.json` give, per controller and pod count: time to converge, steady RSS and peak
+RSS over the run. Three panels (log-scaled pod count on x), this controller against the Go
+one. Standard library only: the SVG is written by hand.
 """
 
 import glob
@@ -14,6 +15,11 @@ import json
 import math
 import os
 import sys
+
+
+# The series drawn (other BENCH_ALSO builds in a run are left out).
+NAMES = {"ours": "this controller (glibc)", "musl": "this controller (musl, shipped)", "upstream": "Go controller"}
+COLORS = {"ours": "#1f77b4", "musl": "#2ca02c", "upstream": "#d62728"}
 
 
 def load(dirs):
@@ -30,7 +36,8 @@ def load(dirs):
                 "peak": (r.get("vm_hwm_kib_final") or 0) / 1024 or None,
                 "steady": (idle.get("vm_rss_kib") or 0) / 1024 or None,
             }
-            out.setdefault(r["label"], {})[pods] = row
+            if r["label"] in NAMES:
+                out.setdefault(r["label"], {})[pods] = row
     return out
 
 
@@ -56,7 +63,7 @@ def panel(x0, y0, w, h, title, unit, series, key):
         svg.append(f'<text x="{x0 + 45}" y="{py(v) + 4}" text-anchor="end" font-size="11">{v:.0f}</text>')
         svg.append(f'<line x1="{x0 + 50}" y1="{py(v)}" x2="{x0 + w - 20}" y2="{py(v)}" stroke="#ddd"/>')
     svg.append(f'<text x="{x0 + 12}" y="{y0 + h / 2}" font-size="11" transform="rotate(-90 {x0 + 12} {y0 + h / 2})" text-anchor="middle">{unit}</text>')
-    colors = {"ours": "#1f77b4", "upstream": "#d62728"}
+    colors = COLORS
     for label, s in sorted(series.items()):
         pts = [(px(p), py(s[p][key])) for p in sorted(s) if s[p][key]]
         color = colors.get(label, "#555")
@@ -71,7 +78,6 @@ def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     series = load(sys.argv[2:])
-    names = {"ours": "this controller", "upstream": "Go controller"}
     w, h = 420, 300
     body = [
         panel(0, 0, w, h, "time to converge", "seconds", series, "converge"),
@@ -79,10 +85,9 @@ def main():
         panel(2 * w, 0, w, h, "peak RSS", "MiB", series, "peak"),
     ]
     legend = []
-    for i, (label, color) in enumerate([("ours", "#1f77b4"), ("upstream", "#d62728")]):
-        if label in series:
-            legend.append(f'<rect x="{60 + i * 170}" y="{h + 8}" width="12" height="12" fill="{color}"/>')
-            legend.append(f'<text x="{78 + i * 170}" y="{h + 19}" font-size="12">{names[label]}</text>')
+    for i, label in enumerate(label for label in NAMES if label in series):
+        legend.append(f'<rect x="{60 + i * 260}" y="{h + 8}" width="12" height="12" fill="{COLORS[label]}"/>')
+        legend.append(f'<text x="{78 + i * 260}" y="{h + 19}" font-size="12">{NAMES[label]}</text>')
     svg = (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{3 * w}" height="{h + 30}" font-family="sans-serif" font-size="12">\n'
         f'<rect width="100%" height="100%" fill="white"/>\n' + "\n".join(body + legend) + "\n</svg>\n"

@@ -30,7 +30,9 @@
 #   BENCH_DATASTORE (sqlite; postgres: an HA pair of spire-servers on the peers' PostgreSQL, the
 #   controller on server A), BENCH_NODES (50), BENCH_NAMESPACES (20), BENCH_POD_SHAPE (full: 2 containers with env,
 #   probes, resources, a CSI volume, ~5.4 kB as JSON; minimal: 1 bare container), BENCH_ONE_POD (20), BENCH_IDLE_SECONDS (60),
-#   BENCH_ADMISSION_RUNS (3), BENCH_ADMISSION_SECONDS (10), BENCH_MAX_LOAD, BENCH_LOAD_WAIT.
+#   BENCH_ADMISSION_RUNS (3), BENCH_ADMISSION_SECONDS (10), BENCH_MAX_LOAD, BENCH_LOAD_WAIT,
+#   BENCH_ALSO ("label=path,...": further builds of this controller, each run like the release
+#   build and reported under its label; the binary must be named spire-controller-manager).
 #
 # Output: a results table on stdout and in $BENCH_DIR/results-<time>/results.md, with the
 # per-repetition JSON, controller logs and configs next to it. Peers are brought up in
@@ -53,6 +55,9 @@ ADMISSION_SECONDS=${BENCH_ADMISSION_SECONDS:-10}
 MAX_LOAD=${BENCH_MAX_LOAD:-1.5}
 LOAD_WAIT=${BENCH_LOAD_WAIT:-180}
 DRIVER_TARGET=$ROOT/target/bench-driver
+# BENCH_ALSO="label=path,...": other builds of this controller measured in the same run
+# after the release build (e.g. musl=target/bench-bins/musl/spire-controller-manager).
+IFS=, read -r -a ALSO <<<"${BENCH_ALSO:-}"
 DRIVER=$DRIVER_TARGET/release/scm-bench
 
 log() { printf '== %s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -193,6 +198,7 @@ if [[ $need_peers == 1 ]]; then
 	}
 	for ((rep = 1; rep <= REPS; rep++)); do
 		if [[ $up_only == 0 ]]; then run_rep ours ours "$ROOT/target/release/spire-controller-manager" "$rep"; fi
+		for also in "${ALSO[@]}"; do run_rep ours "${also%%=*}" "${also#*=}" "$rep"; done
 		if [[ $want_up == 1 ]]; then run_rep upstream upstream "$UPSTREAM_BIN" "$rep"; fi
 	done
 fi

@@ -657,9 +657,8 @@ impl EntryReconciler {
         true
     }
 
-    /// Applies the plan: deletes and creates together (they never touch the same entry:
-    /// their keys differ, and so do their IDs), then updates. Returns per-source counts of
-    /// failed creates/updates.
+    /// Applies the plan: deletes, then creates, then updates (upstream's order). Returns
+    /// per-source counts of failed creates/updates.
     async fn apply(&mut self, plan: &Plan, report: &mut PassReport) -> Applied {
         let mut applied = Applied::default();
         for e in &plan.deletes {
@@ -677,23 +676,13 @@ impl EntryReconciler {
                 );
             }
         }
-        let ids: Vec<String> = plan.deletes.iter().map(|e| e.id.clone()).collect();
-        let creates: Vec<&Entry> = plan.creates.iter().map(|(_, e)| e).collect();
-        let (deleted, created) = futures::join!(
-            async {
-                if ids.is_empty() {
-                    return None;
-                }
-                Some(observe_batch(&self.metrics, "BatchDeleteEntry", self.spire.delete_entries(&ids)).await)
-            },
-            async {
-                if creates.is_empty() {
-                    return None;
-                }
-                Some(observe_batch(&self.metrics, "BatchCreateEntry", self.spire.create_entries(&creates)).await)
-            },
-        );
-        if let Some(outcome) = deleted {
+        // Deletes, then creates, never both at once: sending them together was measured
+        // slower under churn on sqlite, where SPIRE's writers queue on one database lock
+        // (BENCHMARKS.md, "Session 6"). (Batches of one kind may still overlap: the
+        // client's `entry_write_concurrency`.)
+        if !plan.deletes.is_empty() {
+            let ids: Vec<String> = plan.deletes.iter().map(|e| e.id.clone()).collect();
+            let outcome = observe_batch(&self.metrics, "BatchDeleteEntry", self.spire.delete_entries(&ids)).await;
             let (results, rpc_error) = scm_spire_api::BatchError::split(outcome);
             if let Some(err) = rpc_error {
                 tracing::warn!(error = %err, "BatchDeleteEntry failed");
@@ -714,7 +703,9 @@ impl EntryReconciler {
                 }
             }
         }
-        if let Some(outcome) = created {
+        if !plan.creates.is_empty() {
+            let creates: Vec<&Entry> = plan.creates.iter().map(|(_, e)| e).collect();
+            let outcome = observe_batch(&self.metrics, "BatchCreateEntry", self.spire.create_entries(&creates)).await;
             self.written("create", &plan.creates, outcome, report, &mut applied);
         }
         if !plan.updates.is_empty() {
