@@ -1,7 +1,7 @@
 //! CLI and wiring only. See `cli.rs` for the flags.
 
-/// The `mimalloc` feature replaces the platform allocator (the shipped musl build uses it:
-/// BENCHMARKS.md, "The shipped build").
+/// The opt-in `mimalloc` feature replaces the platform allocator (the shipped musl build
+/// keeps musl's own: BENCHMARKS.md, "The shipped build").
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
